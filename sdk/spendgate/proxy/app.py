@@ -1,0 +1,462 @@
+"""The proxy's HTTP application: routes, the chat-completions hot path, and lifecycle.
+
+``create_app`` wires settings, the key directory and the span worker into an ``aiohttp.web``
+application. The chat route is written as one straight function on purpose: it is the hot path,
+and every step (auth, parse, map, forward, tap, record) is visible in order.
+
+Request flow: virtual key -> principal; attribution overlays; model -> provider and upstream
+model; body rewritten only when needed (model name, ``stream_options.include_usage``); upstream
+bytes streamed straight to the client through ``StreamTap``; one ``CallRecord`` handed to the span
+worker whether the call ends normally, fails, or the client leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from spendgate.proxy import attribution, estimate
+from spendgate.proxy.config import ModelRoute, ProxySettings
+from spendgate.proxy.errors import (
+    CORS_HEADERS,
+    AuthenticationFailed,
+    BadRequest,
+    BodyTooLarge,
+    ModelNotAllowed,
+    ModelNotFound,
+    ProxyError,
+    error_response,
+    sse_error_event,
+)
+from spendgate.proxy.features import classify
+from spendgate.proxy.keys import KeyDirectory, KeyFileError, Principal
+from spendgate.proxy.redact import redact
+from spendgate.proxy.spans import CallRecord, SpanExportWorker, invocation_params
+from spendgate.proxy.stream import StreamTap, Usage, usage_from_openai
+from spendgate.proxy.upstream import Upstream
+
+logger = logging.getLogger("spendgate.proxy")
+
+
+_PASS_HEADERS = ("retry-after", "x-request-id", "openai-processing-ms")
+_STREAM_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # tell nginx-style fronts not to buffer the stream
+    "Access-Control-Allow-Origin": "*",
+}
+KEY_RELOAD_INTERVAL_S = 1.0
+
+
+class ProxyState:
+    """What the handlers share: routes, upstreams, keys and the span worker. Read-only per request."""
+
+    def __init__(self, settings: ProxySettings, keys: KeyDirectory, worker: SpanExportWorker | None) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.worker = worker
+        self.upstreams = {name: Upstream(name, p) for name, p in settings.providers.items()}
+        self.routes: dict[str, tuple[ModelRoute, Upstream]] = {
+            m.name: (m, self.upstreams[m.provider]) for m in settings.models
+        }
+        self.capture = settings.telemetry.capture_content
+        self.max_body = settings.max_body_bytes
+
+
+SETTINGS = web.AppKey("settings", ProxySettings)
+STATE = web.AppKey("state", ProxyState)
+
+
+def _authenticate(state: ProxyState, headers: Any) -> Principal:
+    auth = headers.get("Authorization")
+    if auth is None:
+        key = headers.get("x-api-key")  # Anthropic-style clients
+        if not key:
+            raise AuthenticationFailed(
+                "Missing virtual key: send 'Authorization: Bearer sg-...' (create one with `spendgate keys create`).",
+                code="missing_api_key",
+            )
+    else:
+        scheme, _, key = auth.partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            raise AuthenticationFailed(
+                "Malformed Authorization header: expected 'Bearer sg-...'.", code="invalid_api_key"
+            )
+    try:
+        return state.keys.lookup(key.strip())
+    except LookupError as exc:
+        raise AuthenticationFailed(f"Invalid virtual key: {exc.args[0]}.", code="invalid_api_key") from None
+
+
+def _prefix(request: web.Request) -> dict[str, str]:
+    segment = request.match_info.get("attrs")
+    if not segment:
+        return {}
+    try:
+        return attribution.parse_path_prefix(segment)
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_attribution_prefix") from None
+
+
+async def _read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(
+            f"Request body is {request.content_length} bytes; this gateway accepts at most {limit}.",
+            code="request_too_large",
+        )
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge(
+            f"Request body is over this gateway's limit of {limit} bytes.", code="request_too_large"
+        ) from None
+    if not raw:
+        raise BadRequest("Request body is empty: expected a JSON object.", code="invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("Request body must be a JSON object.", code="invalid_json")
+    return raw, body
+
+
+def _trace_ids(headers: Any) -> tuple[int, int | None]:
+    """Trace id and parent span id from a W3C ``traceparent``; a fresh trace otherwise."""
+    tp = headers.get("traceparent")
+    if tp and len(tp) >= 55:
+        try:
+            trace_id, parent = int(tp[3:35], 16), int(tp[36:52], 16)
+        except ValueError:
+            pass
+        else:
+            if trace_id and parent:
+                return trace_id, parent
+    return random.getrandbits(128), None
+
+
+def _pass_headers(upstream_headers: Any, content_type: str | None) -> dict[str, str]:
+    out = {"Access-Control-Allow-Origin": "*"}
+    if content_type:
+        out["Content-Type"] = content_type
+    for name in _PASS_HEADERS:
+        value = upstream_headers.get(name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _note_json_response(rec: CallRecord, data: bytes) -> None:
+    """Usage, id and finish reasons from a non-streamed completion."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(obj, dict):
+        return
+    if isinstance(obj.get("usage"), dict):
+        rec.usage = usage_from_openai(obj["usage"])
+    rec.response_id = obj.get("id")
+    rec.response_model = obj.get("model")
+    rec.finish_reasons = tuple(
+        c["finish_reason"] for c in obj.get("choices") or () if isinstance(c, dict) and c.get("finish_reason")
+    )
+    if rec.output_text is not None:
+        rec.output_text = redact(data.decode(errors="replace"))
+
+
+def _error_detail(data: bytes) -> str | None:
+    with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+        err = orjson.loads(data).get("error")
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("code") or "")[:500]
+    return None
+
+
+def _estimate_usage(rec: CallRecord, body: dict[str, Any], tap: StreamTap | None) -> None:
+    """Fill in what the provider will bill when it never said: prompt from the body, completion
+    from the streamed text."""
+    completion = 0
+    if tap is not None:
+        text, scale = tap.streamed_text()
+        completion = math.ceil(estimate.count_tokens(text) * scale)
+    rec.usage = Usage(prompt_tokens=estimate.prompt_tokens(body), completion_tokens=completion)
+    rec.usage_estimated = True
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/chat/completions``: authenticate, map, forward, stream back, record one span."""
+    start_ns = time.time_ns()
+    state = request.app[STATE]
+    headers = request.headers
+    try:
+        principal = _authenticate(state, headers)
+        prefix = _prefix(request)
+        raw, body = await _read_json(request, state.max_body)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest(
+                "Missing required parameter: 'model' (a string naming a model; GET /v1/models lists them).",
+                code="missing_required_parameter",
+                param="model",
+            )
+        found = state.routes.get(model)
+        if found is None:
+            raise ModelNotFound(
+                f"The model '{model}' does not exist on this gateway; GET /v1/models lists the configured ones.",
+                code="model_not_found",
+                param="model",
+            )
+        if not principal.allows(model):
+            raise ModelNotAllowed(
+                f"Virtual key {principal.key_id} may not use model '{model}'.",
+                code="model_not_allowed",
+                param="model",
+            )
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest(
+                "Missing required parameter: 'messages' (a non-empty array).",
+                code="missing_required_parameter",
+                param="messages",
+            )
+    except ProxyError as exc:
+        return exc.response()
+
+    route, upstream = found
+    stream = body.get("stream") is True
+    stream_options = body.get("stream_options")
+    wants_usage = stream and isinstance(stream_options, dict) and stream_options.get("include_usage") is True
+    changed = False
+    if stream and not wants_usage:
+        # Always ask for usage: it is the only exact record of what the provider bills.
+        extra = stream_options if isinstance(stream_options, dict) else {}
+        body["stream_options"] = {**extra, "include_usage": True}
+        changed = True
+    target = route.target
+    if target != model:
+        body["model"] = target
+        changed = True
+    payload = orjson.dumps(body) if changed else raw
+
+    trace_id, parent_id = _trace_ids(headers)
+    rec = CallRecord(
+        start_ns=start_ns,
+        route=request.path,
+        trace_id=trace_id,
+        span_id=random.getrandbits(64),
+        parent_span_id=parent_id,
+        principal=principal,
+        attribution=attribution.resolve(headers, prefix, principal.repo),
+        feature=classify(body),
+        requested_model=model,
+        served_model=target,
+        provider_id=upstream.name,
+        provider_system=upstream.system,
+        server_address=upstream.host,
+        server_port=upstream.port,
+        stream=stream,
+        params=invocation_params(body),
+    )
+    if state.capture:
+        rec.input_text = redact(raw.decode(errors="replace"))
+        rec.output_text = ""
+
+    tap: StreamTap | None = None
+    resp: aiohttp.ClientResponse | None = None
+    try:
+        try:
+            resp = await upstream.session.post(upstream.chat_url, data=payload, headers=upstream.headers)
+        except TimeoutError:
+            rec.status_code, rec.error_type = 504, "timeout"
+            rec.error_message = f"provider {upstream.name} did not answer in time"
+            return error_response(
+                504, f"Upstream provider '{upstream.name}' timed out.", "api_error", code="upstream_timeout"
+            )
+        except aiohttp.ClientError as exc:
+            rec.status_code, rec.error_type = 502, "upstream_unreachable"
+            rec.error_message = f"{type(exc).__name__} reaching provider {upstream.name}"
+            return error_response(
+                502, f"Upstream provider '{upstream.name}' is unreachable ({type(exc).__name__}).",
+                "api_error", code="upstream_unreachable",
+            )  # fmt: skip
+
+        content_type = resp.headers.get("Content-Type", "")
+        if resp.status != 200 or not stream or not content_type.startswith("text/event-stream"):
+            data = await resp.read()
+            rec.ttft_ns = time.time_ns()
+            rec.status_code = resp.status
+            if resp.status == 200:
+                _note_json_response(rec, data)
+            else:
+                rec.error_type = str(resp.status)
+                rec.error_message = _error_detail(data)
+            return web.Response(
+                status=resp.status, body=data, headers=_pass_headers(resp.headers, content_type or None)
+            )
+
+        out = web.StreamResponse(status=200, headers=_STREAM_HEADERS)
+        for name in _PASS_HEADERS:
+            value = resp.headers.get(name)
+            if value is not None:
+                out.headers[name] = value
+        await out.prepare(request)
+        rec.status_code = 200
+        tap = StreamTap(strip_usage=not wants_usage)
+        feed = tap.feed
+        write = out.write
+        try:
+            async for chunk in resp.content.iter_any():
+                if rec.ttft_ns is None:
+                    rec.ttft_ns = time.time_ns()
+                data = feed(chunk)
+                if data:
+                    await write(data)
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+            # The provider broke off mid-stream: headers are gone, so end with an error event.
+            rec.error_type = "upstream_stream_error"
+            rec.error_message = f"{type(exc).__name__} from provider {upstream.name} mid-stream"
+            await write(
+                sse_error_event(f"Upstream provider '{upstream.name}' ended the stream unexpectedly.",
+                                code="upstream_stream_error")
+            )  # fmt: skip
+        else:
+            rest = tap.flush()
+            if rest:
+                await write(rest)
+        await out.write_eof()
+        return out
+    except (ConnectionResetError, asyncio.CancelledError):
+        # The client went away (aiohttp cancels the handler, or a write finds the socket closed).
+        # Closing `resp` below drops the upstream connection, so the provider stops generating.
+        rec.disconnected = True
+        rec.error_type = "client_disconnected"
+        raise
+    finally:
+        if resp is not None:
+            resp.close()
+        if tap is not None:
+            if tap.finish_reasons:
+                rec.finish_reasons = tuple(tap.finish_reasons)
+            rec.response_id = tap.response_id
+            rec.response_model = tap.response_model
+            rec.usage = tap.usage
+            if tap.error is not None and rec.error_type is None:
+                rec.error_type = str(tap.error.get("code") or tap.error.get("type") or "stream_error")
+                rec.error_message = str(tap.error.get("message") or "")[:500]
+            if rec.output_text is not None:
+                rec.output_text = redact(tap.streamed_text()[0])
+        if (
+            rec.usage is None
+            and rec.status_code in (0, 200)
+            and (rec.ttft_ns is not None or rec.disconnected)
+        ):
+            _estimate_usage(rec, body, tap)
+        rec.end_ns = time.time_ns()
+        if state.worker is not None:
+            state.worker.record(rec)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: the configured models this key may use, in OpenAI's list shape."""
+    state = request.app[STATE]
+    try:
+        principal = _authenticate(state, request.headers)
+    except ProxyError as exc:
+        return exc.response()
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": route.provider}
+        for name, (route, _) in state.routes.items()
+        if principal.allows(name)
+    ]
+    return web.Response(
+        body=orjson.dumps({"object": "list", "data": data}),
+        content_type="application/json",
+        headers={"Access-Control-Allow-Origin": "*"},
+    )
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight for any path (Cursor and browser clients may send one)."""
+    return web.Response(status=204, headers=CORS_HEADERS)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness plus a few counters; no secrets, no principals."""
+    state = request.app[STATE]
+    body: dict[str, Any] = {"status": "ok", "keys": len(state.keys), "models": len(state.routes)}
+    if state.worker is not None:
+        s = state.worker.stats()
+        body["spans"] = {"queued": s.queued, "exported": s.exported, "failed_attempts": s.failed_attempts,
+                         "dropped": s.dropped}  # fmt: skip
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return error_response(
+        404, f"Unknown route {request.method} {request.path}; this gateway serves /v1/chat/completions and /v1/models.",
+        "invalid_request_error", code="unknown_route",
+    )  # fmt: skip
+
+
+async def _reload_keys(app: web.Application) -> None:
+    state = app[STATE]
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(KEY_RELOAD_INTERVAL_S)
+        try:
+            if await loop.run_in_executor(None, state.keys.reload_if_changed):
+                logger.info("reloaded key directory: %d keys", len(state.keys))
+        except KeyFileError as exc:
+            logger.error("key directory not reloaded, keeping the previous one: %s", exc)
+
+
+async def _lifecycle(app: web.Application) -> Any:
+    state = app[STATE]
+    if state.worker is not None:
+        state.worker.start()
+    reloader = asyncio.create_task(_reload_keys(app)) if state.keys.path is not None else None
+    yield
+    if reloader is not None:
+        reloader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reloader
+    for upstream in state.upstreams.values():
+        await upstream.close()
+    if state.worker is not None:
+        await asyncio.get_running_loop().run_in_executor(None, state.worker.shutdown)
+
+
+def create_app(
+    settings: ProxySettings,
+    *,
+    keys: KeyDirectory | None = None,
+    worker: SpanExportWorker | None = None,
+) -> web.Application:
+    """The proxy application. ``keys`` defaults to the settings' key file; ``worker`` to none (no spans).
+
+    The caller owns nothing else: the app starts the worker and key reloader on startup and closes
+    upstream pools, flushes and shuts the worker down on cleanup.
+    """
+    keys = keys if keys is not None else KeyDirectory(settings.keys_file)
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[STATE] = ProxyState(settings, keys, worker)
+    for prefix in ("", "/t/{attrs}"):
+        for base in ("/v1", ""):
+            app.router.add_post(f"{prefix}{base}/chat/completions", chat_completions)
+            app.router.add_get(f"{prefix}{base}/models", list_models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+    app.cleanup_ctx.append(_lifecycle)
+    return app

@@ -1,0 +1,222 @@
+"""The proxy's configuration: one typed object, loaded from YAML plus environment, validated at start.
+
+Resolution order for each setting: command-line flag, then ``SPENDGATE_*`` environment variable,
+then the YAML file, then the default below. Provider secrets never sit in the file: a provider
+names the environment variable that holds its key (``api_key_env``). Errors name the bad field,
+e.g. ``providers.openai.base_url: Input should be a valid URL``.
+
+Environment variables read here:
+
+``SPENDGATE_CONFIG``
+    Path of the YAML file (default: none; built-in defaults only).
+``SPENDGATE_PROXY_LISTEN``
+    ``host:port`` to listen on (default ``127.0.0.1:8787``).
+``SPENDGATE_KEYS_FILE``
+    Virtual-key directory file (default ``./spendgate-data/keys.yaml``).
+``SPENDGATE_CAPTURE_CONTENT``
+    ``true`` to record prompt and completion text on spans (default ``false``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_LISTEN = "127.0.0.1:8787"
+DEFAULT_KEYS_FILE = "spendgate-data/keys.yaml"
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+"""Cursor re-sends whole histories (128K tokens and images), so the limit is generous."""
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names every bad field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Model):
+    """Upstream timeouts in seconds. Long agent turns stream for minutes, hence the generous read."""
+
+    connect: float = Field(10.0, gt=0)
+    read: float = Field(600.0, gt=0, description="max silence between two upstream reads")
+    total: float | None = Field(None, gt=0, description="cap on a whole call; none by default")
+
+
+class ProviderSettings(_Model):
+    """One upstream: an OpenAI-compatible endpoint (OpenAI, Azure-style, vLLM, Ollama, ...)."""
+
+    type: Literal["openai"] = "openai"
+    base_url: str
+    api_key_env: str | None = None
+    api_key: str | None = Field(None, description="resolved from api_key_env at load; never logged")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeouts: Timeouts = Timeouts()
+    max_connections: int = Field(256, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"must be an http(s) URL such as https://api.openai.com/v1, got {value!r}")
+        return value.rstrip("/")
+
+    def __repr__(self) -> str:  # keep the key out of reprs and tracebacks
+        return f"ProviderSettings(type={self.type!r}, base_url={self.base_url!r})"
+
+
+class ModelRoute(_Model):
+    """A model name clients may ask for, and where it goes."""
+
+    name: str = Field(min_length=1)
+    provider: str
+    upstream_model: str | None = Field(None, description="name sent upstream; default: same as name")
+
+    @property
+    def target(self) -> str:
+        return self.upstream_model or self.name
+
+
+class TelemetrySettings(_Model):
+    """Where the proxy's spans go. Endpoint and protocol default to the standard OTEL_* variables."""
+
+    exporter: Literal["otlp", "none", "console"] = "otlp"
+    protocol: Literal["grpc", "http/protobuf"] | None = None
+    endpoint: str | None = None
+    service_name: str = "spendgate-proxy"
+    export_interval_s: float = Field(1.0, gt=0)
+    max_batch: int = Field(512, ge=1)
+    max_queue: int = Field(65536, ge=1)
+    capture_content: bool = False
+
+
+class ProxySettings(_Model):
+    """Everything ``spendgate proxy`` needs."""
+
+    listen: str = DEFAULT_LISTEN
+    keys_file: Path = Path(DEFAULT_KEYS_FILE)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    models: list[ModelRoute] = Field(default_factory=list)
+    telemetry: TelemetrySettings = TelemetrySettings()
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_routes(self) -> ProxySettings:
+        seen: set[str] = set()
+        for i, route in enumerate(self.models):
+            if route.provider not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none configured"
+                raise ValueError(
+                    f"models[{i}].provider: unknown provider {route.provider!r} (known: {known})"
+                )
+            if route.name in seen:
+                raise ValueError(f"models[{i}].name: {route.name!r} is listed twice")
+            seen.add(route.name)
+        return self
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:8787"`` -> ``("127.0.0.1", 8787)``, with a clear error for anything else."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be host:port such as 127.0.0.1:8787, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "SPENDGATE_PROXY_LISTEN" in env:
+        out["listen"] = env["SPENDGATE_PROXY_LISTEN"]
+    if "SPENDGATE_KEYS_FILE" in env:
+        out["keys_file"] = env["SPENDGATE_KEYS_FILE"]
+    if "SPENDGATE_CAPTURE_CONTENT" in env:
+        out.setdefault("telemetry", {})["capture_content"] = env["SPENDGATE_CAPTURE_CONTENT"]
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {msg}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> ProxySettings:
+    """Build the settings from the YAML file, the environment and explicit overrides (flags).
+
+    A missing provider key variable is an error naming the provider, found here rather than at
+    the first request.
+    """
+    env = dict(os.environ if env is None else env)
+    path = path or env.get("SPENDGATE_CONFIG")
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: expected a mapping at the top level")
+        # The file may hold collector settings too (spendgate up); the proxy reads its own part.
+        raw = loaded.get("proxy", loaded) if "proxy" in loaded else loaded
+        for shared in ("providers", "models", "telemetry"):
+            if shared in loaded and shared not in raw:
+                raw[shared] = loaded[shared]
+        raw = {k: v for k, v in raw.items() if k not in ("collector", "proxy")}
+    raw = _merge(raw, _env_overrides(env))
+    raw = _merge(raw, overrides or {})
+    for name, provider in (raw.get("providers") or {}).items():
+        if isinstance(provider, dict) and provider.get("api_key_env") and not provider.get("api_key"):
+            var = provider["api_key_env"]
+            if var not in env:
+                raise ConfigError(
+                    f"invalid configuration:\n  providers.{name}.api_key_env: "
+                    f"environment variable {var} is not set"
+                )
+            provider["api_key"] = env[var]
+    try:
+        return ProxySettings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None

@@ -1,0 +1,256 @@
+"""Virtual keys: the file-backed key directory, and the in-memory index the proxy looks keys up in.
+
+A virtual key (``sg-`` + 32 random bytes, URL-safe base64) identifies one developer. Only its
+SHA-256 is stored; a key is shown once, at creation. Plain SHA-256 is enough here because the keys
+are 256-bit random, so there is nothing to brute-force (unlike passwords, which need a slow KDF).
+
+The file (YAML, default ``spendgate-data/keys.yaml``) is written atomically under an advisory
+lock, so ``spendgate keys`` can run while proxies read it; proxies reload it when it changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KEY_PREFIX = "sg-"
+FILE_VERSION = 1
+
+
+class KeyFileError(Exception):
+    """The key file cannot be read or does not have the expected shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a virtual key belongs to, and what it may do."""
+
+    key_id: str
+    user: str
+    team: str | None = None
+    cost_center: str | None = None
+    repo: str | None = None
+    models: tuple[str, ...] = ()
+    expires_at: datetime | None = None
+    disabled: bool = False
+    revoked_at: datetime | None = None
+
+    def allows(self, model: str) -> bool:
+        return not self.models or model in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """One row of the key file: the principal plus the stored hash and display prefix."""
+
+    principal: Principal
+    hash: str
+    prefix: str
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh random key and its public id."""
+    return KEY_PREFIX + secrets.token_urlsafe(32), "key_" + secrets.token_hex(5)
+
+
+def _dt(value: Any, where: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise KeyFileError(f"{where}: not an ISO 8601 time: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _record_from(raw: Any, index: int) -> KeyRecord:
+    where = f"keys[{index}]"
+    if not isinstance(raw, dict):
+        raise KeyFileError(f"{where}: expected a mapping")
+    for required in ("id", "hash", "user"):
+        if not raw.get(required):
+            raise KeyFileError(f"{where}.{required}: missing")
+    principal = Principal(
+        key_id=str(raw["id"]),
+        user=str(raw["user"]),
+        team=raw.get("team"),
+        cost_center=raw.get("cost_center"),
+        repo=raw.get("repo"),
+        models=tuple(raw.get("models") or ()),
+        expires_at=_dt(raw.get("expires_at"), f"{where}.expires_at"),
+        disabled=bool(raw.get("disabled", False)),
+        revoked_at=_dt(raw.get("revoked_at"), f"{where}.revoked_at"),
+    )
+    created = _dt(raw.get("created_at"), f"{where}.created_at") or datetime.now(UTC)
+    return KeyRecord(principal, str(raw["hash"]), str(raw.get("prefix", "")), created)
+
+
+def _record_to(rec: KeyRecord) -> dict[str, Any]:
+    p = asdict(rec.principal)
+    out: dict[str, Any] = {"id": p.pop("key_id"), "hash": rec.hash, "prefix": rec.prefix}
+    out.update(p)
+    out["models"] = list(rec.principal.models)
+    for name in ("expires_at", "revoked_at"):
+        value = getattr(rec.principal, name)
+        out[name] = value.isoformat() if value else None
+    out["created_at"] = rec.created_at.isoformat()
+    return out
+
+
+def read_key_file(path: Path) -> list[KeyRecord]:
+    """All records in the file; an absent file is an empty directory."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise KeyFileError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("keys", []), list):
+        raise KeyFileError(f"{path}: expected a mapping with a 'keys' list")
+    return [_record_from(raw, i) for i, raw in enumerate(data.get("keys") or [])]
+
+
+def _write_key_file(path: Path, records: list[KeyRecord]) -> None:
+    body = {"version": FILE_VERSION, "keys": [_record_to(r) for r in records]}
+    text = (
+        "# spendgate virtual keys, managed by `spendgate keys`. Only SHA-256 hashes are stored.\n"
+        + yaml.safe_dump(body, sort_keys=False)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def create_key(
+    path: Path,
+    *,
+    user: str,
+    team: str | None = None,
+    cost_center: str | None = None,
+    repo: str | None = None,
+    models: tuple[str, ...] = (),
+    expires_at: datetime | None = None,
+) -> tuple[str, KeyRecord]:
+    """Add a key for ``user``; returns the key (to show once) and its stored record."""
+    if not user or "@" not in user:
+        raise ValueError(f"user must be the developer's email address, got {user!r}")
+    key, key_id = new_key()
+    record = KeyRecord(
+        Principal(key_id, user, team, cost_center, repo, tuple(models), expires_at),
+        hash_key(key),
+        key[:7],
+    )
+    with _locked(path):
+        records = read_key_file(path)
+        records.append(record)
+        _write_key_file(path, records)
+    return key, record
+
+
+def revoke_key(path: Path, key_id: str) -> KeyRecord:
+    """Mark a key revoked (kept for audit and for attributing past spans)."""
+    with _locked(path):
+        records = read_key_file(path)
+        for i, rec in enumerate(records):
+            if rec.principal.key_id == key_id:
+                if rec.principal.revoked_at is None:
+                    principal = replace(rec.principal, revoked_at=datetime.now(UTC))
+                    records[i] = replace(rec, principal=principal)
+                    _write_key_file(path, records)
+                return records[i]
+    raise KeyError(key_id)
+
+
+class KeyDirectory:
+    """In-memory index from key hash to principal; the proxy's only view of the key file.
+
+    ``lookup`` is a dict access plus one SHA-256 (~1 µs) and never touches the disk; ``reload_if_changed``
+    runs from a background task and swaps the whole index at once, so readers need no lock.
+    """
+
+    def __init__(self, path: Path | None = None, records: list[KeyRecord] | None = None) -> None:
+        self.path = path
+        self._by_hash: dict[str, Principal] = {}
+        self._stamp: tuple[int, int] | None = None
+        if records is not None:
+            self._install(records)
+        elif path is not None:
+            self.reload_if_changed()
+
+    def _install(self, records: list[KeyRecord]) -> None:
+        self._by_hash = {r.hash: r.principal for r in records}
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the file when its size or mtime changed; returns whether it did."""
+        if self.path is None:
+            return False
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = (0, 0)
+        if stamp == self._stamp:
+            return False
+        self._install(read_key_file(self.path))
+        self._stamp = stamp
+        return True
+
+    def lookup(self, key: str, now: datetime | None = None) -> Principal:
+        """The principal for ``key``; raises ``LookupError`` saying why it is refused."""
+        principal = self._by_hash.get(hash_key(key))
+        if principal is None:
+            raise LookupError("unknown virtual key")
+        if principal.revoked_at is not None:
+            raise LookupError(f"virtual key {principal.key_id} was revoked")
+        if principal.disabled:
+            raise LookupError(f"virtual key {principal.key_id} is disabled")
+        if principal.expires_at is not None and principal.expires_at <= (now or datetime.now(UTC)):
+            raise LookupError(f"virtual key {principal.key_id} expired at {principal.expires_at.isoformat()}")
+        return principal

@@ -1,0 +1,73 @@
+"""Run the proxy application on a socket: event loop choice, runner options, graceful stop.
+
+Kept apart from ``app.py`` so tests and ``spendgate up`` can embed the application in their own
+loop with ``start_proxy`` while the CLI uses ``run_proxy``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from aiohttp import web
+
+from spendgate.proxy.app import create_app
+from spendgate.proxy.config import ProxySettings
+from spendgate.proxy.keys import KeyDirectory
+from spendgate.proxy.spans import SpanExportWorker
+
+RUNNER_OPTIONS = {
+    # Cancel the handler when the client disconnects, so an abandoned stream closes its upstream
+    # connection at once (the provider stops generating) and its span is recorded.
+    "handler_cancellation": True,
+    "access_log": None,
+    "shutdown_timeout": 5.0,
+}
+
+
+def install_uvloop() -> bool:
+    """Use uvloop when installed: it cuts the event loop's share of per-request CPU."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+async def start_proxy(
+    settings: ProxySettings,
+    *,
+    keys: KeyDirectory | None = None,
+    worker: SpanExportWorker | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> tuple[web.AppRunner, int]:
+    """Start serving in the running loop; returns the runner (call ``cleanup()``) and bound port."""
+    app = create_app(settings, keys=keys, worker=worker)
+    runner = web.AppRunner(app, **RUNNER_OPTIONS)
+    await runner.setup()
+    site = web.TCPSite(runner, host or settings.host, settings.port if port is None else port,
+                       backlog=1024, reuse_address=True)  # fmt: skip
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, bound
+
+
+async def serve_until_stopped(
+    settings: ProxySettings, worker: SpanExportWorker | None, on_ready: object
+) -> None:
+    """Serve until SIGINT or SIGTERM, then stop accepting, finish in-flight calls and flush spans."""
+    runner, port = await start_proxy(settings, worker=worker)
+    if callable(on_ready):
+        on_ready(port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,404 @@
+"""From a finished call to an exported OpenTelemetry span, off the request path.
+
+The request handler fills one ``CallRecord`` (a plain object, no OTel types) and hands it to
+``SpanExportWorker.record``, which only appends it to a bounded queue. A single worker thread
+turns records into SDK ``ReadableSpan`` objects in batches and passes them to any standard
+``SpanExporter`` (OTLP gRPC by default). Building spans in batches in one thread, rather than
+running the OTel SDK per request on the event loop, is what keeps the proxy's added latency flat
+(see docs/performance.md).
+
+Failed exports are put back at the head of the queue and retried with backoff, within the queue
+bound, because a record is spend; what the bound forces out is counted in ``stats().dropped``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from spendgate_semconv import attributes as A
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from spendgate.proxy.attribution import Attribution
+    from spendgate.proxy.keys import Principal
+    from spendgate.proxy.stream import Usage
+
+logger = logging.getLogger(__name__)
+
+_INVOCATION_PARAMS = (
+    "temperature", "top_p", "max_tokens", "max_completion_tokens", "reasoning_effort",
+    "tool_choice", "parallel_tool_calls", "seed", "stop", "n",
+)  # fmt: skip
+
+
+@dataclass(slots=True, eq=False)
+class CallRecord:
+    """Everything one call's span needs, filled in by the request handler."""
+
+    start_ns: int
+    route: str
+    trace_id: int
+    span_id: int
+    parent_span_id: int | None = None
+    end_ns: int = 0
+    principal: Principal | None = None
+    attribution: Attribution | None = None
+    feature: str | None = None
+    requested_model: str | None = None
+    served_model: str | None = None
+    provider_id: str | None = None
+    provider_system: str = "openai"
+    server_address: str | None = None
+    server_port: int | None = None
+    stream: bool = False
+    status_code: int = 0
+    error_type: str | None = None
+    error_message: str | None = None
+    usage: Usage | None = None
+    usage_estimated: bool = False
+    finish_reasons: tuple[str, ...] = ()
+    response_id: str | None = None
+    response_model: str | None = None
+    ttft_ns: int | None = None
+    disconnected: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    session_id: str | None = None
+    input_text: str | None = None
+    output_text: str | None = None
+
+
+def invocation_params(body: dict[str, Any]) -> dict[str, Any]:
+    """The sampling parameters worth recording; never message content."""
+    return {k: body[k] for k in _INVOCATION_PARAMS if k in body}
+
+
+def span_attributes(rec: CallRecord) -> dict[str, Any]:
+    """The semconv attributes of one call (both OpenInference and GenAI names)."""
+    model = rec.served_model or rec.requested_model or "unknown"
+    attrs: dict[str, Any] = {
+        A.OPENINFERENCE_SPAN_KIND: A.SPAN_KIND_LLM,
+        A.GEN_AI_OPERATION_NAME: A.GEN_AI_OPERATION_CHAT,
+        A.LLM_SYSTEM: rec.provider_system,
+        A.LLM_PROVIDER: rec.provider_system,
+        A.GEN_AI_PROVIDER_NAME: rec.provider_system,
+        A.LLM_MODEL_NAME: model,
+        A.GEN_AI_REQUEST_MODEL: rec.requested_model or model,
+        A.SPENDGATE_MODEL_REQUESTED: rec.requested_model or model,
+        A.SPENDGATE_MODEL_SERVED: model,
+        A.SPENDGATE_ROUTE: rec.route,
+        A.SPENDGATE_STREAM: rec.stream,
+        A.SPENDGATE_HTTP_STATUS: rec.status_code,
+    }
+    if rec.provider_id:
+        attrs[A.SPENDGATE_PROVIDER_ID] = rec.provider_id
+    if rec.server_address:
+        attrs[A.SERVER_ADDRESS] = rec.server_address
+        if rec.server_port:
+            attrs[A.SERVER_PORT] = rec.server_port
+    metadata: dict[str, Any] = {}
+    p = rec.principal
+    if p is not None:
+        attrs[A.USER_ID] = p.user
+        attrs[A.SPENDGATE_KEY_ID] = p.key_id
+        metadata["user"] = p.user
+        if p.team:
+            attrs[A.SPENDGATE_TEAM] = metadata["team"] = p.team
+        if p.cost_center:
+            attrs[A.SPENDGATE_COST_CENTER] = metadata["cost_center"] = p.cost_center
+    a = rec.attribution
+    if a is not None:
+        attrs[A.SPENDGATE_REPO_SOURCE] = a.repo_source
+        if a.repo:
+            attrs[A.VCS_REPOSITORY_NAME] = metadata["repo"] = a.repo
+        if a.branch:
+            attrs[A.VCS_REF_HEAD_NAME] = metadata["branch"] = a.branch
+        if a.tags:
+            attrs[A.TAG_TAGS] = list(a.tags)
+    if rec.feature:
+        attrs[A.SPENDGATE_FEATURE] = metadata["feature"] = rec.feature
+    if metadata:
+        attrs[A.METADATA] = orjson.dumps(metadata).decode()
+    if rec.session_id:
+        attrs[A.SESSION_ID] = rec.session_id
+    if rec.params:
+        attrs[A.LLM_INVOCATION_PARAMETERS] = orjson.dumps(rec.params).decode()
+        max_tokens = rec.params.get("max_completion_tokens", rec.params.get("max_tokens"))
+        if isinstance(max_tokens, int):
+            attrs[A.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
+        if isinstance(rec.params.get("temperature"), int | float):
+            attrs[A.GEN_AI_REQUEST_TEMPERATURE] = float(rec.params["temperature"])
+    if rec.response_id:
+        attrs[A.GEN_AI_RESPONSE_ID] = rec.response_id
+    if rec.response_model:
+        attrs[A.GEN_AI_RESPONSE_MODEL] = rec.response_model
+    if rec.finish_reasons:
+        attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = list(rec.finish_reasons)
+    u = rec.usage
+    if u is not None:
+        attrs[A.LLM_TOKEN_COUNT_PROMPT] = attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = u.prompt_tokens
+        attrs[A.LLM_TOKEN_COUNT_COMPLETION] = attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] = u.completion_tokens
+        attrs[A.LLM_TOKEN_COUNT_TOTAL] = u.prompt_tokens + u.completion_tokens
+        attrs[A.LLM_TOKEN_COUNT_PROMPT_CACHE_READ] = u.cache_read_tokens
+        attrs[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = u.cache_read_tokens
+        attrs[A.LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE] = u.cache_write_tokens
+        attrs[A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = u.cache_write_tokens
+        attrs[A.LLM_TOKEN_COUNT_COMPLETION_REASONING] = u.reasoning_tokens
+        attrs[A.SPENDGATE_USAGE_SOURCE] = (
+            A.UsageSource.ESTIMATE if rec.usage_estimated else A.UsageSource.PROVIDER
+        )
+    if rec.ttft_ns is not None:
+        attrs[A.SPENDGATE_TTFT_MS] = round((rec.ttft_ns - rec.start_ns) / 1e6, 3)
+    if rec.disconnected:
+        attrs[A.SPENDGATE_CLIENT_DISCONNECTED] = True
+    if rec.error_type:
+        attrs[A.ERROR_TYPE] = rec.error_type
+    if rec.input_text is not None:
+        attrs[A.INPUT_VALUE] = rec.input_text
+    if rec.output_text is not None:
+        attrs[A.OUTPUT_VALUE] = rec.output_text
+    return attrs
+
+
+def build_span(rec: CallRecord, resource: Resource) -> ReadableSpan:
+    """The SDK span for one record."""
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+    flags = TraceFlags(TraceFlags.SAMPLED)
+    context = SpanContext(rec.trace_id, rec.span_id, is_remote=False, trace_flags=flags)
+    parent = None
+    if rec.parent_span_id:
+        parent = SpanContext(rec.trace_id, rec.parent_span_id, is_remote=True, trace_flags=flags)
+    failed = rec.error_type is not None and not rec.disconnected
+    status = Status(StatusCode.ERROR, rec.error_message or rec.error_type) if failed else Status()
+    return ReadableSpan(
+        name=f"chat {rec.served_model or rec.requested_model or 'unknown'}",
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=span_attributes(rec),
+        kind=SpanKind.CLIENT,
+        status=status,
+        start_time=rec.start_ns,
+        end_time=rec.end_ns or rec.start_ns,
+        instrumentation_scope=_SCOPE,
+    )
+
+
+def _scope() -> Any:
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    return InstrumentationScope("spendgate.proxy", "0.1.0")
+
+
+_SCOPE: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportStats:
+    """A snapshot of the worker's counters, for /healthz and tests."""
+
+    queued: int
+    exported: int
+    failed_attempts: int
+    dropped: int
+
+
+class SpanExportWorker:
+    """Bounded queue of call records, drained by one thread that builds and exports spans.
+
+    ``record`` is the only method called on the request path: an append and, when a batch is
+    full, an event set. Do not log there. ``shutdown`` flushes what is queued (within its timeout)
+    and is safe to call twice or before ``start``.
+    """
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        resource: Resource,
+        *,
+        interval_s: float = 1.0,
+        max_batch: int = 512,
+        max_queue: int = 65536,
+    ) -> None:
+        global _SCOPE
+        if _SCOPE is None:
+            _SCOPE = _scope()
+        self._exporter = exporter
+        self._resource = resource
+        self._interval = interval_s
+        self._max_batch = max_batch
+        self._max_queue = max_queue
+        self._queue: deque[CallRecord] = deque()
+        self._wake = threading.Event()
+        self._idle = threading.Condition()
+        self._flush_requested = 0
+        self._flushed = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._exported = 0
+        self._failed = 0
+        self._dropped = 0
+        self._export_lock = threading.Lock()
+
+    def start(self) -> None:
+        if self._thread is None and not self._stopping:
+            self._thread = threading.Thread(target=self._run, name="spendgate-span-export", daemon=True)
+            self._thread.start()
+
+    def record(self, rec: CallRecord) -> None:
+        """Queue one record (request path: no I/O, no logging, no locks)."""
+        if len(self._queue) >= self._max_queue:
+            self._dropped += 1
+            return
+        self._queue.append(rec)
+        if len(self._queue) >= self._max_batch:
+            self._wake.set()
+
+    def stats(self) -> ExportStats:
+        return ExportStats(len(self._queue), self._exported, self._failed, self._dropped)
+
+    def _export_once(self) -> bool:
+        """Export one batch; returns False when the exporter failed (batch put back)."""
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        batch: list[CallRecord] = []
+        with contextlib.suppress(IndexError):
+            while len(batch) < self._max_batch:
+                batch.append(self._queue.popleft())
+        if not batch:
+            return True
+        try:
+            spans = [build_span(rec, self._resource) for rec in batch]
+            with self._export_lock:
+                ok = self._exporter.export(spans) == SpanExportResult.SUCCESS
+        except Exception:  # an exporter must never take the proxy down
+            logger.exception("span export raised")
+            ok = False
+        if ok:
+            self._exported += len(batch)
+            return True
+        self._failed += 1
+        room = self._max_queue - len(self._queue)
+        keep = batch[:room] if room > 0 else []
+        self._dropped += len(batch) - len(keep)
+        self._queue.extendleft(reversed(keep))  # oldest spend first on the next try
+        return False
+
+    def _drain(self) -> bool:
+        while self._queue:
+            if not self._export_once():
+                return False
+        return True
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            self._wake.wait(backoff or self._interval)
+            self._wake.clear()
+            target = self._flush_requested
+            ok = self._drain()
+            backoff = 0.0 if ok else min(max(backoff * 2, 0.5), 30.0) * random.uniform(0.8, 1.2)
+            with self._idle:
+                if ok or self._stopping:
+                    self._flushed = max(self._flushed, target)
+                self._idle.notify_all()
+            if self._stopping:
+                return
+
+    def force_flush(self, timeout_s: float = 10.0) -> bool:
+        """Export everything queued now; True when it all went out within the timeout."""
+        if self._thread is None:
+            return self._drain()
+        with self._idle:
+            self._flush_requested += 1
+            target = self._flush_requested
+            self._wake.set()
+            deadline = time.monotonic() + timeout_s
+            while self._flushed < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return not self._queue
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Flush within the timeout, stop the thread, shut the exporter down. Idempotent."""
+        if self._stopping:
+            return
+        if self._thread is not None:
+            self.force_flush(timeout_s)
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        with contextlib.suppress(Exception):
+            self._exporter.shutdown()
+
+
+def make_exporter(kind: str, protocol: str | None, endpoint: str | None) -> SpanExporter | None:
+    """The exporter named by the telemetry settings; endpoint and protocol fall back to OTEL_* env."""
+    import os
+
+    if kind == "none":
+        return None
+    if kind == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    protocol = (
+        protocol
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(endpoint=endpoint, insecure=_insecure(endpoint))
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HTTPSpanExporter,
+        )
+
+        return HTTPSpanExporter(endpoint=endpoint)
+    raise ValueError(f"telemetry.protocol: unsupported OTLP protocol {protocol!r} (grpc or http/protobuf)")
+
+
+def _insecure(endpoint: str | None) -> bool | None:
+    if endpoint is None:
+        return None  # let OTEL_EXPORTER_OTLP_INSECURE / the scheme decide
+    return not endpoint.startswith("https://")
+
+
+def worker_from_settings(telemetry: Any, exporter: SpanExporter | None = None) -> SpanExportWorker | None:
+    """The span worker the telemetry settings ask for (None when the exporter is ``none``)."""
+    import os
+
+    from opentelemetry.sdk.resources import Resource
+
+    exporter = exporter or make_exporter(telemetry.exporter, telemetry.protocol, telemetry.endpoint)
+    if exporter is None:
+        return None
+    resource = Resource.create(
+        {"service.name": os.environ.get("OTEL_SERVICE_NAME", telemetry.service_name),
+         "service.instance.id": f"{os.uname().nodename}-{os.getpid()}"}
+    )  # fmt: skip
+    return SpanExportWorker(
+        exporter,
+        resource,
+        interval_s=telemetry.export_interval_s,
+        max_batch=telemetry.max_batch,
+        max_queue=telemetry.max_queue,
+    )

@@ -1,0 +1,198 @@
+"""The SSE tap: passes a Chat Completions stream through while noting usage and finish reasons.
+
+Every upstream chunk is forwarded the moment it arrives. The tap splits the bytes into events on
+the side, to find what the span needs, and parses JSON only for the few events that matter: the
+first (response id and model), the one carrying a ``finish_reason`` and the usage event. Events
+are also kept (bounded, ``MAX_KEPT_BYTES``) so that, when a stream ends without usage (client
+disconnect, upstream cut), the completion can be estimated from the text that was streamed.
+
+When the client did not ask for usage the proxy asked anyway; then the tap works event by event:
+it drops the usage-only event and the ``"usage":null`` fields the provider added because of it,
+so the client gets exactly the bytes it would have had without the proxy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+MAX_KEPT_BYTES = 1 << 20
+"""Events kept for estimation per stream; past this, the rest is extrapolated from byte counts."""
+
+_USAGE_MARKS = (b'"usage":{', b'"usage": {')
+_FINISH_MARKS = (b'"finish_reason":"', b'"finish_reason": "')
+_NULL_USAGE = (b',"usage":null', b'"usage":null,', b', "usage": null', b'"usage": null, ')
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts as OpenAI reports them; prompt includes cached, completion includes reasoning."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+def usage_from_openai(raw: dict[str, Any]) -> Usage:
+    """Read an OpenAI ``usage`` object (Chat Completions or Responses naming)."""
+    prompt = raw.get("prompt_tokens", raw.get("input_tokens")) or 0
+    completion = raw.get("completion_tokens", raw.get("output_tokens")) or 0
+    pdet = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
+    cdet = raw.get("completion_tokens_details") or raw.get("output_tokens_details") or {}
+    # Some OpenAI-compatible servers (DeepSeek, vLLM builds) report cache hits at the top level.
+    cached = pdet.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
+    written = pdet.get("cache_write_tokens") or pdet.get("cache_creation_tokens") or 0
+    return Usage(
+        int(prompt), int(completion), int(cached), int(written), int(cdet.get("reasoning_tokens") or 0)
+    )
+
+
+def _data(event: bytes) -> bytes | None:
+    """The payload of an event's ``data:`` line(s); None for comments and keep-alives."""
+    if event.startswith(b"data:") and b"\n" not in event:
+        return event[5:].lstrip()
+    lines = [ln[5:].lstrip() for ln in event.splitlines() if ln.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+class StreamTap:
+    """Watches one Chat Completions SSE stream; ``feed`` returns the bytes to send on."""
+
+    __slots__ = (
+        "_buf",
+        "_kept_bytes",
+        "_sep",
+        "done",
+        "error",
+        "events",
+        "finish_reasons",
+        "response_id",
+        "response_model",
+        "strip_usage",
+        "unkept_bytes",
+        "usage",
+    )
+
+    def __init__(self, strip_usage: bool) -> None:
+        self.strip_usage = strip_usage
+        self.usage: Usage | None = None
+        self.finish_reasons: list[str] = []
+        self.response_id: str | None = None
+        self.response_model: str | None = None
+        self.error: dict[str, Any] | None = None
+        self.done = False
+        self.events: list[bytes] = []
+        self.unkept_bytes = 0
+        self._kept_bytes = 0
+        self._buf = b""
+        self._sep = b"\n\n"
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._buf:
+            buf = self._buf + chunk
+        else:
+            buf = chunk
+            if not self.events and b"\r\n" in chunk:
+                self._sep = b"\r\n\r\n"
+        parts = buf.split(self._sep)
+        self._buf = parts.pop()
+        if not self.strip_usage:
+            for event in parts:
+                if event:
+                    self._see(event)
+            return chunk
+        out = []
+        for event in parts:
+            if not event:
+                continue
+            if self._see(event):
+                for mark in _NULL_USAGE:
+                    if mark in event:
+                        event = event.replace(mark, b"")
+                        break
+                out.append(event)
+        if not out:
+            return b""
+        out.append(b"")
+        return self._sep.join(out)
+
+    def flush(self) -> bytes:
+        """Whatever is left of an unterminated last event (sent on as it is)."""
+        rest, self._buf = self._buf, b""
+        if rest.strip():
+            self._see(rest)
+        return rest
+
+    def _see(self, event: bytes) -> bool:
+        """Note what ``event`` says; returns False for the usage-only event the client did not ask for."""
+        keep = True
+        if self._kept_bytes < MAX_KEPT_BYTES:
+            self.events.append(event)
+            self._kept_bytes += len(event)
+        else:
+            self.unkept_bytes += len(event)
+        first = self.response_id is None
+        has_usage = _USAGE_MARKS[0] in event or _USAGE_MARKS[1] in event
+        has_finish = _FINISH_MARKS[0] in event or _FINISH_MARKS[1] in event
+        if not (first or has_usage or has_finish or b'"error"' in event):
+            return True
+        data = _data(event)
+        if data is None:
+            return True
+        if data == b"[DONE]":
+            self.done = True
+            return True
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return True
+        if not isinstance(obj, dict):
+            return True
+        if first:
+            self.response_id = obj.get("id") or ""
+            self.response_model = obj.get("model")
+        if isinstance(obj.get("error"), dict):
+            self.error = obj["error"]
+        for choice in obj.get("choices") or ():
+            reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+            if reason:
+                self.finish_reasons.append(reason)
+        if has_usage and isinstance(obj.get("usage"), dict):
+            self.usage = usage_from_openai(obj["usage"])
+            if self.strip_usage and not obj.get("choices"):
+                keep = False
+        return keep
+
+    def streamed_text(self) -> tuple[str, float]:
+        """Text the model produced so far (content, reasoning, tool arguments) and a scale factor.
+
+        The factor is > 1 when events past ``MAX_KEPT_BYTES`` were not kept: multiply an estimate
+        from the text by it.
+        """
+        pieces: list[str] = []
+        for event in self.events:
+            data = _data(event)
+            if not data or data == b"[DONE]":
+                continue
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            for choice in obj.get("choices") or () if isinstance(obj, dict) else ():
+                delta = choice.get("delta") or {}
+                for name in ("content", "reasoning_content", "reasoning", "refusal"):
+                    value = delta.get(name)
+                    if isinstance(value, str):
+                        pieces.append(value)
+                for call in delta.get("tool_calls") or ():
+                    fn = call.get("function") or {}
+                    pieces.append(fn.get("name") or "")
+                    pieces.append(fn.get("arguments") or "")
+        scale = 1.0
+        if self.unkept_bytes and self._kept_bytes:
+            scale = (self._kept_bytes + self.unkept_bytes) / self._kept_bytes
+        return "".join(pieces), scale
