@@ -51,7 +51,7 @@ class LazyGroup(click.Group):
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            if ctx.resilient_parsing or "--help" in sys.argv and cmd_name not in sys.argv:
+            if ctx.resilient_parsing or ("--help" in sys.argv and cmd_name not in sys.argv):
                 return click.Command(cmd_name, help=help_text, short_help=help_text)
             raise click.ClickException(
                 f"'spendgate {cmd_name}' needs the '{extra}' extra ({exc}); "

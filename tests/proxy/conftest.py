@@ -16,7 +16,6 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
 from spendgate.proxy.app import create_app
 from spendgate.proxy.config import load_config
 from spendgate.proxy.keys import KeyDirectory, create_key
@@ -24,6 +23,7 @@ from spendgate.proxy.server import RUNNER_OPTIONS
 from spendgate.proxy.spans import SpanExportWorker
 from spendgate.simulator import SimulatorConfig
 from spendgate.simulator import create_app as create_simulator
+
 from tests.support.aio_server import ServerHandle, serve_app
 
 PROVIDER_KEY = "sk-sim-provider-secret-0123456789abcdef"
@@ -80,7 +80,7 @@ def start_gateway(tmp_path: Path, upstream: ServerHandle, **settings: object) ->
         ("cy@acme.com", "mobile", "CC-200", None),
     ]:
         keys[user], _ = create_key(keys_file, user=user, team=team, cost_center=cc, repo=repo)
-    _, restricted = create_key(keys_file, user="dee@acme.com", team="mobile", models=("gpt-4.1-mini",))
+    create_key(keys_file, user="dee@acme.com", team="mobile", models=("gpt-4.1-mini",))
     config = load_config(
         overrides={
             "keys_file": str(keys_file),

@@ -11,8 +11,8 @@ import json
 import httpx
 import openai
 import pytest
-
 from spendgate_semconv import attributes as A
+
 from tests.proxy.conftest import PROVIDER_KEY, Gateway
 
 MESSAGES = [

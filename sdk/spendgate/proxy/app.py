@@ -355,11 +355,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 rec.error_message = str(tap.error.get("message") or "")[:500]
             if rec.output_text is not None:
                 rec.output_text = redact(tap.streamed_text()[0])
-        if (
-            rec.usage is None
-            and rec.status_code in (0, 200)
-            and (rec.ttft_ns is not None or rec.disconnected)
-        ):
+        if rec.usage is None and rec.status_code in (0, 200) and (rec.ttft_ns is not None or rec.disconnected):
             _estimate_usage(rec, body, tap)
         rec.end_ns = time.time_ns()
         if state.worker is not None:

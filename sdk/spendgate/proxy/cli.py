@@ -111,9 +111,7 @@ def proxy_command(
     try:
         settings = load_config(
             config_path,
-            overrides=_overrides(
-                listen, keys_file, upstream, upstream_key_env, models, otlp_endpoint, no_spans
-            ),
+            overrides=_overrides(listen, keys_file, upstream, upstream_key_env, models, otlp_endpoint, no_spans),
         )
         if not settings.models:
             raise ConfigError("no models configured: pass --config FILE, or --upstream URL with --model NAME")

@@ -119,9 +119,7 @@ class ProxySettings(_Model):
         for i, route in enumerate(self.models):
             if route.provider not in self.providers:
                 known = ", ".join(sorted(self.providers)) or "none configured"
-                raise ValueError(
-                    f"models[{i}].provider: unknown provider {route.provider!r} (known: {known})"
-                )
+                raise ValueError(f"models[{i}].provider: unknown provider {route.provider!r} (known: {known})")
             if route.name in seen:
                 raise ValueError(f"models[{i}].name: {route.name!r} is listed twice")
             seen.add(route.name)
@@ -212,8 +210,7 @@ def load_config(
             var = provider["api_key_env"]
             if var not in env:
                 raise ConfigError(
-                    f"invalid configuration:\n  providers.{name}.api_key_env: "
-                    f"environment variable {var} is not set"
+                    f"invalid configuration:\n  providers.{name}.api_key_env: environment variable {var} is not set"
                 )
             provider["api_key"] = env[var]
     try:

@@ -135,9 +135,8 @@ def read_key_file(path: Path) -> list[KeyRecord]:
 
 def _write_key_file(path: Path, records: list[KeyRecord]) -> None:
     body = {"version": FILE_VERSION, "keys": [_record_to(r) for r in records]}
-    text = (
-        "# spendgate virtual keys, managed by `spendgate keys`. Only SHA-256 hashes are stored.\n"
-        + yaml.safe_dump(body, sort_keys=False)
+    text = "# spendgate virtual keys, managed by `spendgate keys`. Only SHA-256 hashes are stored.\n" + yaml.safe_dump(
+        body, sort_keys=False
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-", suffix=".tmp")

@@ -128,9 +128,7 @@ def revoke_command(keys_file: Path, key_id: str) -> None:
     try:
         rec = revoke_key(keys_file, key_id)
     except KeyError:
-        raise click.ClickException(
-            f"no key with id {key_id!r} in {keys_file} (see `spendgate keys list`)"
-        ) from None
+        raise click.ClickException(f"no key with id {key_id!r} in {keys_file} (see `spendgate keys list`)") from None
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"revoked {key_id} ({rec.principal.user})", err=True)

@@ -55,9 +55,7 @@ async def start_proxy(
     return runner, bound
 
 
-async def serve_until_stopped(
-    settings: ProxySettings, worker: SpanExportWorker | None, on_ready: object
-) -> None:
+async def serve_until_stopped(settings: ProxySettings, worker: SpanExportWorker | None, on_ready: object) -> None:
     """Serve until SIGINT or SIGTERM, then stop accepting, finish in-flight calls and flush spans."""
     runner, port = await start_proxy(settings, worker=worker)
     if callable(on_ready):

@@ -154,9 +154,7 @@ def span_attributes(rec: CallRecord) -> dict[str, Any]:
         attrs[A.LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE] = u.cache_write_tokens
         attrs[A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = u.cache_write_tokens
         attrs[A.LLM_TOKEN_COUNT_COMPLETION_REASONING] = u.reasoning_tokens
-        attrs[A.SPENDGATE_USAGE_SOURCE] = (
-            A.UsageSource.ESTIMATE if rec.usage_estimated else A.UsageSource.PROVIDER
-        )
+        attrs[A.SPENDGATE_USAGE_SOURCE] = A.UsageSource.ESTIMATE if rec.usage_estimated else A.UsageSource.PROVIDER
     if rec.ttft_ns is not None:
         attrs[A.SPENDGATE_TTFT_MS] = round((rec.ttft_ns - rec.start_ns) / 1e6, 3)
     if rec.disconnected:

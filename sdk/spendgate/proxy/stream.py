@@ -46,9 +46,7 @@ def usage_from_openai(raw: dict[str, Any]) -> Usage:
     # Some OpenAI-compatible servers (DeepSeek, vLLM builds) report cache hits at the top level.
     cached = pdet.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
     written = pdet.get("cache_write_tokens") or pdet.get("cache_creation_tokens") or 0
-    return Usage(
-        int(prompt), int(completion), int(cached), int(written), int(cdet.get("reasoning_tokens") or 0)
-    )
+    return Usage(int(prompt), int(completion), int(cached), int(written), int(cdet.get("reasoning_tokens") or 0))
 
 
 def _data(event: bytes) -> bytes | None:
@@ -92,12 +90,9 @@ class StreamTap:
         self._sep = b"\n\n"
 
     def feed(self, chunk: bytes) -> bytes:
-        if self._buf:
-            buf = self._buf + chunk
-        else:
-            buf = chunk
-            if not self.events and b"\r\n" in chunk:
-                self._sep = b"\r\n\r\n"
+        buf = self._buf + chunk if self._buf else chunk
+        if not self.events and b"\r\n" in buf:
+            self._sep = b"\r\n\r\n"  # decided before the first event: some servers use CRLF
         parts = buf.split(self._sep)
         self._buf = parts.pop()
         if not self.strip_usage:
@@ -121,11 +116,14 @@ class StreamTap:
         return self._sep.join(out)
 
     def flush(self) -> bytes:
-        """Whatever is left of an unterminated last event (sent on as it is)."""
+        """At end of stream: what is still to send of an unterminated last event.
+
+        In passthrough mode those bytes already went out with their chunk, so nothing is returned.
+        """
         rest, self._buf = self._buf, b""
         if rest.strip():
             self._see(rest)
-        return rest
+        return rest if self.strip_usage else b""
 
     def _see(self, event: bytes) -> bool:
         """Note what ``event`` says; returns False for the usage-only event the client did not ask for."""
@@ -135,6 +133,9 @@ class StreamTap:
             self._kept_bytes += len(event)
         else:
             self.unkept_bytes += len(event)
+        if event.endswith(b"[DONE]"):
+            self.done = True
+            return True
         first = self.response_id is None
         has_usage = _USAGE_MARKS[0] in event or _USAGE_MARKS[1] in event
         has_finish = _FINISH_MARKS[0] in event or _FINISH_MARKS[1] in event
@@ -142,9 +143,6 @@ class StreamTap:
             return True
         data = _data(event)
         if data is None:
-            return True
-        if data == b"[DONE]":
-            self.done = True
             return True
         try:
             obj = orjson.loads(data)

@@ -1,0 +1,114 @@
+"""Small pure pieces of the proxy: feature rules, attribution, redaction, estimates, config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from spendgate.proxy import estimate
+from spendgate.proxy.attribution import parse_path_prefix, resolve
+from spendgate.proxy.config import ConfigError, load_config
+from spendgate.proxy.features import classify
+from spendgate.proxy.keys import KeyDirectory, create_key, hash_key, read_key_file
+from spendgate.proxy.redact import redact
+from spendgate_semconv.attributes import Feature, RepoSource
+
+USER = {"role": "user", "content": "How does the cache work?"}
+TOOLS = [{"type": "function", "function": {"name": "grep", "parameters": {}}}]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"messages": [USER]}, Feature.CHAT),
+        ({"messages": [USER], "tools": TOOLS}, Feature.AGENT),
+        ({"messages": [USER, {"role": "assistant", "tool_calls": [{"id": "1"}]}]}, Feature.AGENT),
+        ({"messages": [USER, {"role": "tool", "content": "x", "tool_call_id": "1"}]}, Feature.AGENT),
+        ({"messages": [{"role": "user", "content": "Summarize the conversation so far."}], "tools": TOOLS},
+         Feature.SUMMARISE),
+        ({"messages": [{"role": "system", "content": "Summarise the text you are given."}, USER]}, Feature.SUMMARISE),
+        # An agent's system prompt that mentions summaries in passing is still an agent turn.
+        ({"messages": [{"role": "system", "content": "You may summarize files."}, USER], "tools": TOOLS},
+         Feature.AGENT),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "please condense this"}]}]},
+         Feature.SUMMARISE),
+        ({"messages": [{"role": "system", "content": "hi"}]}, Feature.OTHER),
+        ({"input": "hello"}, Feature.OTHER),
+    ],
+)  # fmt: skip
+def test_feature_rules(body: dict, expected: str) -> None:
+    assert classify(body) == expected
+
+
+def test_attribution_precedence() -> None:
+    prefix = parse_path_prefix("repo=web,branch=dev,tags=a+b")
+    assert prefix == {"repo": "web", "branch": "dev", "tags": "a+b"}
+    a = resolve({"x-spendgate-repo": "api"}, prefix, "default")
+    assert (a.repo, a.repo_source, a.branch, a.tags) == ("api", RepoSource.HEADER, "dev", ("a", "b"))
+    assert resolve({}, prefix, "default").repo_source == RepoSource.PATH_PREFIX
+    assert resolve({}, {}, "default").repo_source == RepoSource.KEY_DEFAULT
+    assert resolve({}, {}, None).repo_source == RepoSource.NONE
+    with pytest.raises(ValueError, match="owner=me"):
+        parse_path_prefix("repo=a,owner=me")
+
+
+def test_redaction_removes_known_secret_shapes() -> None:
+    text = (
+        "key sk-proj-abcdefghijklmnopqrstuvwxyz012345 and sg-AAAAAAAAAAAAAAAAAAAAAAAAAAAA and "
+        "AKIAABCDEFGHIJKLMNOP, password = hunter2hunter2, Authorization: Bearer abcdefghijklmnopqrstu"
+    )
+    out = redact(text)
+    for secret in ("sk-proj-abc", "sg-AAAA", "AKIAABCD", "hunter2", "abcdefghijklmnopqrstu"):
+        assert secret not in out
+    assert out.count("[REDACTED]") == 5
+
+
+def test_estimates_are_documented_heuristic_without_cached_tokenizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
+    monkeypatch.delenv("DATA_GYM_CACHE_DIR", raising=False)
+    estimate._encoder.cache_clear()
+    assert estimate.count_tokens("a" * 10) == 3  # ceil(10 / 4)
+    body = {"messages": [{"role": "user", "content": "x" * 40}, {"role": "assistant", "content": "y" * 40}]}
+    assert estimate.prompt_tokens(body) == 2 * 4 + 21  # two messages' framing + ceil(81 / 4)
+
+
+def test_key_file_round_trip_stores_only_hashes(tmp_path: Path) -> None:
+    path = tmp_path / "keys.yaml"
+    key, rec = create_key(path, user="ana@acme.com", team="platform", repo="api")
+    text = path.read_text()
+    assert key not in text
+    assert hash_key(key) in text
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert read_key_file(path)[0].principal == rec.principal
+    assert KeyDirectory(path).lookup(key).user == "ana@acme.com"
+    with pytest.raises(ValueError, match="email"):
+        create_key(path, user="ana")
+
+
+def test_config_errors_name_the_field(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("providers:\n  openai:\n    base_url: not-a-url\nmodels:\n  - name: m\n    provider: nope\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg, env={})
+    assert "providers.openai.base_url" in str(err.value)
+    cfg.write_text("providers:\n  openai:\n    base_url: https://x/v1\n    api_key_env: NOPE\n")
+    with pytest.raises(ConfigError, match=r"providers.openai.api_key_env: environment variable NOPE is not set"):
+        load_config(cfg, env={})
+    cfg.write_text("listen: 8080\n")
+    with pytest.raises(ConfigError, match="listen"):
+        load_config(cfg, env={})
+    cfg.write_text(
+        "providers:\n  o:\n    base_url: https://x/v1\nmodels:\n  - name: m\n    provider: o\n    colour: red\n"
+    )
+    with pytest.raises(ConfigError, match=r"models.0.colour"):
+        load_config(cfg, env={})
+
+
+def test_config_resolution_order(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("listen: 127.0.0.1:1000\nkeys_file: a.yaml\n")
+    s = load_config(cfg, env={"SPENDGATE_PROXY_LISTEN": "127.0.0.1:2000"}, overrides={"keys_file": "b.yaml"})
+    assert (s.port, s.keys_file) == (2000, Path("b.yaml"))
+    assert "sk-secret" not in repr(
+        load_config(overrides={"providers": {"o": {"base_url": "https://x/v1", "api_key": "sk-secret"}}}).providers
+    )
