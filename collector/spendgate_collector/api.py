@@ -1,0 +1,181 @@
+"""The query API (aiohttp, JSON and CSV), default ``127.0.0.1:8788``.
+
+    GET /api/spend?from=&to=&month=&group_by=team,repo&developer=&team=&cost_center=&repo=&model=&feature=&provider=
+    GET /api/top?dimension=developer&n=10&...filters
+    GET /api/timeseries?group_by=&...filters           (by UTC day)
+    GET /api/chargeback?month=2026-11&...filters        (JSON)
+    GET /api/chargeback.csv?month=2026-11&...filters    (CSV with a header line)
+    GET /api/unpriced?...filters                        (calls no price was found for)
+    GET /healthz                                        (queue, store and pricer state)
+    GET /metrics                                        (Prometheus text)
+
+Every query reads the rollups, never the raw rows, and runs on a small thread pool so a slow query
+never stalls the event loop. A bad parameter answers 400 with ``{"error": ..., "param": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from . import report
+from .errors import QueryError, StoreUnavailable
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import CollectorMetrics
+from .query import (
+    DIMENSIONS,
+    MAX_TOP_N,
+    current_month,
+    parse_dimension,
+    parse_filter,
+    parse_group_by,
+    parse_positive_int,
+)
+from .store.base import Row, SpendStore
+
+logger = logging.getLogger(__name__)
+
+_FILTER_PARAMS = frozenset({"from", "to", "month", *DIMENSIONS})
+_ALLOWED = {
+    "spend": _FILTER_PARAMS | {"group_by"},
+    "top": _FILTER_PARAMS | {"dimension", "n"},
+    "timeseries": _FILTER_PARAMS | {"group_by"},
+    "chargeback": frozenset({"month", *DIMENSIONS}),
+    "unpriced": _FILTER_PARAMS,
+}
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def _check_params(kind: str, query: Mapping[str, str]) -> None:
+    for name in query:
+        if name not in _ALLOWED[kind]:
+            raise QueryError(name, f"unknown parameter; allowed: {', '.join(sorted(_ALLOWED[kind]))}")
+
+
+def _period(flt: Any) -> dict[str, str | None]:
+    return {
+        "from": flt.start.isoformat() if flt.start else None,
+        "to": flt.end.isoformat() if flt.end else None,
+    }
+
+
+def _totals(rows: list[Row]) -> Row:
+    return report.totals(rows)
+
+
+class QueryApi:
+    """Builds the API application around a store; ``health`` supplies the ``/healthz`` body."""
+
+    def __init__(
+        self,
+        store: SpendStore,
+        metrics: CollectorMetrics,
+        executor: Executor,
+        health: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._executor = executor
+        self._health = health or (lambda: {})
+
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors])
+        app.router.add_get("/api/spend", self.spend)
+        app.router.add_get("/api/top", self.top)
+        app.router.add_get("/api/timeseries", self.timeseries)
+        app.router.add_get("/api/chargeback", self.chargeback)
+        app.router.add_get("/api/chargeback.csv", self.chargeback_csv)
+        app.router.add_get("/api/unpriced", self.unpriced)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except QueryError as exc:
+            return _json({"error": exc.message, "param": exc.param}, status=400)
+        except StoreUnavailable as exc:
+            logger.warning("query failed: %s", exc)
+            return _json({"error": str(exc)}, status=503)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def spend(self, request: web.Request) -> web.Response:
+        _check_params("spend", request.query)
+        flt = parse_filter(request.query)
+        group_by = parse_group_by(request.query.get("group_by"))
+        rows = await self._run(self._store.spend, flt, group_by)
+        return _json({**_period(flt), "group_by": list(group_by), "rows": rows, "totals": _totals(rows)})
+
+    async def top(self, request: web.Request) -> web.Response:
+        _check_params("top", request.query)
+        flt = parse_filter(request.query)
+        dimension = parse_dimension("dimension", request.query.get("dimension"))
+        n = parse_positive_int("n", request.query.get("n"), 10, MAX_TOP_N)
+        rows = await self._run(self._store.top, flt, dimension, n)
+        return _json({**_period(flt), "dimension": dimension, "n": n, "rows": rows})
+
+    async def timeseries(self, request: web.Request) -> web.Response:
+        _check_params("timeseries", request.query)
+        flt = parse_filter(request.query)
+        group_by = parse_group_by(request.query.get("group_by"), default=())
+        rows = await self._run(self._store.timeseries, flt, group_by)
+        return _json({**_period(flt), "group_by": ["day", *[g for g in group_by if g != "day"]], "rows": rows})
+
+    async def _chargeback_rows(self, request: web.Request) -> tuple[str, list[Row]]:
+        _check_params("chargeback", request.query)
+        query = dict(request.query)
+        month = query.setdefault("month", current_month())
+        flt = parse_filter(query)
+        return month, await self._run(self._store.chargeback, flt)
+
+    async def chargeback(self, request: web.Request) -> web.Response:
+        month, rows = await self._chargeback_rows(request)
+        return _json({"month": month, "rows": rows, "totals": _totals(rows)})
+
+    async def chargeback_csv(self, request: web.Request) -> web.Response:
+        month, rows = await self._chargeback_rows(request)
+        return web.Response(
+            text=report.chargeback_csv(month, rows),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="chargeback-{month}.csv"'},
+        )
+
+    async def unpriced(self, request: web.Request) -> web.Response:
+        _check_params("unpriced", request.query)
+        flt = parse_filter(request.query)
+        rows = await self._run(self._store.unpriced, flt)
+        return _json({**_period(flt), "rows": rows})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        body = {"status": "ok", **self._health()}
+        return _json(_plain(body))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+def _plain(value: Any) -> Any:
+    """Dataclass snapshots (``stats()`` results) → JSON-ready dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,252 @@
+"""``Collector``: the whole collector (receivers, pipeline, store, query API) as one embeddable object.
+
+    collector = Collector(load_config("spendgate.yaml"))
+    await collector.start()          # binds every listener; returns at once
+    ...                              # runs in the caller's event loop (``spendgate up`` shares it)
+    await collector.shutdown()       # stop receiving, store what was admitted, close; idempotent
+
+Port 0 in any address binds a free port; the ``*_port`` / ``*_url`` properties tell which. Nothing
+is opened in the constructor, so building one is free and ``shutdown()`` before ``start()`` is fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from .api import QueryApi
+from .config import CollectorConfig, split_host_port
+from .costing import PricingStage
+from .errors import ConfigError
+from .keys import KeyDirectory
+from .metrics import CollectorMetrics
+from .normalize import Normalizer
+from .pipeline import Pipeline
+from .pricing import PriceOverridesError, Pricer, load_price_overrides
+from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
+from .store.sqlite import SQLiteStore
+
+logger = logging.getLogger(__name__)
+
+# Exports in flight when shutdown starts get this long to finish before receivers close.
+SHUTDOWN_GRACE_S = 5.0
+
+
+def _connect_host(address: str) -> str:
+    """Host a local client should dial for a listener bound to ``address``."""
+    host, _ = split_host_port(address)
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+class Collector:
+    """Receivers → pipeline → store, plus the query API, with a start/shutdown lifecycle."""
+
+    def __init__(self, config: CollectorConfig | None = None, *, pricer: Pricer | None = None) -> None:
+        self.config = config or CollectorConfig()
+        self._pricer = pricer
+        self.metrics = CollectorMetrics()
+        self.store: SQLiteStore | None = None
+        self.pipeline: Pipeline | None = None
+        self.keys: KeyDirectory | None = None
+        self._grpc: OtlpGrpcReceiver | None = None
+        self._http: OtlpHttpReceiver | None = None
+        self._api_runner: web.AppRunner | None = None
+        self._api_executor: ThreadPoolExecutor | None = None
+        self._api_port: int | None = None
+        self._started = False
+        self._stopped = False
+        self._stop_lock: asyncio.Lock | None = None
+
+    # --- addresses
+
+    @property
+    def otlp_grpc_port(self) -> int | None:
+        return self._grpc.port if self._grpc else None
+
+    @property
+    def otlp_http_port(self) -> int | None:
+        return self._http.port if self._http else None
+
+    @property
+    def api_port(self) -> int | None:
+        return self._api_port
+
+    @property
+    def otlp_grpc_endpoint(self) -> str | None:
+        """``host:port`` for an OTLP/gRPC exporter (``insecure=True``)."""
+        if self.config.otlp_grpc is None or self.otlp_grpc_port is None:
+            return None
+        return f"{_connect_host(self.config.otlp_grpc)}:{self.otlp_grpc_port}"
+
+    @property
+    def otlp_http_url(self) -> str | None:
+        """Full ``http://host:port/v1/traces`` URL for an OTLP/HTTP exporter."""
+        if self.config.otlp_http is None or self.otlp_http_port is None:
+            return None
+        return f"http://{_connect_host(self.config.otlp_http)}:{self.otlp_http_port}/v1/traces"
+
+    @property
+    def api_url(self) -> str | None:
+        """Base URL of the query API (``/api/...``, ``/healthz``, ``/metrics``)."""
+        if self.config.api is None or self._api_port is None:
+            return None
+        return f"http://{_connect_host(self.config.api)}:{self._api_port}"
+
+    # --- lifecycle
+
+    async def start(self) -> None:
+        """Open the store and bind every configured listener; raise ``ConfigError`` naming what failed."""
+        if self._started:
+            return
+        if self._stopped:
+            raise RuntimeError("a Collector cannot be restarted after shutdown; create a new one")
+        self._started = True
+        self._stop_lock = asyncio.Lock()
+        try:
+            await self._start()
+        except BaseException:
+            await self.shutdown()
+            raise
+
+    async def _start(self) -> None:
+        cfg = self.config
+        pricer = self._pricer or Pricer(self._load_overrides())
+        if cfg.keys_file is not None and not cfg.keys_file.exists():
+            logger.warning("keys file %s does not exist yet; key attribution starts when it does", cfg.keys_file)
+        self.keys = KeyDirectory(cfg.keys_file)
+        try:
+            self.store = SQLiteStore(cfg.db, synchronous=cfg.sqlite_synchronous)
+        except Exception as exc:
+            raise ConfigError(f"db: cannot open {cfg.db}: {exc}") from exc
+        self.pipeline = Pipeline(
+            self.store,
+            Normalizer(self.keys),
+            PricingStage(pricer),
+            self.metrics,
+            queue_max_bytes=cfg.queue_max_bytes,
+            batch_max_bytes=cfg.batch_max_bytes,
+            retention_days=cfg.retention_days,
+        )
+        await self.pipeline.start()
+        if cfg.otlp_grpc is not None:
+            self._grpc = OtlpGrpcReceiver(
+                self.pipeline,
+                cfg.otlp_grpc,
+                max_message_bytes=cfg.max_request_bytes,
+                retry_after_s=cfg.retry_after_s,
+            )
+            await self._bind("otlp_grpc", cfg.otlp_grpc, self._grpc.start)
+        if cfg.otlp_http is not None:
+            self._http = OtlpHttpReceiver(
+                self.pipeline,
+                cfg.otlp_http,
+                max_request_bytes=cfg.max_request_bytes,
+                retry_after_s=cfg.retry_after_s,
+            )
+            await self._bind("otlp_http", cfg.otlp_http, self._http.start)
+        if cfg.api is not None:
+            await self._bind("api", cfg.api, self._start_api)
+        self._pricer = pricer
+        logger.info(
+            "collector started: otlp grpc=%s http=%s api=%s db=%s",
+            self.otlp_grpc_endpoint,
+            self.otlp_http_url,
+            self.api_url,
+            cfg.db,
+        )
+
+    def _load_overrides(self) -> Any:
+        if self.config.prices is None:
+            return None
+        try:
+            return load_price_overrides(self.config.prices)
+        except (PriceOverridesError, OSError) as exc:
+            raise ConfigError(f"prices: {exc}") from exc
+
+    @staticmethod
+    async def _bind(field: str, address: str, start: Any) -> None:
+        try:
+            await start()
+        except OSError as exc:
+            raise ConfigError(f"{field}: cannot listen on {address}: {exc.strerror or exc}") from exc
+
+    async def _start_api(self) -> None:
+        assert self.store is not None and self.config.api is not None
+        self._api_executor = ThreadPoolExecutor(self.config.api_workers, thread_name_prefix="spendgate-api")
+        api = QueryApi(self.store, self.metrics, self._api_executor, health=self.health)
+        runner = web.AppRunner(api.make_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = split_host_port(self.config.api)
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._api_runner = runner
+        self._api_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop receiving, store every admitted span, close the API and the store. Idempotent."""
+        if self._stopped:
+            return
+        if self._stop_lock is None:  # never started
+            self._stopped = True
+            return
+        async with self._stop_lock:
+            if self._stopped:
+                return
+            # Receivers first, with a grace period: their in-flight exports are waiting on the
+            # pipeline, which keeps committing meanwhile.
+            stops = []
+            if self._grpc is not None:
+                stops.append(self._grpc.shutdown(SHUTDOWN_GRACE_S))
+            if self._http is not None:
+                stops.append(self._http.shutdown())
+            await asyncio.gather(*stops, return_exceptions=True)
+            if self.pipeline is not None:
+                await self.pipeline.shutdown(timeout)
+            if self._api_runner is not None:
+                await self._api_runner.cleanup()
+                self._api_runner = None
+            if self._api_executor is not None:
+                self._api_executor.shutdown(wait=True)
+            if self.store is not None:
+                self.store.close()
+            self._stopped = True
+            logger.info("collector stopped")
+
+    async def __aenter__(self) -> Collector:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.shutdown()
+
+    # --- introspection
+
+    def health(self) -> dict[str, Any]:
+        """Snapshots of the pipeline, store and pricer for ``/healthz``."""
+        body: dict[str, Any] = {}
+        if self.pipeline is not None:
+            body["pipeline"] = self.pipeline.stats()
+        if self.store is not None:
+            body["store"] = self.store.stats()
+        if self._pricer is not None:
+            body["pricer"] = self._pricer.stats()
+        body["keys"] = {
+            "file": str(self.keys.path) if self.keys and self.keys.path else None,
+            "keys": len(self.keys or ()),
+        }
+        return body

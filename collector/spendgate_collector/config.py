@@ -1,0 +1,148 @@
+"""The collector's one typed config object, loaded from YAML, ``SPENDGATE_COLLECTOR_*`` env and options.
+
+``load_config`` resolves each field as: explicit override (command-line option) → environment
+variable (see ``env.py``) → YAML file → default, then validates everything at once and raises
+``ConfigError`` naming every bad field. ``CollectorConfig()`` alone gives the embedded defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import env
+from .errors import ConfigError
+
+DEFAULT_DB = Path("./spendgate-data/spendgate.db")
+DEFAULT_OTLP_GRPC = "127.0.0.1:4317"
+DEFAULT_OTLP_HTTP = "127.0.0.1:4318"
+DEFAULT_API = "127.0.0.1:8788"
+DEFAULT_RETENTION_DAYS = 90
+# 64 MiB of queued protobuf is ~100k realistic LLM spans: a few seconds of peak ingest, and a bound
+# on memory whatever the exporters send.
+DEFAULT_QUEUE_MAX_BYTES = 64 * 1024 * 1024
+# ~6,000 spans per transaction: enough to amortise the commit's fsync, small enough to keep the
+# ack latency of a single export well under a second.
+DEFAULT_BATCH_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+DEFAULT_RETRY_AFTER_S = 1.0
+
+_OFF = {"", "off", "none", "false", "0"}
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` too) into its parts; raise ``ValueError`` when malformed."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"port must be a number in {address!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 0-65535")
+    return host.strip("[]"), port
+
+
+class CollectorConfig(BaseModel):
+    """Everything ``Collector`` needs; immutable. Addresses are ``HOST:PORT`` or ``None`` (off)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    db: Path = DEFAULT_DB
+    """SQLite file; its directory is created on start."""
+    otlp_grpc: str | None = DEFAULT_OTLP_GRPC
+    """OTLP/gRPC receiver address; port 0 picks a free port (see ``Collector.otlp_grpc_port``)."""
+    otlp_http: str | None = DEFAULT_OTLP_HTTP
+    """OTLP/HTTP receiver address (``POST /v1/traces``)."""
+    api: str | None = DEFAULT_API
+    """Query API address (``/api/*``, ``/healthz``, ``/metrics``)."""
+    keys_file: Path | None = None
+    """Keys YAML from ``spendgate keys``: attribution for spans that carry only a key id."""
+    prices: Path | None = None
+    """Price overrides YAML for negotiated discounts and custom models."""
+    retention_days: int = Field(DEFAULT_RETENTION_DAYS, ge=0, le=36_500)
+    """Days raw spend rows are kept; 0 keeps them forever. Rollups are always kept."""
+    queue_max_bytes: int = Field(DEFAULT_QUEUE_MAX_BYTES, ge=1024)
+    """Payload bytes waiting for the store before receivers answer "overloaded, retry"."""
+    batch_max_bytes: int = Field(DEFAULT_BATCH_MAX_BYTES, ge=1)
+    """Payload bytes committed per SQLite transaction at most."""
+    max_request_bytes: int = Field(DEFAULT_MAX_REQUEST_BYTES, ge=1024)
+    """Largest OTLP request body accepted (after decompression)."""
+    retry_after_s: float = Field(DEFAULT_RETRY_AFTER_S, gt=0, le=60)
+    """Delay suggested to exporters when overloaded (gRPC RetryInfo, HTTP Retry-After)."""
+    sqlite_synchronous: Literal["full", "normal"] = "full"
+    """``full``: acknowledged spans survive power loss; ``normal``: survive a process crash only."""
+    api_workers: int = Field(4, ge=1, le=64)
+    """Threads answering API queries (each with its own read connection)."""
+
+    @field_validator("otlp_grpc", "otlp_http", "api", mode="before")
+    @classmethod
+    def _address(cls, value: Any) -> str | None:
+        if value is None or (isinstance(value, str | bool | int) and str(value).strip().lower() in _OFF):
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"expected HOST:PORT or 'off', got {value!r}")
+        host, port = split_host_port(value.strip())
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @field_validator("keys_file", "prices", mode="before")
+    @classmethod
+    def _optional_path(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+
+def _format_errors(exc: ValidationError, where: str) -> str:
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(config)"
+        problems.append(f"{field}: {err['msg']}")
+    return f"invalid collector config ({where}): " + "; ".join(problems)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"config file {path} must be a mapping of settings")
+    # A shared spendgate.yaml keeps the collector's settings under `collector:`.
+    section = doc.get("collector")
+    return dict(section) if isinstance(section, dict) else doc
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> CollectorConfig:
+    """Build a validated ``CollectorConfig``; overrides that are ``None`` are ignored.
+
+    ``path`` defaults to ``$SPENDGATE_COLLECTOR_CONFIG``. Raises ``ConfigError`` naming every bad field.
+    """
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(env.SPENDGATE_COLLECTOR_CONFIG) or None
+    values: dict[str, Any] = _read_yaml(Path(path)) if path else {}
+    for name in CollectorConfig.model_fields:
+        env_value = environ.get(env.PREFIX + name.upper())
+        if env_value is not None:
+            values[name] = env_value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(overrides) - set(CollectorConfig.model_fields))
+    if unknown:
+        raise ConfigError(f"unknown collector setting(s): {', '.join(unknown)}")
+    try:
+        return CollectorConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(path) if path else "defaults, environment and options")) from None

@@ -1,0 +1,47 @@
+"""Every ``SPENDGATE_COLLECTOR_*`` environment variable the collector reads, with meaning and default.
+
+Settings resolve in this order: command-line option, then the environment variable, then the YAML
+config file, then the default. Each variable maps to the config field of the same name (lowercase,
+without the prefix); ``docs/collector.md`` lists them from these docstrings.
+"""
+
+from __future__ import annotations
+
+PREFIX = "SPENDGATE_COLLECTOR_"
+
+SPENDGATE_COLLECTOR_CONFIG = "SPENDGATE_COLLECTOR_CONFIG"
+"""Path of a YAML config file (top-level fields, or a ``collector:`` section). Default: none."""
+
+SPENDGATE_COLLECTOR_DB = "SPENDGATE_COLLECTOR_DB"
+"""SQLite database file. Default: ``./spendgate-data/spendgate.db``."""
+
+SPENDGATE_COLLECTOR_OTLP_GRPC = "SPENDGATE_COLLECTOR_OTLP_GRPC"
+"""``HOST:PORT`` of the OTLP/gRPC receiver, or ``off``. Default: ``127.0.0.1:4317``."""
+
+SPENDGATE_COLLECTOR_OTLP_HTTP = "SPENDGATE_COLLECTOR_OTLP_HTTP"
+"""``HOST:PORT`` of the OTLP/HTTP receiver, or ``off``. Default: ``127.0.0.1:4318``."""
+
+SPENDGATE_COLLECTOR_API = "SPENDGATE_COLLECTOR_API"
+"""``HOST:PORT`` of the query API (JSON, CSV, ``/metrics``), or ``off``. Default: ``127.0.0.1:8788``."""
+
+SPENDGATE_COLLECTOR_KEYS_FILE = "SPENDGATE_COLLECTOR_KEYS_FILE"
+"""Keys YAML written by ``spendgate keys``, for attribution by key id. Default: none."""
+
+SPENDGATE_COLLECTOR_PRICES = "SPENDGATE_COLLECTOR_PRICES"
+"""Price overrides YAML (negotiated discounts, custom models). Default: none."""
+
+SPENDGATE_COLLECTOR_RETENTION_DAYS = "SPENDGATE_COLLECTOR_RETENTION_DAYS"
+"""Days raw spend rows are kept (rollups are kept forever); ``0`` keeps them forever. Default: 90."""
+
+SPENDGATE_COLLECTOR_QUEUE_MAX_BYTES = "SPENDGATE_COLLECTOR_QUEUE_MAX_BYTES"
+"""Bytes of OTLP payload waiting to be stored before receivers answer "overloaded". Default: 64 MiB."""
+
+SPENDGATE_COLLECTOR_BATCH_MAX_BYTES = "SPENDGATE_COLLECTOR_BATCH_MAX_BYTES"
+"""Bytes of OTLP payload committed in one SQLite transaction at most. Default: 4 MiB."""
+
+SPENDGATE_COLLECTOR_RETRY_AFTER_S = "SPENDGATE_COLLECTOR_RETRY_AFTER_S"
+"""Seconds exporters are told to wait when the collector is overloaded. Default: 1."""
+
+SPENDGATE_COLLECTOR_SQLITE_SYNCHRONOUS = "SPENDGATE_COLLECTOR_SQLITE_SYNCHRONOUS"
+"""``full`` (an acknowledged span survives power loss) or ``normal`` (survives a process crash
+only, faster on slow disks). Default: ``full``."""

@@ -1,0 +1,266 @@
+"""Turn OTLP spans from any LLM instrumentation into ``SpendRecord``s: the pipeline's first stage.
+
+Three dialects are read, most specific first: spendgate's own spans (OpenInference + GenAI +
+``spendgate.*``, see ``spendgate_semconv.attributes``), OpenInference instrumentations
+(``openinference.span.kind=LLM``, ``llm.*``) and OpenTelemetry GenAI instrumentations (``gen_ai.*``,
+both the pre-1.37 ``gen_ai.system`` / ``gen_ai.usage.prompt_tokens`` names and the current ones).
+A span is an LLM span when its OpenInference kind is ``LLM`` or it has any ``gen_ai.usage.*`` or
+``gen_ai.request.model`` attribute; other spans are counted and ignored.
+
+Attribution gaps are filled, per field, from the span's resource and then from the principal bound
+to the span's ``spendgate.key.id`` in the keys file. Spans with invalid ids, no timestamps or token
+counts that are not non-negative numbers are rejected as malformed (reported back to the exporter as
+OTLP partial success), since pricing them would invent spend.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
+from spendgate_semconv import attributes as sc
+
+from .keys import KeyDirectory
+from .otlp import STATUS_CODE_ERROR, decode_value
+from .records import SpendRecord
+
+# Pre-1.37 GenAI names still emitted by older instrumentations. Not in spendgate's semconv because
+# spendgate never emits them; defined here rather than imported from opentelemetry-semconv's
+# `_incubating` module, which drops deprecated names over time.
+GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"
+GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_USAGE_PREFIX = "gen_ai.usage."
+
+# Keys of the OpenInference ``metadata`` JSON object that carry attribution.
+_METADATA_FIELDS = ("team", "cost_center", "repo", "feature")
+
+# Candidate attributes per field, strongest first.
+_PROVIDER_KEYS = (sc.LLM_PROVIDER, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM, sc.LLM_SYSTEM)
+_MODEL_KEYS = (sc.LLM_MODEL_NAME, sc.GEN_AI_RESPONSE_MODEL, sc.SPENDGATE_MODEL_SERVED, sc.GEN_AI_REQUEST_MODEL)
+_REQUESTED_MODEL_KEYS = (sc.SPENDGATE_MODEL_REQUESTED, sc.GEN_AI_REQUEST_MODEL)
+_INPUT_KEYS = (sc.LLM_TOKEN_COUNT_PROMPT, sc.GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_PROMPT_TOKENS)
+_OUTPUT_KEYS = (sc.LLM_TOKEN_COUNT_COMPLETION, sc.GEN_AI_USAGE_OUTPUT_TOKENS, GEN_AI_USAGE_COMPLETION_TOKENS)
+_CACHE_READ_KEYS = (sc.LLM_TOKEN_COUNT_PROMPT_CACHE_READ, sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
+_CACHE_WRITE_KEYS = (sc.LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE, sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
+_REASONING_KEYS = (sc.LLM_TOKEN_COUNT_COMPLETION_REASONING, GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)
+
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
+_MAX_MESSAGES = 5
+
+
+class _Malformed(Exception):
+    """A span that cannot be recorded as sent."""
+
+
+@dataclass(slots=True)
+class NormalizedBatch:
+    """What one export request turned into."""
+
+    records: list[SpendRecord] = field(default_factory=list)
+    spans: int = 0
+    """Spans seen, of every kind."""
+    non_llm: int = 0
+    """Spans that are not LLM calls (ignored for spend)."""
+    rejected: int = 0
+    """Malformed spans not recorded."""
+    messages: list[str] = field(default_factory=list)
+    """A few distinct reasons for the rejections, for the exporter's partial-success message."""
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        if len(self.messages) < _MAX_MESSAGES and reason not in self.messages:
+            self.messages.append(reason)
+
+
+def _first(attrs: dict[str, bytes], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        raw = attrs.get(key)
+        if raw is not None:
+            value = decode_value(raw)
+            if value is not None and value != "":
+                return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _tokens(value: Any, name: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise _Malformed(f"{name} is a boolean")
+    if isinstance(value, int):
+        number = value
+    elif (isinstance(value, float) and math.isfinite(value)) or (isinstance(value, str) and value.strip().isdigit()):
+        number = int(value)
+    else:
+        raise _Malformed(f"{name} is not a number")
+    if number < 0:
+        raise _Malformed(f"{name} is negative")
+    return number
+
+
+def _is_llm(attrs: dict[str, bytes]) -> bool:
+    if sc.GEN_AI_USAGE_INPUT_TOKENS in attrs or sc.GEN_AI_REQUEST_MODEL in attrs:
+        return True
+    kind = attrs.get(sc.OPENINFERENCE_SPAN_KIND)
+    if kind is not None and decode_value(kind) == sc.SPAN_KIND_LLM:
+        return True
+    return any(key.startswith(GEN_AI_USAGE_PREFIX) for key in attrs)
+
+
+@dataclass(frozen=True, slots=True)
+class _ResourceDefaults:
+    service_name: str | None
+    developer: str | None
+    team: str | None
+    cost_center: str | None
+    repo: str | None
+
+
+def _resource_defaults(resource: Any) -> _ResourceDefaults:
+    attrs = dict(resource.attributes)
+    return _ResourceDefaults(
+        service_name=_text(_first(attrs, (SERVICE_NAME,))),
+        developer=_text(_first(attrs, (sc.USER_ID,))),
+        team=_text(_first(attrs, (sc.SPENDGATE_TEAM,))),
+        cost_center=_text(_first(attrs, (sc.SPENDGATE_COST_CENTER,))),
+        repo=_text(_first(attrs, (sc.VCS_REPOSITORY_NAME,))),
+    )
+
+
+class Normalizer:
+    """Stage 1: lean OTLP export request → ``NormalizedBatch`` of ``SpendRecord``s (cost not yet set)."""
+
+    def __init__(self, keys: KeyDirectory | None = None) -> None:
+        self._keys = keys
+
+    def normalize(self, request: Any) -> NormalizedBatch:
+        """Normalise every span of a lean ``ExportTraceServiceRequest`` (see ``otlp.parse_export_request``)."""
+        if self._keys is not None:
+            self._keys.refresh()
+        batch = NormalizedBatch()
+        for resource_spans in request.resource_spans:
+            defaults = _resource_defaults(resource_spans.resource)
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    batch.spans += 1
+                    trace_id = span.trace_id
+                    span_id = span.span_id
+                    if (
+                        len(trace_id) != 16
+                        or len(span_id) != 8
+                        or trace_id == _ZERO_TRACE_ID
+                        or span_id == _ZERO_SPAN_ID
+                    ):
+                        batch.reject("invalid trace_id or span_id (need 16 and 8 non-zero bytes)")
+                        continue
+                    attrs = dict(span.attributes)
+                    if not _is_llm(attrs):
+                        batch.non_llm += 1
+                        continue
+                    try:
+                        batch.records.append(self._record(span, attrs, defaults))
+                    except _Malformed as exc:
+                        batch.reject(f"span {span_id.hex()}: {exc}")
+        return batch
+
+    def _record(self, span: Any, attrs: dict[str, bytes], defaults: _ResourceDefaults) -> SpendRecord:
+        start_ns = span.start_time_unix_nano
+        end_ns = span.end_time_unix_nano or start_ns
+        if not end_ns:
+            raise _Malformed("no start or end time")
+
+        input_tokens = _tokens(_first(attrs, _INPUT_KEYS), "input tokens")
+        output_tokens = _tokens(_first(attrs, _OUTPUT_KEYS), "output tokens")
+        cache_read = _tokens(_first(attrs, _CACHE_READ_KEYS), "cache read tokens")
+        cache_write = _tokens(_first(attrs, _CACHE_WRITE_KEYS), "cache write tokens")
+        reasoning = _tokens(_first(attrs, _REASONING_KEYS), "reasoning tokens")
+        # Both specs say totals include their parts. A total smaller than its parts can only come
+        # from an instrumentation that copied a provider's exclusive count (Anthropic's input_tokens
+        # excludes cache tokens), so add the parts back instead of pricing a negative remainder.
+        if input_tokens < cache_read + cache_write:
+            input_tokens += cache_read + cache_write
+        if output_tokens < reasoning:
+            output_tokens += reasoning
+
+        status_error = span.status.code == STATUS_CODE_ERROR
+        error_type = _text(_first(attrs, (sc.ERROR_TYPE,)))
+        if status_error and error_type is None:
+            error_type = "error"
+        ttft = _first(attrs, (sc.SPENDGATE_TTFT_MS,))
+
+        record = SpendRecord(
+            trace_id=span.trace_id.hex(),
+            span_id=span.span_id.hex(),
+            start_ns=start_ns or end_ns,
+            end_ns=end_ns,
+            model=_text(_first(attrs, _MODEL_KEYS)),
+            developer=_text(_first(attrs, (sc.USER_ID,))) or defaults.developer,
+            team=_text(_first(attrs, (sc.SPENDGATE_TEAM,))) or defaults.team,
+            cost_center=_text(_first(attrs, (sc.SPENDGATE_COST_CENTER,))) or defaults.cost_center,
+            repo=_text(_first(attrs, (sc.VCS_REPOSITORY_NAME,))) or defaults.repo,
+            repo_url=_text(_first(attrs, (sc.VCS_REPOSITORY_URL_FULL,))),
+            branch=_text(_first(attrs, (sc.VCS_REF_HEAD_NAME,))),
+            repo_source=_text(_first(attrs, (sc.SPENDGATE_REPO_SOURCE,))),
+            feature=_text(_first(attrs, (sc.SPENDGATE_FEATURE,))),
+            key_id=_text(_first(attrs, (sc.SPENDGATE_KEY_ID,))),
+            provider=_text(_first(attrs, _PROVIDER_KEYS)),
+            requested_model=_text(_first(attrs, _REQUESTED_MODEL_KEYS)),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            reasoning_tokens=reasoning,
+            usage_source=_text(_first(attrs, (sc.SPENDGATE_USAGE_SOURCE,))),
+            status="error" if status_error or error_type is not None else "ok",
+            error_type=error_type,
+            ttft_ms=float(ttft) if isinstance(ttft, int | float) and not isinstance(ttft, bool) else None,
+            service_name=defaults.service_name,
+        )
+        if record.team is None or record.cost_center is None or record.repo is None or record.feature is None:
+            self._from_metadata(record, attrs)
+        if record.key_id is not None and (
+            record.developer is None or record.team is None or record.cost_center is None or record.repo is None
+        ):
+            self._from_key(record)
+        return record
+
+    @staticmethod
+    def _from_metadata(record: SpendRecord, attrs: dict[str, bytes]) -> None:
+        """Fill gaps from the OpenInference ``metadata`` JSON object, when there is one."""
+        raw = _first(attrs, (sc.METADATA,))
+        if not isinstance(raw, str):
+            return
+        try:
+            metadata = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(metadata, dict):
+            return
+        for name in _METADATA_FIELDS:
+            if getattr(record, name) is None:
+                setattr(record, name, _text(metadata.get(name)))
+
+    def _from_key(self, record: SpendRecord) -> None:
+        """Fill gaps from the principal the virtual key is bound to."""
+        if self._keys is None or record.key_id is None:
+            return
+        principal = self._keys.lookup(record.key_id)
+        if principal is None:
+            return
+        record.developer = record.developer or principal.user
+        record.team = record.team or principal.team
+        record.cost_center = record.cost_center or principal.cost_center
+        if record.repo is None and principal.repo is not None:
+            record.repo = principal.repo
+            record.repo_source = record.repo_source or sc.RepoSource.KEY_DEFAULT

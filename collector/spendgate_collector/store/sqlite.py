@@ -1,0 +1,496 @@
+"""The default store: one SQLite file in WAL mode, raw spend rows plus two incremental rollups.
+
+Tables (schema version in ``PRAGMA user_version``):
+
+- ``spend``: one lean row per LLM span (no content, no price tables), unique on
+  ``(trace_id, span_id)``; deleted after the retention period.
+- ``rollup_daily``: UTC day x developer x team x cost_center x repo x model x feature x provider,
+  summed tokens, cost (integer nano-USD, so sums are exact), requests, errors, unpriced calls.
+- ``rollup_monthly``: UTC month x developer x team x cost_center x repo, the same measures. It
+  answers chargeback (and any query grouped/filtered only by those dimensions over whole months)
+  from a few thousand rows instead of the month's daily rows. Both rollups are kept forever.
+
+Unknown dimension values are stored as ``''`` (SQL NULLs would make each unattributed row a key of its
+own) and come back as ``None``. The schema is created with sqlite-utils; the hot paths use the raw
+``sqlite3`` connection. One writer connection (used only by the pipeline's writer thread) and one read
+connection per querying thread; WAL lets them run concurrently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..errors import StoreUnavailable
+from ..query import CHARGEBACK_DIMENSIONS, DIMENSIONS, SpendFilter
+from ..records import SpendRecord
+from .base import Row, StoreStats, WriteResult
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5_000
+# The unique (trace_id, span_id) index is probed at random for every insert; 64 MiB of page cache
+# keeps its hot part in memory for tens of millions of rows while bounding the process's memory.
+WRITER_CACHE_KIB = 64 * 1024
+READER_CACHE_KIB = 16 * 1024
+NANOS_PER_USD = 1_000_000_000
+
+SPEND_COLUMNS: tuple[str, ...] = (
+    "trace_id",
+    "span_id",
+    "start_ns",
+    "end_ns",
+    "developer",
+    "team",
+    "cost_center",
+    "repo",
+    "repo_url",
+    "branch",
+    "repo_source",
+    "feature",
+    "key_id",
+    "provider",
+    "model",
+    "requested_model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "usage_source",
+    "status",
+    "error_type",
+    "ttft_ms",
+    "service_name",
+    "cost_usd",
+    "cost_source",
+    "price_version",
+)
+_INT_COLUMNS = {
+    "start_ns",
+    "end_ns",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+}
+_REAL_COLUMNS = {"ttft_ms", "cost_usd"}
+
+# Rollup measures, in accumulator order.
+ROLLUP_MEASURES: tuple[str, ...] = (
+    "requests",
+    "errors",
+    "unpriced_requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "unpriced_input_tokens",
+    "unpriced_output_tokens",
+)
+_DAILY_KEY = ("day", *DIMENSIONS)
+_MONTHLY_KEY = ("month", *CHARGEBACK_DIMENSIONS)
+
+_INSERT_SPEND = (
+    f"INSERT OR IGNORE INTO spend ({', '.join(SPEND_COLUMNS)}) VALUES ({', '.join('?' * len(SPEND_COLUMNS))})"
+)
+
+
+def _upsert_sql(table: str, key: Sequence[str]) -> str:
+    columns = (*key, *ROLLUP_MEASURES)
+    updates = ", ".join(f"{m} = {m} + excluded.{m}" for m in ROLLUP_MEASURES)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
+_UPSERT_DAILY = _upsert_sql("rollup_daily", _DAILY_KEY)
+_UPSERT_MONTHLY = _upsert_sql("rollup_monthly", _MONTHLY_KEY)
+
+
+def _rollup_ddl(table: str, key: Sequence[str]) -> str:
+    key_cols = ", ".join(f"{k} TEXT NOT NULL" for k in key)
+    measures = ", ".join(f"{m} INTEGER NOT NULL DEFAULT 0" for m in ROLLUP_MEASURES)
+    return f"CREATE TABLE IF NOT EXISTS {table} ({key_cols}, {measures}, PRIMARY KEY ({', '.join(key)})) WITHOUT ROWID"
+
+
+_day_strings: dict[int, str] = {}
+
+
+def day_string(day_number: int) -> str:
+    """Days since the epoch → ``YYYY-MM-DD`` (UTC), memoised (a batch spans a day or two)."""
+    text = _day_strings.get(day_number)
+    if text is None:
+        text = datetime.fromtimestamp(day_number * 86_400, UTC).date().isoformat()
+        if len(_day_strings) > 4096:
+            _day_strings.clear()
+        _day_strings[day_number] = text
+    return text
+
+
+def _connect(path: Path, *, cache_kib: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA cache_size = -{cache_kib}")
+    return conn
+
+
+class SQLiteStore:
+    """``SpendStore`` on one SQLite file. ``readonly=True`` opens an existing file for queries only."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "full", readonly: bool = False):
+        self.path = Path(path)
+        self._readonly = readonly
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._batches = self._inserted = self._duplicates = self._purged = 0
+        self._writer: sqlite3.Connection | None = None
+        if readonly:
+            if not self.path.exists():
+                raise FileNotFoundError(f"no spendgate database at {self.path}")
+            return
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = _connect(self.path, cache_kib=WRITER_CACHE_KIB)
+        self._create_schema(sqlite_utils.Database(self._writer))
+        self._writer.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+
+    # --- schema
+
+    @staticmethod
+    def _create_schema(db: sqlite_utils.Database) -> None:
+        db.enable_wal()
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(f"database schema v{version} is newer than this collector (v{SCHEMA_VERSION})")
+        columns = {
+            name: int if name in _INT_COLUMNS else float if name in _REAL_COLUMNS else str for name in SPEND_COLUMNS
+        }
+        db.table("spend").create(
+            columns,
+            not_null={"trace_id", "span_id", "start_ns", "end_ns", "status", *(_INT_COLUMNS - {"start_ns"})},
+            if_not_exists=True,
+        )
+        db.table("spend").create_index(
+            ["trace_id", "span_id"], index_name="spend_span", unique=True, if_not_exists=True
+        )
+        db.table("spend").create_index(["end_ns"], index_name="spend_end", if_not_exists=True)
+        db.execute(_rollup_ddl("rollup_daily", _DAILY_KEY))
+        db.execute(_rollup_ddl("rollup_monthly", _MONTHLY_KEY))
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # --- writes (writer thread only)
+
+    def write(self, records: Sequence[SpendRecord]) -> WriteResult:
+        """Insert new records and update both rollups from exactly those, in one transaction."""
+        conn = self._writer
+        if conn is None:
+            raise StoreUnavailable("store is read-only or closed")
+        inserted: list[SpendRecord] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.cursor()
+                for r in records:
+                    cur.execute(
+                        _INSERT_SPEND,
+                        (
+                            r.trace_id,
+                            r.span_id,
+                            r.start_ns,
+                            r.end_ns,
+                            r.developer,
+                            r.team,
+                            r.cost_center,
+                            r.repo,
+                            r.repo_url,
+                            r.branch,
+                            r.repo_source,
+                            r.feature,
+                            r.key_id,
+                            r.provider,
+                            r.model,
+                            r.requested_model,
+                            r.input_tokens,
+                            r.output_tokens,
+                            r.cache_read_tokens,
+                            r.cache_write_tokens,
+                            r.reasoning_tokens,
+                            r.usage_source,
+                            r.status,
+                            r.error_type,
+                            r.ttft_ms,
+                            r.service_name,
+                            r.cost_usd,
+                            r.cost_source,
+                            r.price_version,
+                        ),
+                    )
+                    # rowcount is 0 when OR IGNORE skipped a stored (trace_id, span_id): only rows
+                    # really inserted may reach the rollups, or a retried export would count twice.
+                    if cur.rowcount == 1:
+                        inserted.append(r)
+                daily, monthly = _aggregate(inserted)
+                cur.executemany(_UPSERT_DAILY, [(*k, *v) for k, v in daily.items()])
+                cur.executemany(_UPSERT_MONTHLY, [(*k, *v) for k, v in monthly.items()])
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+        self._batches += 1
+        self._inserted += len(inserted)
+        self._duplicates += len(records) - len(inserted)
+        return WriteResult(inserted=inserted, duplicates=len(records) - len(inserted))
+
+    def purge_raw(self, older_than_ns: int, limit: int) -> int:
+        """Delete up to ``limit`` spend rows that ended before ``older_than_ns`` (rollups untouched)."""
+        conn = self._writer
+        if conn is None:
+            return 0
+        try:
+            cur = conn.execute(
+                "DELETE FROM spend WHERE rowid IN (SELECT rowid FROM spend WHERE end_ns < ? LIMIT ?)",
+                (older_than_ns, limit),
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite purge failed: {exc}") from exc
+        self._purged += cur.rowcount
+        return cur.rowcount
+
+    # --- reads (any thread)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreUnavailable("store is closed")
+            conn = _connect(self.path, cache_kib=READER_CACHE_KIB)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _query(self, sql: str, params: Iterable[Any]) -> list[Row]:
+        conn = self._reader()
+        try:
+            cur = conn.execute(sql, tuple(params))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []  # a database file from before the first write
+            raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
+
+    def _grouped(
+        self,
+        flt: SpendFilter,
+        group_by: Sequence[str],
+        *,
+        order_by: str,
+        limit: int | None = None,
+        force_daily: bool = False,
+    ) -> list[Row]:
+        dims_used = set(group_by) | {name for name, _ in flt.equals}
+        monthly = (
+            not force_daily
+            and "day" not in dims_used
+            and dims_used <= {"month", *CHARGEBACK_DIMENSIONS}
+            and flt.covers_whole_months()
+        )
+        table = "rollup_monthly" if monthly else "rollup_daily"
+        where: list[str] = []
+        params: list[Any] = []
+        if monthly:
+            if flt.start is not None:
+                where.append("month >= ?")
+                params.append(flt.start.strftime("%Y-%m"))
+            if flt.end is not None:
+                where.append("month <= ?")
+                params.append(flt.end.strftime("%Y-%m"))
+        else:
+            if flt.start is not None:
+                where.append("day >= ?")
+                params.append(flt.start.isoformat())
+            if flt.end is not None:
+                where.append("day <= ?")
+                params.append(flt.end.isoformat())
+        for name, value in flt.equals:
+            where.append(f"{name} = ?")  # names come from query.DIMENSIONS only
+            params.append(value)
+        exprs = ["substr(day, 1, 7) AS month" if (g == "month" and not monthly) else g for g in group_by]
+        sums = ", ".join(f"SUM({m}) AS {m}" for m in ROLLUP_MEASURES)
+        sql = f"SELECT {', '.join([*exprs, sums])} FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if group_by:
+            sql += " GROUP BY " + ", ".join(group_by)
+        sql += f" ORDER BY {order_by}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._query(sql, params)
+        if not group_by and rows and rows[0]["requests"] is None:
+            rows = []  # SUM over no rows
+        return [_present(row, group_by) for row in rows]
+
+    def spend(self, flt: SpendFilter, group_by: Sequence[str]) -> list[Row]:
+        order = ", ".join(["cost_nanos DESC", "requests DESC", *group_by])
+        return self._grouped(flt, group_by, order_by=order)
+
+    def top(self, flt: SpendFilter, dimension: str, n: int) -> list[Row]:
+        return self._grouped(flt, (dimension,), order_by=f"cost_nanos DESC, requests DESC, {dimension}", limit=n)
+
+    def timeseries(self, flt: SpendFilter, group_by: Sequence[str] = ()) -> list[Row]:
+        columns = ("day", *[g for g in group_by if g != "day"])
+        return self._grouped(flt, columns, order_by=", ".join(columns), force_daily=True)
+
+    def chargeback(self, flt: SpendFilter) -> list[Row]:
+        return self._grouped(flt, CHARGEBACK_DIMENSIONS, order_by=", ".join(CHARGEBACK_DIMENSIONS))
+
+    def unpriced(self, flt: SpendFilter) -> list[Row]:
+        where = ["unpriced_requests > 0"]
+        params: list[Any] = []
+        if flt.start is not None:
+            where.append("day >= ?")
+            params.append(flt.start.isoformat())
+        if flt.end is not None:
+            where.append("day <= ?")
+            params.append(flt.end.isoformat())
+        for name, value in flt.equals:
+            where.append(f"{name} = ?")
+            params.append(value)
+        sql = (
+            "SELECT model, provider, SUM(unpriced_requests) AS requests, "
+            "SUM(unpriced_input_tokens) AS input_tokens, SUM(unpriced_output_tokens) AS output_tokens, "
+            "MIN(day) AS first_day, MAX(day) AS last_day FROM rollup_daily WHERE "
+            + " AND ".join(where)
+            + " GROUP BY model, provider ORDER BY requests DESC, model, provider"
+        )
+        rows = self._query(sql, params)
+        for row in rows:
+            row["model"] = row["model"] or None
+            row["provider"] = row["provider"] or None
+        return rows
+
+    def raw_rows(self, where: str = "1", params: Sequence[Any] = ()) -> list[Row]:
+        """Raw spend rows (for tests and debugging), ordered by end time then ids."""
+        return self._query(f"SELECT * FROM spend WHERE {where} ORDER BY end_ns, trace_id, span_id", params)
+
+    def rollup_rows(self, table: str = "rollup_daily") -> list[Row]:
+        """Every row of a rollup table (for tests and debugging), in key order."""
+        if table not in ("rollup_daily", "rollup_monthly"):
+            raise ValueError(f"unknown rollup table {table!r}")
+        return self._query(f"SELECT * FROM {table}", ())
+
+    def stats(self) -> StoreStats:
+        size = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                size += os.stat(f"{self.path}{suffix}").st_size
+        return StoreStats(
+            backend=self.backend,
+            location=str(self.path),
+            size_bytes=size,
+            batches_written=self._batches,
+            rows_inserted=self._inserted,
+            duplicates=self._duplicates,
+            rows_purged=self._purged,
+        )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            try:
+                conn.close()
+            except sqlite3.Error:  # closing a reader another thread is still using; it dies with the process
+                logger.debug("reader connection not closed cleanly", exc_info=True)
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            try:
+                # Fold the WAL back into the main file so a copied .db is complete on its own.
+                writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                logger.debug("checkpoint at close failed", exc_info=True)
+            writer.close()
+
+
+def _aggregate(
+    records: Sequence[SpendRecord],
+) -> tuple[dict[tuple[str, ...], list[int]], dict[tuple[str, ...], list[int]]]:
+    """Sum records into daily and monthly rollup deltas (accumulators in ``ROLLUP_MEASURES`` order)."""
+    daily: dict[tuple[str, ...], list[int]] = {}
+    for r in records:
+        key = (
+            day_string(r.end_ns // 86_400_000_000_000),
+            r.developer or "",
+            r.team or "",
+            r.cost_center or "",
+            r.repo or "",
+            r.model or "",
+            r.feature or "",
+            r.provider or "",
+        )
+        acc = daily.get(key)
+        if acc is None:
+            acc = daily[key] = [0] * len(ROLLUP_MEASURES)
+        acc[0] += 1
+        if r.status == "error":
+            acc[1] += 1
+        acc[3] += r.input_tokens
+        acc[4] += r.output_tokens
+        acc[5] += r.cache_read_tokens
+        acc[6] += r.cache_write_tokens
+        acc[7] += r.reasoning_tokens
+        if r.cost_usd is None:
+            acc[2] += 1
+            acc[9] += r.input_tokens
+            acc[10] += r.output_tokens
+        else:
+            acc[8] += round(r.cost_usd * NANOS_PER_USD)
+    monthly: dict[tuple[str, ...], list[int]] = {}
+    for key, acc in daily.items():
+        mkey = (key[0][:7], key[1], key[2], key[3], key[4])
+        macc = monthly.get(mkey)
+        if macc is None:
+            monthly[mkey] = list(acc)
+        else:
+            for i, value in enumerate(acc):
+                macc[i] += value
+    return daily, monthly
+
+
+def _present(row: dict[str, Any], group_by: Sequence[str]) -> Row:
+    """Rollup sums → API row: group columns (``''`` → ``None``), then measures with ``cost_usd``."""
+    out: Row = {g: (row[g] or None) for g in group_by}
+    for m in ("requests", "errors", "unpriced_requests"):
+        out[m] = row[m] or 0
+    for m in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+        out[m] = row[m] or 0
+    out["cost_usd"] = round((row["cost_nanos"] or 0) / NANOS_PER_USD, 9)
+    return out
