@@ -66,6 +66,10 @@ class _Pending:
     future: asyncio.Future[ExportOutcome]
 
 
+def _outcome_label(exc: CollectorError) -> str:
+    return "invalid" if isinstance(exc, InvalidPayload) else "store_unavailable"
+
+
 class Pipeline:
     """Bounded queue + single writer running normalise → price → store on its own thread."""
 
@@ -136,6 +140,7 @@ class Pipeline:
         size = len(payload)
         if self._queued_bytes and self._queued_bytes + size > self._queue_max_bytes:
             self._overloaded += 1
+            self._metrics.requests.labels(receiver, "overloaded").inc()
             raise Overloaded(f"ingest queue full ({self._queued_bytes} bytes waiting)")
         future: asyncio.Future[ExportOutcome] = asyncio.get_running_loop().create_future()
         self._queued_bytes += size
@@ -204,7 +209,7 @@ class Pipeline:
         self._batches += 1
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
         for pending, outcome in zip(batch, outcomes, strict=True):
-            label = "ok" if isinstance(outcome, ExportOutcome) else type(outcome).__name__
+            label = "ok" if isinstance(outcome, ExportOutcome) else _outcome_label(outcome)
             self._metrics.requests.labels(pending.receiver, label).inc()
             if pending.future.done():  # the exporter gave up waiting; its spans are stored anyway
                 continue
