@@ -7,6 +7,7 @@ parse error is a ``QueryError`` naming the parameter, which the API turns into a
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -36,6 +37,7 @@ MEASURES = (
 """Summed columns of every result row."""
 
 MAX_TOP_N = 1000
+_MONTH = re.compile(r"\d{4}-\d{2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,8 @@ def parse_day(param: str, text: str) -> date:
 def parse_month(param: str, text: str) -> tuple[date, date]:
     """``YYYY-MM`` → (first day, last day) of that month; raise ``QueryError`` naming ``param``."""
     try:
+        if not _MONTH.fullmatch(text.strip()):
+            raise ValueError(text)
         first = datetime.strptime(text.strip(), "%Y-%m").date()
     except ValueError:
         raise QueryError(param, f"expected a month YYYY-MM, got {text!r}") from None
