@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import os
 import sqlite3
 import threading
@@ -205,50 +206,19 @@ class SQLiteStore:
         conn = self._writer
         if conn is None:
             raise StoreUnavailable("store is read-only or closed")
-        inserted: list[SpendRecord] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 cur = conn.cursor()
-                for r in records:
-                    cur.execute(
-                        _INSERT_SPEND,
-                        (
-                            r.trace_id,
-                            r.span_id,
-                            r.start_ns,
-                            r.end_ns,
-                            r.developer,
-                            r.team,
-                            r.cost_center,
-                            r.repo,
-                            r.repo_url,
-                            r.branch,
-                            r.repo_source,
-                            r.feature,
-                            r.key_id,
-                            r.provider,
-                            r.model,
-                            r.requested_model,
-                            r.input_tokens,
-                            r.output_tokens,
-                            r.cache_read_tokens,
-                            r.cache_write_tokens,
-                            r.reasoning_tokens,
-                            r.usage_source,
-                            r.status,
-                            r.error_type,
-                            r.ttft_ms,
-                            r.service_name,
-                            r.cost_usd,
-                            r.cost_source,
-                            r.price_version,
-                        ),
-                    )
-                    # rowcount is 0 when OR IGNORE skipped a stored (trace_id, span_id): only rows
-                    # really inserted may reach the rollups, or a retried export would count twice.
-                    if cur.rowcount == 1:
-                        inserted.append(r)
+                # Rows inserted in this transaction get rowids above today's largest, so they can be
+                # told apart from the ones OR IGNORE skipped (already stored, or repeated in the batch).
+                before_rowid = cur.execute("SELECT coalesce(max(rowid), 0) FROM spend").fetchone()[0]
+                before_changes = conn.total_changes
+                cur.executemany(_INSERT_SPEND, map(_spend_row, records))
+                if conn.total_changes - before_changes == len(records):
+                    inserted = list(records)
+                else:
+                    inserted = _select_inserted(cur, records, before_rowid)
                 daily, monthly = _aggregate(inserted)
                 cur.executemany(_UPSERT_DAILY, [(*k, *v) for k, v in daily.items()])
                 cur.executemany(_UPSERT_MONTHLY, [(*k, *v) for k, v in monthly.items()])
@@ -438,6 +408,24 @@ class SQLiteStore:
             except sqlite3.Error:
                 logger.debug("checkpoint at close failed", exc_info=True)
             writer.close()
+
+
+_spend_row = operator.attrgetter(*SPEND_COLUMNS)
+
+
+def _select_inserted(cur: sqlite3.Cursor, records: Sequence[SpendRecord], before_rowid: int) -> list[SpendRecord]:
+    """The records whose rows this transaction inserted (first occurrence of each id), in input order.
+
+    Only these may reach the rollups, or a retried export would be counted twice.
+    """
+    fresh = set(cur.execute("SELECT trace_id, span_id FROM spend WHERE rowid > ?", (before_rowid,)).fetchall())
+    inserted = []
+    for r in records:
+        key = (r.trace_id, r.span_id)
+        if key in fresh:
+            fresh.discard(key)
+            inserted.append(r)
+    return inserted
 
 
 def _aggregate(
