@@ -265,6 +265,7 @@ def bench_grpc(requests: int, concurrency: int, workdir: Path) -> dict[str, Any]
         await loop.run_in_executor(None, client.join)
         stored = collector.store.stats().rows_inserted - SPANS_PER_REQUEST  # type: ignore[union-attr]
         overloaded = collector.pipeline.stats().overloaded  # type: ignore[union-attr]
+        commits = collector.pipeline.stats().batches - 1  # type: ignore[union-attr]
         await collector.shutdown()
         spans = requests * SPANS_PER_REQUEST
         return {
@@ -275,6 +276,7 @@ def bench_grpc(requests: int, concurrency: int, workdir: Path) -> dict[str, Any]
             "collector_cpu_seconds": round(cpu, 3),
             "spans_per_collector_cpu_s": round(spans / cpu) if cpu else None,
             "requests_in_flight": concurrency,
+            "commits": commits,
             "overloaded_answers": overloaded,
             "client_errors": outcome["errors"],
             "client_peak_rss_mib": outcome["client_peak_rss_mib"],
@@ -416,7 +418,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "spans_per_request": SPANS_PER_REQUEST,
     }
     results["ingest_pipeline"] = bench_pipeline(40 if quick else 200, workdir)
-    results["ingest_grpc"] = bench_grpc(40 if quick else 300, 8, workdir)
+    results["ingest_grpc"] = bench_grpc(40 if quick else 300, 16, workdir)
     results["query"] = bench_queries(500_000 if quick else 5_000_000, 10 if quick else 25, workdir)
     results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if not args.keep:

@@ -25,7 +25,7 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from spendgate_semconv import attributes as sc
 
 from .keys import KeyDirectory
-from .otlp import STATUS_CODE_ERROR, attributes, decode_value
+from .otlp import STATUS_CODE_ERROR, AttributeReader
 from .records import SpendRecord
 
 # Pre-1.37 GenAI names still emitted by older instrumentations. Not in spendgate's semconv because
@@ -52,6 +52,7 @@ _REASONING_KEYS = (sc.LLM_TOKEN_COUNT_COMPLETION_REASONING, GEN_AI_USAGE_REASONI
 # Every attribute _record reads; the rest of a span's attributes are never decoded.
 _READ_KEYS = frozenset(
     {
+        sc.OPENINFERENCE_SPAN_KIND,
         *_PROVIDER_KEYS,
         *_MODEL_KEYS,
         *_REQUESTED_MODEL_KEYS,
@@ -105,16 +106,6 @@ class NormalizedBatch:
             self.messages.append(reason)
 
 
-def _first(attrs: dict[str, bytes], keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        raw = attrs.get(key)
-        if raw is not None:
-            value = decode_value(raw)
-            if value is not None and value != "":
-                return value
-    return None
-
-
 def _pick(get: Callable[[str], Any], keys: tuple[str, ...]) -> Any:
     """The first of ``keys`` with a non-empty decoded value."""
     for key in keys:
@@ -146,13 +137,21 @@ def _tokens(value: Any, name: str) -> int:
     return number
 
 
-def _is_llm(attrs: dict[str, bytes]) -> bool:
-    if sc.GEN_AI_USAGE_INPUT_TOKENS in attrs or sc.GEN_AI_REQUEST_MODEL in attrs:
+def _is_llm(vals: dict[str, Any]) -> bool:
+    if sc.GEN_AI_USAGE_INPUT_TOKENS in vals or sc.GEN_AI_REQUEST_MODEL in vals:
         return True
-    kind = attrs.get(sc.OPENINFERENCE_SPAN_KIND)
-    if kind is not None and decode_value(kind) == sc.SPAN_KIND_LLM:
+    if vals.get(sc.OPENINFERENCE_SPAN_KIND) == sc.SPAN_KIND_LLM:
         return True
-    return any(key.startswith(GEN_AI_USAGE_PREFIX) for key in attrs)
+    return any(key.startswith(GEN_AI_USAGE_PREFIX) for key in vals)
+
+
+def _wanted_on_span(key: str) -> bool:
+    return key in _READ_KEYS or key.startswith(GEN_AI_USAGE_PREFIX)
+
+
+_RESOURCE_KEYS = frozenset(
+    {SERVICE_NAME, sc.USER_ID, sc.SPENDGATE_TEAM, sc.SPENDGATE_COST_CENTER, sc.VCS_REPOSITORY_NAME}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,14 +163,13 @@ class _ResourceDefaults:
     repo: str | None
 
 
-def _resource_defaults(resource: Any) -> _ResourceDefaults:
-    attrs = attributes(resource.attributes)
+def _resource_defaults(vals: dict[str, Any]) -> _ResourceDefaults:
     return _ResourceDefaults(
-        service_name=_text(_first(attrs, (SERVICE_NAME,))),
-        developer=_text(_first(attrs, (sc.USER_ID,))),
-        team=_text(_first(attrs, (sc.SPENDGATE_TEAM,))),
-        cost_center=_text(_first(attrs, (sc.SPENDGATE_COST_CENTER,))),
-        repo=_text(_first(attrs, (sc.VCS_REPOSITORY_NAME,))),
+        service_name=_text(vals.get(SERVICE_NAME)),
+        developer=_text(vals.get(sc.USER_ID)),
+        team=_text(vals.get(sc.SPENDGATE_TEAM)),
+        cost_center=_text(vals.get(sc.SPENDGATE_COST_CENTER)),
+        repo=_text(vals.get(sc.VCS_REPOSITORY_NAME)),
     )
 
 
@@ -180,6 +178,8 @@ class Normalizer:
 
     def __init__(self, keys: KeyDirectory | None = None) -> None:
         self._keys = keys
+        self._span_attributes = AttributeReader(_wanted_on_span)
+        self._resource_attributes = AttributeReader(_RESOURCE_KEYS.__contains__, cache_max=1024)
 
     def normalize(self, request: Any) -> NormalizedBatch:
         """Normalise every span of a lean ``ExportTraceServiceRequest`` (see ``otlp.parse_export_request``)."""
@@ -187,7 +187,7 @@ class Normalizer:
             self._keys.refresh()
         batch = NormalizedBatch()
         for resource_spans in request.resource_spans:
-            defaults = _resource_defaults(resource_spans.resource)
+            defaults = _resource_defaults(self._resource_attributes.read(resource_spans.resource.attributes))
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
                     batch.spans += 1
@@ -201,23 +201,21 @@ class Normalizer:
                     ):
                         batch.reject("invalid trace_id or span_id (need 16 and 8 non-zero bytes)")
                         continue
-                    attrs = attributes(span.attributes)
-                    if not _is_llm(attrs):
+                    vals = self._span_attributes.read(span.attributes)
+                    if not _is_llm(vals):
                         batch.non_llm += 1
                         continue
                     try:
-                        batch.records.append(self._record(span, attrs, defaults))
+                        batch.records.append(self._record(span, vals, defaults))
                     except _Malformed as exc:
                         batch.reject(f"span {span_id.hex()}: {exc}")
         return batch
 
-    def _record(self, span: Any, attrs: dict[str, bytes], defaults: _ResourceDefaults) -> SpendRecord:
+    def _record(self, span: Any, vals: dict[str, Any], defaults: _ResourceDefaults) -> SpendRecord:
         start_ns = span.start_time_unix_nano
         end_ns = span.end_time_unix_nano or start_ns
         if not end_ns:
             raise _Malformed("no start or end time")
-        # Decode only what is read below, once; this is the hot loop of ingest (see otlp.py).
-        vals = {key: decode_value(raw) for key, raw in attrs.items() if key in _READ_KEYS}
         get = vals.get
 
         input_tokens = _tokens(_pick(get, _INPUT_KEYS), "input tokens")

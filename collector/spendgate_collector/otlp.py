@@ -4,11 +4,11 @@ Why a second schema: reading attributes through the official ``KeyValue``/``AnyV
 about 0.8 µs per attribute (one wrapper object per message touched), ~25 µs for a typical 30-attribute
 LLM span, which alone would cap ingest near 30,000 spans/s before any real work. The lean schema
 parses the very same bytes but declares ``attributes`` as ``repeated bytes``: upb hands us each
-``KeyValue`` as a plain ``bytes`` object (no wrappers; ~1 µs per span to parse), and ``attributes()``
-splits them into ``{key: raw AnyValue bytes}``, memoised on the whole ``KeyValue`` because most
-attributes (model, team, developer, provider) repeat from span to span. Values are decoded only when
-the normaliser asks for them (``decode_value``, memoised too). Only the fields spendgate reads are
-declared; everything else is carried as unknown fields and ignored. (A ``map<string, bytes>``
+``KeyValue`` as a plain ``bytes`` object (no wrappers; ~1 µs per span to parse), and an
+``AttributeReader`` splits and decodes only the attributes the normaliser reads, memoised on the
+whole ``KeyValue`` because most attributes (model, team, developer, provider) repeat from span to
+span. Only the fields spendgate reads are declared; everything else is carried as unknown fields
+and ignored. (A ``map<string, bytes>``
 declaration is wire-compatible too, but upb's map container costs ~0.35 µs per entry to read.)
 
 The schema is built on first use, in a private descriptor pool, so importing this module does nothing.
@@ -20,6 +20,7 @@ import base64
 import binascii
 import functools
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -40,7 +41,6 @@ _VALUE_CACHE_MAX_LEN = 96
 _value_cache: dict[bytes, Any] = {}
 _KV_CACHE_MAX = 65_536
 _KV_CACHE_MAX_LEN = 160
-_kv_cache: dict[bytes, tuple[str, bytes]] = {}
 
 
 def _message(fdp: descriptor_pb2.FileDescriptorProto, name: str) -> descriptor_pb2.DescriptorProto:
@@ -198,28 +198,46 @@ def _split_key_value(raw: bytes) -> tuple[str, bytes] | None:
     return key, value
 
 
-def attributes(raw_attributes: Any) -> dict[str, bytes]:
-    """A lean message's ``attributes`` (repeated ``KeyValue`` bytes) → ``{key: raw AnyValue bytes}``.
+_SKIP = ("", None)  # cache entry of an attribute nobody asked for
 
-    Decode a value with ``decode_value``. Malformed entries are skipped; a repeated key keeps its last value.
+
+class AttributeReader:
+    """Read the wanted attributes of lean-schema messages as ``{key: decoded value}``.
+
+    Each raw ``KeyValue`` is split and (when wanted) decoded once, then memoised on its bytes, so the
+    common case costs one dict lookup per attribute; unwanted attributes are remembered as skipped.
+    Malformed entries are skipped; a repeated key keeps its last value. Not thread-safe: each
+    pipeline thread needs its own reader.
     """
-    out: dict[str, bytes] = {}
-    cache = _kv_cache
-    for raw in raw_attributes:
-        pair = cache.get(raw)
-        if pair is None:
-            try:
-                pair = _split_key_value(raw)
-            except IndexError:
-                pair = None
-            if pair is None:
-                continue
-            if len(raw) <= _KV_CACHE_MAX_LEN:
-                if len(cache) >= _KV_CACHE_MAX:
-                    cache.clear()
-                cache[raw] = pair
-        out[pair[0]] = pair[1]
-    return out
+
+    def __init__(self, wanted: Callable[[str], bool], cache_max: int = _KV_CACHE_MAX) -> None:
+        self._wanted = wanted
+        self._cache: dict[bytes, tuple[str, Any]] = {}
+        self._cache_max = cache_max
+
+    def read(self, raw_attributes: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        cache = self._cache
+        for raw in raw_attributes:
+            entry = cache.get(raw)
+            if entry is None:
+                entry = self._decode(raw)
+                if len(raw) <= _KV_CACHE_MAX_LEN:
+                    if len(cache) >= self._cache_max:
+                        cache.clear()
+                    cache[raw] = entry
+            if entry is not _SKIP:
+                out[entry[0]] = entry[1]
+        return out
+
+    def _decode(self, raw: bytes) -> tuple[str, Any]:
+        try:
+            pair = _split_key_value(raw)
+        except IndexError:
+            return _SKIP
+        if pair is None or not self._wanted(pair[0]):
+            return _SKIP
+        return pair[0], decode_value(pair[1])
 
 
 def decode_value(raw: bytes) -> Any:
