@@ -465,3 +465,25 @@ def test_official_http_exporter_retries_after_503_until_stored(tmp_path) -> None
 
         assert [SpanExportResult.SUCCESS] == result
         assert_stored_exactly_once(running)
+
+
+def test_json_request_gets_a_json_partial_success(collector: RunningCollector) -> None:
+    body = json_body(
+        [
+            (0xA1, 0x01, A_ATTRS, "2026-11-03T10:00:00"),
+            (0xA1, 0x02, {**B_ATTRS, sc.LLM_TOKEN_COUNT_PROMPT: -1}, "2026-11-03T11:00:00"),
+        ]
+    )
+    response = httpx.post(collector.http_url, content=body, headers={"Content-Type": "application/json"})
+    assert 200 == response.status_code
+    assert {
+        "partialSuccess": {"rejectedSpans": "1", "errorMessage": f"span {0x02:016x}: input tokens is negative"}
+    } == response.json()
+
+
+def test_json_with_invalid_hex_id_rejects_only_that_span(collector: RunningCollector) -> None:
+    body = json_body([(0xA1, 0x01, A_ATTRS, "2026-11-03T10:00:00")]).replace(
+        f"{0x01:016x}".encode(), b"not-hex-at-all!!"
+    )
+    response = httpx.post(collector.http_url, content=body, headers={"Content-Type": "application/json"})
+    assert (200, "1") == (response.status_code, response.json()["partialSuccess"]["rejectedSpans"])
