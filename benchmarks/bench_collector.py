@@ -14,7 +14,8 @@
     4 features) are synthesised straight into a fresh database with ``executemany`` (not through
     OTLP), then the chargeback for the month is queried repeatedly; the median is reported, for the
     store call and through the HTTP API.
-(c) Memory: peak RSS of this process (collector + queries) and of the client process.
+(c) Memory: resident set size after each phase and at peak (this process holds the collector, the
+    pipeline run's pre-encoded requests and the query phase) and the client process's peak.
 
 ``main()`` returns the numbers as a dict and prints them as JSON.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import os
@@ -160,6 +162,18 @@ def make_payloads(requests: int, seed: int = 1) -> list[bytes]:
             span.start_time_unix_nano = end - rng.randrange(500, 30_000) * 1_000_000
         payloads.append(template.SerializeToString())
     return payloads
+
+
+def _rss_mib() -> float:
+    """Current resident set size (Linux), else the peak so far."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _cpu_seconds() -> float:
@@ -417,9 +431,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quick": quick,
         "spans_per_request": SPANS_PER_REQUEST,
     }
-    results["ingest_pipeline"] = bench_pipeline(40 if quick else 200, workdir)
+    # The gRPC run comes first so its RSS is the collector's alone (the pipeline run holds its
+    # pre-encoded requests in this process).
     results["ingest_grpc"] = bench_grpc(40 if quick else 300, 16, workdir)
+    results["ingest_grpc"]["rss_after_mib"] = _rss_mib()
+    results["ingest_pipeline"] = bench_pipeline(40 if quick else 200, workdir)
+    gc.collect()
+    results["ingest_pipeline"]["rss_after_mib"] = _rss_mib()
     results["query"] = bench_queries(500_000 if quick else 5_000_000, 10 if quick else 25, workdir)
+    results["query"]["rss_after_mib"] = _rss_mib()
     results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if not args.keep:
         for path in workdir.iterdir():
