@@ -105,7 +105,7 @@ def format_table(rows: Sequence[Row], group_columns: Sequence[str], measures: Se
 
     def text(column: str, value: Any) -> str:
         if column == "cost_usd":
-            return f"{value or 0:,.4f}"
+            return "n/a" if value is None else f"{value:,.4f}"
         if column in measures:
             return f"{value or 0:,}"
         return "(none)" if value is None else str(value)

@@ -62,7 +62,7 @@ def test_spend_grouped_by_model_and_feature(seeded: RunningCollector) -> None:
         ("acme-coder", "agent", 0.0203, 3),
         ("acme-coder", "chat", 0.0084, 1),
         ("acme-mini", "chat", 0.0025, 1),
-        ("mystery-model", "agent", 0.0, 1),
+        ("mystery-model", "agent", None, 1),  # unpriced: no cost, never 0
     ] == pick(body["rows"], "model", "feature", "cost_usd", "requests")
 
 

@@ -474,11 +474,18 @@ def _aggregate(
 
 
 def _present(row: dict[str, Any], group_by: Sequence[str]) -> Row:
-    """Rollup sums → API row: group columns (``''`` → ``None``), then measures with ``cost_usd``."""
+    """Rollup sums → API row: group columns (``''`` → ``None``), then measures with ``cost_usd``.
+
+    ``cost_usd`` covers the priced calls; it is ``None`` when every call of the group is unpriced.
+    """
     out: Row = {g: (row[g] or None) for g in group_by}
     for m in ("requests", "errors", "unpriced_requests"):
         out[m] = row[m] or 0
     for m in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
         out[m] = row[m] or 0
-    out["cost_usd"] = round((row["cost_nanos"] or 0) / NANOS_PER_USD, 9)
+    # A group made only of unpriced calls has no known cost: null, never a misleading 0.
+    if out["requests"] and out["unpriced_requests"] == out["requests"]:
+        out["cost_usd"] = None
+    else:
+        out["cost_usd"] = round((row["cost_nanos"] or 0) / NANOS_PER_USD, 9)
     return out
