@@ -41,6 +41,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
 from spendgate_collector.app import Collector
 from spendgate_collector.config import CollectorConfig
 from spendgate_collector.costing import PricingStage

@@ -33,6 +33,7 @@ DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 DEFAULT_RETRY_AFTER_S = 1.0
 
 _OFF = {"", "off", "none", "false", "0"}
+_SHARED_SECTIONS = {"collector", "proxy", "providers", "models", "telemetry"}
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -116,9 +117,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(doc, dict):
         raise ConfigError(f"config file {path} must be a mapping of settings")
-    # A shared spendgate.yaml keeps the collector's settings under `collector:`.
+    # A shared spendgate.yaml keeps the collector's settings under `collector:`; a shared file
+    # without that section (only proxy settings) leaves the collector on its defaults.
     section = doc.get("collector")
-    return dict(section) if isinstance(section, dict) else doc
+    if isinstance(section, dict):
+        return dict(section)
+    if _SHARED_SECTIONS & set(doc):
+        return {}
+    return doc
 
 
 def load_config(

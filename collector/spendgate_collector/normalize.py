@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
+
 from spendgate_semconv import attributes as sc
 
 from .keys import KeyDirectory

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from spendgate_collector.app import Collector
 from spendgate_collector.config import CollectorConfig
 from spendgate_collector.store.sqlite import SQLiteStore

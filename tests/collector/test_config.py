@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from spendgate_collector.config import CollectorConfig, load_config, split_host_port
 from spendgate_collector.errors import ConfigError
 from spendgate_collector.keys import parse_keys_document

@@ -19,6 +19,7 @@ import openai
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
+
 from spendgate.proxy.app import create_app
 from spendgate.proxy.config import load_config as load_proxy_config
 from spendgate.proxy.keys import KeyDirectory, create_key
@@ -26,7 +27,6 @@ from spendgate.proxy.server import RUNNER_OPTIONS
 from spendgate.proxy.spans import SpanExportWorker
 from spendgate.simulator import SimulatorConfig
 from spendgate.simulator import create_app as create_simulator
-
 from tests.collector.conftest import RunningCollector, run_collector
 from tests.support.aio_server import serve_app
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from spendgate_collector.app import Collector
 from spendgate_collector.config import CollectorConfig
 from spendgate_collector.costing import PricingStage
@@ -19,7 +20,6 @@ from spendgate_collector.pipeline import ExportOutcome, Pipeline
 from spendgate_collector.pricing import Pricer
 from spendgate_collector.store.sqlite import SQLiteStore
 from spendgate_semconv import attributes as sc
-
 from tests.collector.conftest import RunningCollector
 from tests.collector.spans import ours, protobuf_body, span
 

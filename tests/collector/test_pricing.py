@@ -13,6 +13,7 @@ import logging
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from spendgate_collector.pricing import Price, Pricer, TokenUsage
 from spendgate_collector.pricing import pricer as pricer_module
 from spendgate_collector.pricing.compiled import Uncompilable

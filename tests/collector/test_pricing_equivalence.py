@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from genai_prices import Usage, calc_price, data_snapshot, types
+
 from spendgate_collector.pricing import Pricer, TokenUsage
 
 TOLERANCE_USD = 1e-9

@@ -25,8 +25,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
-from spendgate_semconv import attributes as sc
 
+from spendgate_semconv import attributes as sc
 from tests.collector.conftest import RunningCollector, run_collector
 from tests.collector.spans import json_body, ours, protobuf_body, span
 

@@ -9,10 +9,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+
 from spendgate_collector.query import SpendFilter
 from spendgate_collector.records import SpendRecord
 from spendgate_collector.store.sqlite import SQLiteStore
-
 from tests.collector.spans import ns
 
 

@@ -16,6 +16,7 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from spendgate.proxy.app import create_app
 from spendgate.proxy.config import load_config
 from spendgate.proxy.keys import KeyDirectory, create_key
@@ -23,7 +24,6 @@ from spendgate.proxy.server import RUNNER_OPTIONS
 from spendgate.proxy.spans import SpanExportWorker
 from spendgate.simulator import SimulatorConfig
 from spendgate.simulator import create_app as create_simulator
-
 from tests.support.aio_server import ServerHandle, serve_app
 
 PROVIDER_KEY = "sk-sim-provider-secret-0123456789abcdef"

@@ -7,13 +7,20 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from spendgate.proxy.keys import create_key, revoke_key
 
+from spendgate.proxy.keys import create_key, revoke_key
 from tests.proxy.conftest import Gateway
 
 
-def _post(gw: Gateway, body: object = None, *, key: str | None = "ana", raw: bytes | None = None,
-          path: str = "/v1/chat/completions", headers: dict[str, str] | None = None) -> httpx.Response:  # fmt: skip
+def _post(
+    gw: Gateway,
+    body: object = None,
+    *,
+    key: str | None = "ana",
+    raw: bytes | None = None,
+    path: str = "/v1/chat/completions",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     hdrs = dict(headers or {})
     if key is not None:
         hdrs.setdefault("Authorization", f"Bearer {gw.keys.get(key + '@acme.com', key)}")
@@ -119,8 +126,10 @@ def test_unknown_route_is_404_json(gateway: Gateway) -> None:
 
 
 def test_cors_preflight_and_healthz(gateway: Gateway) -> None:
-    pre = httpx.options(gateway.proxy.url + "/v1/chat/completions",
-                        headers={"Origin": "https://cursor.sh", "Access-Control-Request-Method": "POST"})  # fmt: skip
+    pre = httpx.options(
+        gateway.proxy.url + "/v1/chat/completions",
+        headers={"Origin": "https://cursor.sh", "Access-Control-Request-Method": "POST"},
+    )
     assert pre.status_code == 204
     assert pre.headers["access-control-allow-origin"] == "*"
     assert "authorization" in pre.headers["access-control-allow-headers"].lower()

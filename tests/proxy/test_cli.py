@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import openai
 from click.testing import CliRunner
+
 from spendgate.cli import cli
 from spendgate_semconv import attributes as A
-
 from tests.proxy.conftest import PROVIDER_KEY
 from tests.support.aio_server import ServerHandle
 from tests.support.otlp_receiver import otlp_receiver
@@ -32,8 +32,22 @@ def _free_port() -> int:
 def test_keys_create_list_revoke(tmp_path: Path) -> None:
     runner = CliRunner()
     keys = str(tmp_path / "keys.yaml")
-    made = runner.invoke(cli, ["keys", "create", "--keys-file", keys, "--user", "ana@acme.com", "--team", "web",
-                               "--expires", "30d", "--json"])  # fmt: skip
+    made = runner.invoke(
+        cli,
+        [
+            "keys",
+            "create",
+            "--keys-file",
+            keys,
+            "--user",
+            "ana@acme.com",
+            "--team",
+            "web",
+            "--expires",
+            "30d",
+            "--json",
+        ],
+    )
     assert made.exit_code == 0, made.output
     created = json.loads(made.output)
     assert created["key"].startswith("sg-")
@@ -79,11 +93,26 @@ def test_proxy_process_exports_spans_over_otlp_grpc(tmp_path: Path, simulator: S
     with otlp_receiver() as (endpoint, receiver):
         env = {**os.environ, "SIM_KEY": PROVIDER_KEY}
         proc = subprocess.Popen(
-            [*SPENDGATE, "proxy", "--listen", f"127.0.0.1:{port}", "--keys-file", str(keys),
-             "--upstream", simulator.url + "/v1", "--upstream-key-env", "SIM_KEY", "--model", "gpt-4.1",
-             "--otlp-endpoint", f"http://{endpoint}"],
-            env=env, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                *SPENDGATE,
+                "proxy",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--keys-file",
+                str(keys),
+                "--upstream",
+                simulator.url + "/v1",
+                "--upstream-key-env",
+                "SIM_KEY",
+                "--model",
+                "gpt-4.1",
+                "--otlp-endpoint",
+                f"http://{endpoint}",
+            ],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -95,8 +124,11 @@ def test_proxy_process_exports_spans_over_otlp_grpc(tmp_path: Path, simulator: S
                 assert time.monotonic() < deadline, "proxy did not start"
                 time.sleep(0.1)
             client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
-            list(client.chat.completions.create(model="gpt-4.1", stream=True,
-                                                messages=[{"role": "user", "content": "hello"}]))  # fmt: skip
+            list(
+                client.chat.completions.create(
+                    model="gpt-4.1", stream=True, messages=[{"role": "user", "content": "hello"}]
+                )
+            )
             client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "hello"}])
             spans = receiver.wait(2)
         finally:

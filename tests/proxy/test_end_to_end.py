@@ -11,8 +11,8 @@ import json
 import httpx
 import openai
 import pytest
-from spendgate_semconv import attributes as A
 
+from spendgate_semconv import attributes as A
 from tests.proxy.conftest import PROVIDER_KEY, Gateway
 
 MESSAGES = [
@@ -40,14 +40,14 @@ TOOLS = [
 
 
 def _one_span(gw: Gateway):
-    spans = gw.spans()
+    # The handler records its span as the response ends, so the client may see the end first.
+    spans = gw.wait_spans(1)
     assert len(spans) == 1, [s.name for s in spans]
     return spans[0]
 
 
 def test_streaming_with_tools_matches_direct_call_and_records_usage(gateway: Gateway) -> None:
-    kwargs = dict(model="gpt-4.1", messages=MESSAGES, tools=TOOLS, stream=True,
-                  stream_options={"include_usage": True})  # fmt: skip
+    kwargs = dict(model="gpt-4.1", messages=MESSAGES, tools=TOOLS, stream=True, stream_options={"include_usage": True})
     direct = [c.model_dump() for c in gateway.direct().chat.completions.create(**kwargs)]
     proxied = [c.model_dump() for c in gateway.client().chat.completions.create(**kwargs)]
     assert direct == proxied
@@ -82,10 +82,14 @@ def test_streaming_with_tools_matches_direct_call_and_records_usage(gateway: Gat
 
 def test_streaming_without_include_usage_is_byte_identical_to_direct(gateway: Gateway) -> None:
     body = {"model": "gpt-4.1-mini", "messages": MESSAGES, "stream": True}
-    direct = httpx.post(gateway.upstream.url + "/v1/chat/completions", json=body,
-                        headers={"Authorization": f"Bearer {PROVIDER_KEY}"}).content  # fmt: skip
-    proxied = httpx.post(gateway.proxy.url + "/v1/chat/completions", json=body,
-                         headers={"Authorization": f"Bearer {gateway.keys['bo@acme.com']}"}).content  # fmt: skip
+    direct = httpx.post(
+        gateway.upstream.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {PROVIDER_KEY}"}
+    ).content
+    proxied = httpx.post(
+        gateway.proxy.url + "/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {gateway.keys['bo@acme.com']}"},
+    ).content
     assert b'"usage"' not in direct
     assert proxied == direct
     # ... yet the proxy asked upstream for usage and recorded it.
@@ -137,8 +141,13 @@ def test_reasoning_tokens_recorded(gateway: Gateway) -> None:
 
 
 def test_headers_and_path_prefix_override_repo(gateway: Gateway) -> None:
-    client = gateway.client(default_headers={"x-spendgate-repo": "web-app", "x-spendgate-branch": "feat/x",
-                                             "x-spendgate-tags": "ci,nightly"})  # fmt: skip
+    client = gateway.client(
+        default_headers={
+            "x-spendgate-repo": "web-app",
+            "x-spendgate-branch": "feat/x",
+            "x-spendgate-tags": "ci,nightly",
+        }
+    )
     client.chat.completions.create(model="gpt-4.1", messages=MESSAGES)
     attrs = _one_span(gateway).attributes
     assert (attrs[A.VCS_REPOSITORY_NAME], attrs[A.SPENDGATE_REPO_SOURCE]) == ("web-app", A.RepoSource.HEADER)
@@ -146,8 +155,11 @@ def test_headers_and_path_prefix_override_repo(gateway: Gateway) -> None:
     assert list(attrs[A.TAG_TAGS]) == ["ci", "nightly"]
     gateway.clear()
 
-    prefixed = openai.OpenAI(base_url=gateway.proxy.url + "/t/repo=billing,branch=main/v1",
-                             api_key=gateway.keys["ana@acme.com"], max_retries=0)  # fmt: skip
+    prefixed = openai.OpenAI(
+        base_url=gateway.proxy.url + "/t/repo=billing,branch=main/v1",
+        api_key=gateway.keys["ana@acme.com"],
+        max_retries=0,
+    )
     list(prefixed.chat.completions.create(model="gpt-4.1", messages=MESSAGES, stream=True))
     attrs = _one_span(gateway).attributes
     assert (attrs[A.VCS_REPOSITORY_NAME], attrs[A.SPENDGATE_REPO_SOURCE]) == ("billing", A.RepoSource.PATH_PREFIX)

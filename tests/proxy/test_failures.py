@@ -15,8 +15,8 @@ import httpx
 import openai
 import pytest
 from aiohttp import web
-from spendgate_semconv import attributes as A
 
+from spendgate_semconv import attributes as A
 from tests.proxy.conftest import PROVIDER_KEY, Gateway, start_gateway
 from tests.support.aio_server import ServerHandle, serve_app
 
@@ -136,8 +136,10 @@ def test_read_timeout_mid_stream_is_reported(tmp_path: Path, silent_upstream: Se
 
 
 def test_provider_key_never_returned_to_client(gateway: Gateway) -> None:
-    resp = httpx.post(gateway.proxy.url + "/v1/chat/completions",
-                      json={"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi [[sim:500]]"}]},
-                      headers={"Authorization": f"Bearer {gateway.keys['ana@acme.com']}"})  # fmt: skip
+    resp = httpx.post(
+        gateway.proxy.url + "/v1/chat/completions",
+        json={"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi [[sim:500]]"}]},
+        headers={"Authorization": f"Bearer {gateway.keys['ana@acme.com']}"},
+    )
     assert PROVIDER_KEY not in resp.text
     assert PROVIDER_KEY not in str(resp.headers)

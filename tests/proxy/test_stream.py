@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+
 from spendgate.proxy.stream import StreamTap, usage_from_openai
 
 
@@ -13,8 +14,13 @@ def _event(obj: object) -> bytes:
 
 
 def _chunk(i: int, delta: dict, finish: str | None = None, usage: bool = True) -> dict:
-    obj = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4.1",
-           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+    obj = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4.1",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     if usage:
         obj["usage"] = None
     return obj
@@ -25,11 +31,25 @@ def _stream(with_usage: bool) -> bytes:
     events += [_event(_chunk(i, {"content": f"word{i} "}, usage=with_usage)) for i in range(1, 6)]
     events.append(_event(_chunk(6, {}, "stop", usage=with_usage)))
     if with_usage:
-        usage = {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105,
-                 "prompt_tokens_details": {"cached_tokens": 60},
-                 "completion_tokens_details": {"reasoning_tokens": 2}}  # fmt: skip
-        events.append(_event({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
-                              "model": "gpt-4.1", "choices": [], "usage": usage}))  # fmt: skip
+        usage = {
+            "prompt_tokens": 100,
+            "completion_tokens": 5,
+            "total_tokens": 105,
+            "prompt_tokens_details": {"cached_tokens": 60},
+            "completion_tokens_details": {"reasoning_tokens": 2},
+        }
+        events.append(
+            _event(
+                {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": "gpt-4.1",
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
+        )
     events.append(b"data: [DONE]\n\n")
     return b"".join(events)
 
@@ -72,8 +92,18 @@ def test_crlf_separated_events_are_understood() -> None:
 def test_streamed_text_collects_content_and_tool_arguments() -> None:
     tap = StreamTap(strip_usage=False)
     tap.feed(_event(_chunk(0, {"role": "assistant", "content": "Hello "})))
-    tap.feed(_event(_chunk(1, {"tool_calls": [{"index": 0, "id": "c1", "type": "function",
-                                               "function": {"name": "edit", "arguments": '{"pa'}}]})))  # fmt: skip
+    tap.feed(
+        _event(
+            _chunk(
+                1,
+                {
+                    "tool_calls": [
+                        {"index": 0, "id": "c1", "type": "function", "function": {"name": "edit", "arguments": '{"pa'}}
+                    ]
+                },
+            )
+        )
+    )
     tap.feed(_event(_chunk(2, {"tool_calls": [{"index": 0, "function": {"arguments": 'th": "a"}'}}]})))
     text, scale = tap.streamed_text()
     assert text == 'Hello edit{"path": "a"}'
@@ -82,11 +112,21 @@ def test_streamed_text_collects_content_and_tool_arguments() -> None:
 
 
 def test_usage_reader_accepts_responses_naming_and_cache_writes() -> None:
-    u = usage_from_openai({"input_tokens": 50, "output_tokens": 9,
-                           "input_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 5},
-                           "output_tokens_details": {"reasoning_tokens": 3}})  # fmt: skip
+    u = usage_from_openai(
+        {
+            "input_tokens": 50,
+            "output_tokens": 9,
+            "input_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 5},
+            "output_tokens_details": {"reasoning_tokens": 3},
+        }
+    )
     assert (u.prompt_tokens, u.completion_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens) == (
-        50, 9, 10, 5, 3)  # fmt: skip
+        50,
+        9,
+        10,
+        5,
+        3,
+    )
 
 
 def test_error_event_is_noticed() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from spendgate.proxy import estimate
 from spendgate.proxy.attribution import parse_path_prefix, resolve
 from spendgate.proxy.config import ConfigError, load_config
@@ -24,18 +25,24 @@ TOOLS = [{"type": "function", "function": {"name": "grep", "parameters": {}}}]
         ({"messages": [USER], "tools": TOOLS}, Feature.AGENT),
         ({"messages": [USER, {"role": "assistant", "tool_calls": [{"id": "1"}]}]}, Feature.AGENT),
         ({"messages": [USER, {"role": "tool", "content": "x", "tool_call_id": "1"}]}, Feature.AGENT),
-        ({"messages": [{"role": "user", "content": "Summarize the conversation so far."}], "tools": TOOLS},
-         Feature.SUMMARISE),
+        (
+            {"messages": [{"role": "user", "content": "Summarize the conversation so far."}], "tools": TOOLS},
+            Feature.SUMMARISE,
+        ),
         ({"messages": [{"role": "system", "content": "Summarise the text you are given."}, USER]}, Feature.SUMMARISE),
         # An agent's system prompt that mentions summaries in passing is still an agent turn.
-        ({"messages": [{"role": "system", "content": "You may summarize files."}, USER], "tools": TOOLS},
-         Feature.AGENT),
-        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "please condense this"}]}]},
-         Feature.SUMMARISE),
+        (
+            {"messages": [{"role": "system", "content": "You may summarize files."}, USER], "tools": TOOLS},
+            Feature.AGENT,
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "please condense this"}]}]},
+            Feature.SUMMARISE,
+        ),
         ({"messages": [{"role": "system", "content": "hi"}]}, Feature.OTHER),
         ({"input": "hello"}, Feature.OTHER),
     ],
-)  # fmt: skip
+)
 def test_feature_rules(body: dict, expected: str) -> None:
     assert classify(body) == expected
 

@@ -20,9 +20,20 @@ def test_every_name_is_documented_once() -> None:
     names = [getattr(attributes, e.constant) for e in entries if hasattr(attributes, e.constant)]
     assert len(names) == len(set(names))
     # The contract's required names are present (DESIGN.md, "Telemetry contract").
-    for required in ("openinference.span.kind", "llm.token_count.prompt_details.cache_read",
-                     "llm.token_count.completion_details.reasoning", "gen_ai.provider.name",
-                     "gen_ai.usage.input_tokens", "vcs.repository.url.full", "vcs.ref.head.name",
-                     "spendgate.team", "spendgate.cost_center", "spendgate.feature", "spendgate.key.id",
-                     "spendgate.repo.source", "spendgate.cost.source", "spendgate.price.version"):  # fmt: skip
+    for required in (
+        "openinference.span.kind",
+        "llm.token_count.prompt_details.cache_read",
+        "llm.token_count.completion_details.reasoning",
+        "gen_ai.provider.name",
+        "gen_ai.usage.input_tokens",
+        "vcs.repository.url.full",
+        "vcs.ref.head.name",
+        "spendgate.team",
+        "spendgate.cost_center",
+        "spendgate.feature",
+        "spendgate.key.id",
+        "spendgate.repo.source",
+        "spendgate.cost.source",
+        "spendgate.price.version",
+    ):
         assert required in names

@@ -12,6 +12,7 @@ import time
 import httpx
 import openai
 from click.testing import CliRunner
+
 from spendgate.simulator.cli import simulate_provider_command
 
 # SIGINT is re-armed first: a test runner started in the background may hand it down ignored.

@@ -6,6 +6,7 @@ import math
 
 import orjson
 import pytest
+
 from spendgate.simulator.config import SimulatorConfig
 from spendgate.simulator.responses import (
     CREATED,

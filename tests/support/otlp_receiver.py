@@ -31,12 +31,14 @@ class _Service(trace_service_pb2_grpc.TraceServiceServicer):
                 resource = {a.key: any_value(a.value) for a in rs.resource.attributes}
                 for ss in rs.scope_spans:
                     for span in ss.spans:
-                        self.spans.append({
-                            "name": span.name,
-                            "resource": resource,
-                            "trace_id": span.trace_id.hex(),
-                            "attributes": {a.key: any_value(a.value) for a in span.attributes},
-                        })  # fmt: skip
+                        self.spans.append(
+                            {
+                                "name": span.name,
+                                "resource": resource,
+                                "trace_id": span.trace_id.hex(),
+                                "attributes": {a.key: any_value(a.value) for a in span.attributes},
+                            }
+                        )
             self.cond.notify_all()
         return trace_service_pb2.ExportTraceServiceResponse()
 

@@ -286,9 +286,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             rec.status_code, rec.error_type = 502, "upstream_unreachable"
             rec.error_message = f"{type(exc).__name__} reaching provider {upstream.name}"
             return error_response(
-                502, f"Upstream provider '{upstream.name}' is unreachable ({type(exc).__name__}).",
-                "api_error", code="upstream_unreachable",
-            )  # fmt: skip
+                502,
+                f"Upstream provider '{upstream.name}' is unreachable ({type(exc).__name__}).",
+                "api_error",
+                code="upstream_unreachable",
+            )
 
         content_type = resp.headers.get("Content-Type", "")
         if resp.status != 200 or not stream or not content_type.startswith("text/event-stream"):
@@ -326,9 +328,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             rec.error_type = "upstream_stream_error"
             rec.error_message = f"{type(exc).__name__} from provider {upstream.name} mid-stream"
             await write(
-                sse_error_event(f"Upstream provider '{upstream.name}' ended the stream unexpectedly.",
-                                code="upstream_stream_error")
-            )  # fmt: skip
+                sse_error_event(
+                    f"Upstream provider '{upstream.name}' ended the stream unexpectedly.", code="upstream_stream_error"
+                )
+            )
         else:
             rest = tap.flush()
             if rest:
@@ -392,16 +395,22 @@ async def healthz(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"status": "ok", "keys": len(state.keys), "models": len(state.routes)}
     if state.worker is not None:
         s = state.worker.stats()
-        body["spans"] = {"queued": s.queued, "exported": s.exported, "failed_attempts": s.failed_attempts,
-                         "dropped": s.dropped}  # fmt: skip
+        body["spans"] = {
+            "queued": s.queued,
+            "exported": s.exported,
+            "failed_attempts": s.failed_attempts,
+            "dropped": s.dropped,
+        }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
 async def _not_found(request: web.Request) -> web.Response:
     return error_response(
-        404, f"Unknown route {request.method} {request.path}; this gateway serves /v1/chat/completions and /v1/models.",
-        "invalid_request_error", code="unknown_route",
-    )  # fmt: skip
+        404,
+        f"Unknown route {request.method} {request.path}; this gateway serves /v1/chat/completions and /v1/models.",
+        "invalid_request_error",
+        code="unknown_route",
+    )
 
 
 async def _reload_keys(app: web.Application) -> None:

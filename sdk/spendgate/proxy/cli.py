@@ -104,8 +104,9 @@ def proxy_command(
     from spendgate.proxy.server import install_uvloop, serve_until_stopped
     from spendgate.proxy.spans import worker_from_settings
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if upstream and not models:
         raise click.UsageError("--upstream needs at least one --model NAME to serve")
     try:
@@ -119,13 +120,18 @@ def proxy_command(
     except (ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if not settings.keys_file.exists():
-        click.echo(f"warning: key file {settings.keys_file} does not exist yet; every call gets 401 until "
-                   "you run `spendgate keys create`", err=True)  # fmt: skip
+        click.echo(
+            f"warning: key file {settings.keys_file} does not exist yet; every call gets 401 until "
+            "you run `spendgate keys create`",
+            err=True,
+        )
 
     def ready(port: int) -> None:
         base = f"http://{settings.host}:{port}/v1"
-        click.echo(f"spendgate proxy listening on {base} ({len(settings.models)} models, "
-                   f"keys from {settings.keys_file})", err=True)  # fmt: skip
+        click.echo(
+            f"spendgate proxy listening on {base} ({len(settings.models)} models, keys from {settings.keys_file})",
+            err=True,
+        )
 
     install_uvloop()
     try:

@@ -12,9 +12,13 @@ from spendgate.proxy.config import DEFAULT_KEYS_FILE
 from spendgate.proxy.keys import KeyFileError, KeyRecord, create_key, read_key_file, revoke_key
 
 _keys_file = click.option(
-    "--keys-file", type=click.Path(dir_okay=False, path_type=Path), envvar="SPENDGATE_KEYS_FILE",
-    default=DEFAULT_KEYS_FILE, show_default=True, help="Key directory file the proxy reads.",
-)  # fmt: skip
+    "--keys-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SPENDGATE_KEYS_FILE",
+    default=DEFAULT_KEYS_FILE,
+    show_default=True,
+    help="Key directory file the proxy reads.",
+)
 
 
 def _expiry(value: str | None) -> datetime | None:
@@ -36,11 +40,17 @@ def _row(rec: KeyRecord) -> dict[str, object]:
     if state == "active" and p.expires_at and p.expires_at <= datetime.now(UTC):
         state = "expired"
     return {
-        "id": p.key_id, "prefix": rec.prefix + "…", "user": p.user, "team": p.team,
-        "cost_center": p.cost_center, "repo": p.repo, "models": list(p.models), "state": state,
+        "id": p.key_id,
+        "prefix": rec.prefix + "…",
+        "user": p.user,
+        "team": p.team,
+        "cost_center": p.cost_center,
+        "repo": p.repo,
+        "models": list(p.models),
+        "state": state,
         "expires_at": p.expires_at.isoformat() if p.expires_at else None,
         "created_at": rec.created_at.isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
 
 
 @click.group("keys", context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,9 +78,15 @@ def keys_group() -> None:
 @click.option("--expires", help="Expiry: ISO 8601 time or a duration such as 90d or 12h.")
 @click.option("--json", "as_json", is_flag=True, help="Print the key and its record as JSON.")
 def create_command(
-    keys_file: Path, user: str, team: str | None, cost_center: str | None, repo: str | None,
-    models: tuple[str, ...], expires: str | None, as_json: bool,
-) -> None:  # fmt: skip
+    keys_file: Path,
+    user: str,
+    team: str | None,
+    cost_center: str | None,
+    repo: str | None,
+    models: tuple[str, ...],
+    expires: str | None,
+    as_json: bool,
+) -> None:
     """Create a key and print it (the only time it is shown).
 
     \b
@@ -78,16 +94,24 @@ def create_command(
       spendgate keys create --user ana@acme.com --team platform --repo acme-api --expires 90d
     """
     try:
-        key, rec = create_key(keys_file, user=user, team=team, cost_center=cost_center, repo=repo,
-                              models=models, expires_at=_expiry(expires))  # fmt: skip
+        key, rec = create_key(
+            keys_file,
+            user=user,
+            team=team,
+            cost_center=cost_center,
+            repo=repo,
+            models=models,
+            expires_at=_expiry(expires),
+        )
     except (ValueError, KeyFileError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps({"key": key, **_row(rec)}, indent=2))
         return
     click.echo(key)
-    click.echo(f"created {rec.principal.key_id} for {user} in {keys_file}; store the key now, "
-               "it is not shown again", err=True)  # fmt: skip
+    click.echo(
+        f"created {rec.principal.key_id} for {user} in {keys_file}; store the key now, it is not shown again", err=True
+    )
 
 
 @keys_group.command("list")

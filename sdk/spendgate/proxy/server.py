@@ -48,8 +48,9 @@ async def start_proxy(
     app = create_app(settings, keys=keys, worker=worker)
     runner = web.AppRunner(app, **RUNNER_OPTIONS)
     await runner.setup()
-    site = web.TCPSite(runner, host or settings.host, settings.port if port is None else port,
-                       backlog=1024, reuse_address=True)  # fmt: skip
+    site = web.TCPSite(
+        runner, host or settings.host, settings.port if port is None else port, backlog=1024, reuse_address=True
+    )
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, bound

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
 from spendgate_semconv import attributes as A
 
 if TYPE_CHECKING:
@@ -37,9 +38,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _INVOCATION_PARAMS = (
-    "temperature", "top_p", "max_tokens", "max_completion_tokens", "reasoning_effort",
-    "tool_choice", "parallel_tool_calls", "seed", "stop", "n",
-)  # fmt: skip
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "reasoning_effort",
+    "tool_choice",
+    "parallel_tool_calls",
+    "seed",
+    "stop",
+    "n",
+)
 
 
 @dataclass(slots=True, eq=False)
@@ -316,7 +325,10 @@ class SpanExportWorker:
                 return
 
     def force_flush(self, timeout_s: float = 10.0) -> bool:
-        """Export everything queued now; True when it all went out within the timeout."""
+        """Export everything queued at the time of the call; True when it went out within the timeout.
+
+        Records queued while the flush runs may go out with it or with the next batch.
+        """
         if self._thread is None:
             return self._drain()
         with self._idle:
@@ -329,7 +341,7 @@ class SpanExportWorker:
                 if remaining <= 0:
                     return False
                 self._idle.wait(remaining)
-        return not self._queue
+        return True
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         """Flush within the timeout, stop the thread, shut the exporter down. Idempotent."""
@@ -390,9 +402,11 @@ def worker_from_settings(telemetry: Any, exporter: SpanExporter | None = None) -
     if exporter is None:
         return None
     resource = Resource.create(
-        {"service.name": os.environ.get("OTEL_SERVICE_NAME", telemetry.service_name),
-         "service.instance.id": f"{os.uname().nodename}-{os.getpid()}"}
-    )  # fmt: skip
+        {
+            "service.name": os.environ.get("OTEL_SERVICE_NAME", telemetry.service_name),
+            "service.instance.id": f"{os.uname().nodename}-{os.getpid()}",
+        }
+    )
     return SpanExportWorker(
         exporter,
         resource,
