@@ -17,14 +17,14 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 
 from spendgate.proxy.app import create_app
 from spendgate.proxy.config import load_config as load_proxy_config
 from spendgate.proxy.keys import KeyDirectory, create_key
+from spendgate.proxy.otlp_export import GrpcSender
 from spendgate.proxy.server import RUNNER_OPTIONS
-from spendgate.proxy.spans import SpanExportWorker
+from spendgate.proxy.spans import OTLPRecordSink, SpanExportWorker
 from spendgate.simulator import SimulatorConfig
 from spendgate.simulator import create_app as create_simulator
 from tests.collector.conftest import RunningCollector, run_collector
@@ -69,8 +69,11 @@ def stack(tmp_path: Path) -> Iterator[tuple[RunningCollector, str, dict[str, str
             },
             env={"SIM_KEY": PROVIDER_KEY},
         )
-        exporter = OTLPSpanExporter(endpoint=collector.grpc_endpoint, insecure=True, timeout=10)
-        worker = SpanExportWorker(exporter, Resource.create({"service.name": "spendgate-proxy"}), interval_s=0.05)
+        # The proxy's own default path: records encoded to OTLP protobuf and sent over gRPC.
+        sink = OTLPRecordSink(
+            GrpcSender("http://" + collector.grpc_endpoint), Resource.create({"service.name": "spendgate-proxy"})
+        )
+        worker = SpanExportWorker(sink, interval_s=0.05)
         app = lambda: create_app(settings, keys=KeyDirectory(keys_file), worker=worker)  # noqa: E731
         with serve_app(app, **RUNNER_OPTIONS) as proxy:
             yield collector, proxy.url, keys, worker

@@ -21,7 +21,7 @@ from spendgate.proxy.app import create_app
 from spendgate.proxy.config import load_config
 from spendgate.proxy.keys import KeyDirectory, create_key
 from spendgate.proxy.server import RUNNER_OPTIONS
-from spendgate.proxy.spans import SpanExportWorker
+from spendgate.proxy.spans import SDKRecordSink, SpanExportWorker
 from spendgate.simulator import SimulatorConfig
 from spendgate.simulator import create_app as create_simulator
 from tests.support.aio_server import ServerHandle, serve_app
@@ -96,7 +96,8 @@ def start_gateway(tmp_path: Path, upstream: ServerHandle, **settings: object) ->
         env={"SIM_KEY": PROVIDER_KEY},
     )
     exporter = InMemorySpanExporter()
-    worker = SpanExportWorker(exporter, Resource.create({"service.name": "spendgate-proxy-test"}), interval_s=0.05)
+    sink = SDKRecordSink(exporter, Resource.create({"service.name": "spendgate-proxy-test"}))
+    worker = SpanExportWorker(sink, interval_s=0.05)
     with serve_app(lambda: create_app(config, keys=KeyDirectory(keys_file), worker=worker), **RUNNER_OPTIONS) as px:
         yield Gateway(px, upstream, exporter, worker, keys, keys_file)
 

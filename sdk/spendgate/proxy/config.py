@@ -15,6 +15,11 @@ Environment variables read here:
     Virtual-key directory file (default ``./spendgate-data/keys.yaml``).
 ``SPENDGATE_CAPTURE_CONTENT``
     ``true`` to record prompt and completion text on spans (default ``false``).
+``SPENDGATE_CONTROL_ENDPOINT``
+    Collector control-plane ``host:port`` to subscribe to for keys and verdicts, or ``off``
+    (default: none, standalone: keys from the file, no verdicts).
+``SPENDGATE_CONTROL_ON_NO_STATE``
+    ``fail_open`` or ``fail_closed``: what a proxy that never received control state does.
 """
 
 from __future__ import annotations
@@ -97,6 +102,28 @@ class TelemetrySettings(_Model):
     capture_content: bool = False
 
 
+class ControlSettings(_Model):
+    """The control stream from the collector: key directory and budget verdicts (``control.py``)."""
+
+    endpoint: str | None = Field(None, description="collector control address host:port; none = standalone")
+    on_no_state: Literal["fail_open", "fail_closed"] = Field(
+        "fail_open",
+        description="before the first snapshot: serve with the key file (open) or refuse with 503 (closed)",
+    )
+    heartbeat_timeout_s: float = Field(15.0, gt=0, description="silence before reconnecting (3x the heartbeat)")
+    reconnect_initial_backoff_s: float = Field(0.5, gt=0)
+    reconnect_max_backoff_s: float = Field(30.0, gt=0)
+    proxy_id: str | None = Field(None, description="name shown by `spendgate status`; default host:pid")
+
+    @field_validator("endpoint", mode="before")
+    @classmethod
+    def _check_endpoint(cls, value: Any) -> str | None:
+        if value is None or str(value).strip().lower() in ("", "off", "none"):
+            return None
+        split_listen(str(value).strip())
+        return str(value).strip()
+
+
 class ProxySettings(_Model):
     """Everything ``spendgate proxy`` needs."""
 
@@ -106,6 +133,7 @@ class ProxySettings(_Model):
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: list[ModelRoute] = Field(default_factory=list)
     telemetry: TelemetrySettings = TelemetrySettings()
+    control: ControlSettings = ControlSettings()
 
     @field_validator("listen")
     @classmethod
@@ -150,6 +178,10 @@ def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
         out["keys_file"] = env["SPENDGATE_KEYS_FILE"]
     if "SPENDGATE_CAPTURE_CONTENT" in env:
         out.setdefault("telemetry", {})["capture_content"] = env["SPENDGATE_CAPTURE_CONTENT"]
+    if "SPENDGATE_CONTROL_ENDPOINT" in env:
+        out.setdefault("control", {})["endpoint"] = env["SPENDGATE_CONTROL_ENDPOINT"]
+    if "SPENDGATE_CONTROL_ON_NO_STATE" in env:
+        out.setdefault("control", {})["on_no_state"] = env["SPENDGATE_CONTROL_ON_NO_STATE"]
     return out
 
 

@@ -209,12 +209,19 @@ class KeyDirectory:
 
     ``lookup`` is a dict access plus one SHA-256 (~1 µs) and never touches the disk; ``reload_if_changed``
     runs from a background task and swaps the whole index at once, so readers need no lock.
+
+    With a control plane, ``replace`` / ``upsert`` / ``remove`` apply the collector's key directory
+    instead (copy-on-write too). The first ``replace`` hands the directory to the control plane for
+    good: from then on ``reload_if_changed`` leaves the index alone, so the file cannot undo it.
     """
 
     def __init__(self, path: Path | None = None, records: list[KeyRecord] | None = None) -> None:
         self.path = path
         self._by_hash: dict[str, Principal] = {}
+        self._hash_by_id: dict[str, str] = {}
         self._stamp: tuple[int, int] | None = None
+        self.managed = False
+        """True once the control plane owns the directory (see ``replace``)."""
         if records is not None:
             self._install(records)
         elif path is not None:
@@ -222,13 +229,39 @@ class KeyDirectory:
 
     def _install(self, records: list[KeyRecord]) -> None:
         self._by_hash = {r.hash: r.principal for r in records}
+        self._hash_by_id = {r.principal.key_id: r.hash for r in records}
+
+    def replace(self, records: list[KeyRecord]) -> None:
+        """Swap in the control plane's whole directory; the key file is not read again after this."""
+        self.managed = True
+        self._install(records)
+
+    def upsert(self, records: list[KeyRecord]) -> None:
+        """Add or change keys (matched by key id; a changed hash drops the old one)."""
+        by_hash, hash_by_id = dict(self._by_hash), dict(self._hash_by_id)
+        for r in records:
+            old = hash_by_id.get(r.principal.key_id)
+            if old is not None and old != r.hash:
+                by_hash.pop(old, None)
+            by_hash[r.hash] = r.principal
+            hash_by_id[r.principal.key_id] = r.hash
+        self._by_hash, self._hash_by_id = by_hash, hash_by_id
+
+    def remove(self, key_ids: list[str]) -> None:
+        """Drop keys by id; unknown ids are ignored."""
+        by_hash, hash_by_id = dict(self._by_hash), dict(self._hash_by_id)
+        for key_id in key_ids:
+            old = hash_by_id.pop(key_id, None)
+            if old is not None:
+                by_hash.pop(old, None)
+        self._by_hash, self._hash_by_id = by_hash, hash_by_id
 
     def __len__(self) -> int:
         return len(self._by_hash)
 
     def reload_if_changed(self) -> bool:
         """Re-read the file when its size or mtime changed; returns whether it did."""
-        if self.path is None:
+        if self.path is None or self.managed:
             return False
         try:
             st = os.stat(self.path)

@@ -1,0 +1,130 @@
+"""Encode call records straight to OTLP protobuf bytes (``ExportTraceServiceRequest``).
+
+Why not the OTel SDK's encoder: measured here, ``encode_spans`` costs ~230 µs per span (it builds
+a protobuf object per attribute through generic converters), which alone is more than the whole
+per-request CPU budget of the proxy. The proxy's spans have a fixed, small shape, so this module
+writes the protobuf wire format directly (~20 µs per span): attribute keys are encoded once and
+cached, values by type. The output decodes with the official ``opentelemetry-proto`` classes,
+which the tests use to check it field by field against the SDK path.
+
+Wire format reference: opentelemetry/proto/trace/v1/trace.proto and common/v1/common.proto.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_pack_d = struct.Struct("<d").pack
+_pack_q = struct.Struct("<Q").pack
+
+SPAN_KIND_CLIENT = 3
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
+
+
+_SMALL = [bytes((i,)) for i in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _SMALL[n]
+    if n < 0:
+        n += 1 << 64  # int64 two's complement, as protobuf encodes negative varints
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _ld(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    n = len(payload)
+    return tag + (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+
+
+def _any_value(value: Any) -> bytes:
+    """An ``AnyValue`` message body."""
+    if value.__class__ is str:
+        return _ld(b"\x0a", value.encode())
+    if isinstance(value, bool):  # before int: bool is an int subclass
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, int):
+        return b"\x18" + _varint(value)
+    if isinstance(value, float):
+        return b"\x21" + _pack_d(value)
+    if isinstance(value, list | tuple):
+        return _ld(b"\x2a", b"".join(_ld(b"\x0a", _any_value(v)) for v in value))
+    if isinstance(value, bytes):
+        return _ld(b"\x3a", value)
+    return _ld(b"\x0a", str(value).encode())
+
+
+_KEYS: dict[str, bytes] = {}
+
+
+def _key_value(key: str, value: Any) -> bytes:
+    """A ``KeyValue`` message body (the key's encoding is cached: the proxy's key set is fixed)."""
+    kb = _KEYS.get(key)
+    if kb is None:
+        kb = _KEYS[key] = _ld(b"\x0a", key.encode())
+    return kb + _ld(b"\x12", _any_value(value))
+
+
+def encode_attributes(attributes: Mapping[str, Any], tag: bytes) -> bytes:
+    """Repeated ``KeyValue`` fields under ``tag`` (the field number differs per message)."""
+    return b"".join([_ld(tag, _key_value(k, v)) for k, v in attributes.items() if v is not None])
+
+
+def encode_span(
+    *,
+    trace_id: int,
+    span_id: int,
+    parent_span_id: int | None,
+    name: str,
+    start_ns: int,
+    end_ns: int,
+    attributes: Mapping[str, Any],
+    status_code: int = STATUS_UNSET,
+    status_message: str | None = None,
+    kind: int = SPAN_KIND_CLIENT,
+) -> bytes:
+    """One ``Span`` message body."""
+    parts = [
+        b"\x0a\x10" + trace_id.to_bytes(16, "big"),
+        b"\x12\x08" + span_id.to_bytes(8, "big"),
+    ]
+    if parent_span_id:
+        parts.append(b"\x22\x08" + parent_span_id.to_bytes(8, "big"))
+    parts += [
+        _ld(b"\x2a", name.encode()),
+        b"\x30" + _varint(kind),
+        b"\x39" + _pack_q(start_ns),
+        b"\x41" + _pack_q(end_ns),
+        encode_attributes(attributes, b"\x4a"),
+    ]
+    status = b""  # an unset status is still sent as an empty message, as the SDK does
+    if status_code:
+        status = b"\x18" + _varint(status_code)
+        if status_message:
+            status = _ld(b"\x12", status_message.encode()) + status
+    parts.append(_ld(b"\x7a", status))
+    return b"".join(parts)
+
+
+class RequestEncoder:
+    """Builds ``ExportTraceServiceRequest`` bytes for one resource and one instrumentation scope."""
+
+    def __init__(self, resource_attributes: Mapping[str, Any], scope_name: str, scope_version: str) -> None:
+        resource = encode_attributes(resource_attributes, b"\x0a")
+        scope = _ld(b"\x0a", scope_name.encode()) + _ld(b"\x12", scope_version.encode())
+        self._resource_field = _ld(b"\x0a", resource)  # ResourceSpans.resource = 1
+        self._scope_field = _ld(b"\x0a", scope)  # ScopeSpans.scope = 1
+
+    def encode(self, spans: Iterable[bytes]) -> bytes:
+        """The request holding ``spans`` (each a ``Span`` body from ``encode_span``)."""
+        scope_spans = self._scope_field + b"".join(_ld(b"\x12", s) for s in spans)
+        resource_spans = self._resource_field + _ld(b"\x12", scope_spans)
+        return _ld(b"\x0a", resource_spans)
