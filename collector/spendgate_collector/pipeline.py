@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .costing import PricingStage
 from .errors import CollectorError, InvalidPayload, Overloaded, ShuttingDown, StoreUnavailable
@@ -29,6 +30,9 @@ from .normalize import Normalizer
 from .otlp import parse_export_request
 from .records import SpendRecord
 from .store.base import SpendStore
+
+if TYPE_CHECKING:
+    from .budgets import BudgetEngine
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +87,10 @@ class Pipeline:
         queue_max_bytes: int,
         batch_max_bytes: int,
         retention_days: int = 0,
+        budgets: BudgetEngine | None = None,
     ) -> None:
         self._store = store
+        self._budgets = budgets
         self._normalizer = normalizer
         self._pricing = pricing
         self._metrics = metrics
@@ -248,7 +254,10 @@ class Pipeline:
             non_llm += normalized.non_llm
             rejected += normalized.rejected
             outcomes.append(ExportOutcome(normalized.spans, normalized.rejected, "; ".join(normalized.messages)))
-        result = self._store.write(records)  # raises StoreUnavailable: nothing kept, all retry
+        # Raises StoreUnavailable: nothing kept, all retry. Budgets count exactly the inserted
+        # records, in the same transaction (budgets/engine.py).
+        budgets = self._budgets
+        result = budgets.write(self._store, records) if budgets else self._store.write(records)
 
         m = self._metrics
         m.spans_received.inc(spans)

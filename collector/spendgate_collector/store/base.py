@@ -9,7 +9,7 @@ Query results are lists of plain dicts: the group columns, then ``query.MEASURES
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +17,13 @@ from ..query import SpendFilter
 from ..records import SpendRecord
 
 Row = dict[str, Any]
+
+CompanionWrites = Callable[[list[SpendRecord]], Sequence[tuple[str, Sequence[Sequence[Any]]]]]
+"""Given the records a ``write`` really inserted, more ``(sql, rows)`` for the same transaction.
+
+Budgets use it to add those records to their running totals atomically with the spend rows
+(``budgets/storage.py``); the SQL is the store's dialect.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +52,8 @@ class StoreStats:
 class SpendStore(Protocol):
     """Lean spend rows plus incrementally maintained rollups."""
 
-    def write(self, records: Sequence[SpendRecord]) -> WriteResult:
-        """Insert new records and fold them into the rollups, in one durable transaction."""
+    def write(self, records: Sequence[SpendRecord], companion: CompanionWrites | None = None) -> WriteResult:
+        """Insert new records and fold them into the rollups (and ``companion``'s writes), in one transaction."""
         ...
 
     def purge_raw(self, older_than_ns: int, limit: int) -> int:

@@ -34,7 +34,7 @@ import sqlite_utils
 from ..errors import StoreUnavailable
 from ..query import CHARGEBACK_DIMENSIONS, DIMENSIONS, SpendFilter
 from ..records import SpendRecord
-from .base import Row, StoreStats, WriteResult
+from .base import CompanionWrites, Row, StoreStats, WriteResult
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +201,11 @@ class SQLiteStore:
 
     # --- writes (writer thread only)
 
-    def write(self, records: Sequence[SpendRecord]) -> WriteResult:
-        """Insert new records and update both rollups from exactly those, in one transaction."""
+    def write(self, records: Sequence[SpendRecord], companion: CompanionWrites | None = None) -> WriteResult:
+        """Insert new records and update both rollups from exactly those, in one transaction.
+
+        ``companion`` (budgets) gets the inserted records and returns more writes for the same transaction.
+        """
         conn = self._writer
         if conn is None:
             raise StoreUnavailable("store is read-only or closed")
@@ -222,6 +225,9 @@ class SQLiteStore:
                 daily, monthly = _aggregate(inserted)
                 cur.executemany(_UPSERT_DAILY, [(*k, *v) for k, v in daily.items()])
                 cur.executemany(_UPSERT_MONTHLY, [(*k, *v) for k, v in monthly.items()])
+                if companion is not None:
+                    for sql, rows in companion(inserted):
+                        cur.executemany(sql, rows)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
