@@ -1,0 +1,192 @@
+"""HTTP routes that manage budgets and overrides and show their state, mounted on the query API.
+
+    GET    /api/budgets                          every budget's definition
+    POST   /api/budgets                          create or replace one (id in the body)
+    GET    /api/budgets/status                   per budget: period, spend, limit, effective limit, state, verdicts
+    GET    /api/budgets/{id}                     one budget, with its status
+    PUT    /api/budgets/{id}                     create or replace (201 when created)
+    DELETE /api/budgets/{id}                     delete (its verdicts are lifted)
+    POST   /api/budgets/{id}/overrides           lift or raise until a time, with a reason
+    DELETE /api/budgets/{id}/overrides/{oid}     end an override early
+    GET    /api/audit?budget=&action=&limit=&before=   audit lines, newest first
+
+Who did it (the *actor*) comes from the ``X-Spendgate-Actor`` header, else an ``actor`` field of
+the body, else ``api``. There is no authentication yet: the API listens on loopback by default
+(docs/budgets.md). Invalid input answers 400 ``{"error": ..., "field": "thresholds.1.to"}``; an
+unknown budget or override 404. Every call runs on the API's thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .budgets import BudgetEngine, BudgetError, BudgetNotFound
+
+ACTOR_HEADER = "X-Spendgate-Actor"
+DEFAULT_ACTOR = "api"
+MAX_ACTOR = 200
+MAX_BODY_BYTES = 256 * 1024
+MAX_AUDIT_LIMIT = 1000
+
+Handler = Callable[["BudgetsApi", web.Request], Awaitable[web.Response]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _errors(handler: Handler) -> Handler:
+    """Budget errors → 400 naming the field, unknown ids → 404."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: BudgetsApi, request: web.Request) -> web.Response:
+        try:
+            return await handler(self, request)
+        except BudgetError as exc:
+            return _json({"error": exc.message, "field": exc.field}, status=400)
+        except BudgetNotFound as exc:
+            return _json({"error": str(exc)}, status=404)
+
+    return wrapper
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise BudgetError("(body)", f"larger than {MAX_BODY_BYTES} bytes")
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BudgetError("(body)", f"not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BudgetError("(body)", "must be a JSON object")
+    return body
+
+
+def _actor(request: web.Request, body: dict[str, Any]) -> str:
+    actor = request.headers.get(ACTOR_HEADER) or body.get("actor") or DEFAULT_ACTOR
+    if not isinstance(actor, str) or not actor.strip():
+        raise BudgetError("actor", "must be a non-empty string")
+    if len(actor) > MAX_ACTOR:
+        raise BudgetError("actor", f"must be at most {MAX_ACTOR} characters")
+    return actor.strip()
+
+
+class BudgetsApi:
+    """The budget routes over one ``BudgetEngine``; ``executor`` runs the engine's (SQLite) calls."""
+
+    def __init__(self, engine: BudgetEngine, executor: Executor | None = None) -> None:
+        self._engine = engine
+        self._executor = executor
+
+    def add_routes(self, app: web.Application) -> None:
+        # /status before /{id}: routes match in the order they are added.
+        app.router.add_get("/api/budgets", self.list_budgets)
+        app.router.add_post("/api/budgets", self.post_budget)
+        app.router.add_get("/api/budgets/status", self.status)
+        app.router.add_get("/api/budgets/{id}", self.get_budget)
+        app.router.add_put("/api/budgets/{id}", self.put_budget)
+        app.router.add_delete("/api/budgets/{id}", self.delete_budget)
+        app.router.add_post("/api/budgets/{id}/overrides", self.add_override)
+        app.router.add_delete("/api/budgets/{id}/overrides/{oid}", self.remove_override)
+        app.router.add_get("/api/audit", self.audit)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    @_errors
+    async def list_budgets(self, request: web.Request) -> web.Response:
+        budgets = await self._run(self._engine.budgets)
+        return _json({"budgets": [b.to_dict() for b in budgets]})
+
+    @_errors
+    async def get_budget(self, request: web.Request) -> web.Response:
+        bid = request.match_info["id"]
+        budget = await self._run(self._engine.get, bid)
+        (status,) = await self._run(self._engine.status, bid)
+        return _json({**budget.to_dict(), "status": status})
+
+    async def _put(self, request: web.Request, budget_id: str | None) -> web.Response:
+        body = await _body(request)
+        actor = _actor(request, body)
+        budget, created = await self._run(self._engine.put_budget, body, actor=actor, budget_id=budget_id)
+        (status,) = await self._run(self._engine.status, budget.id)
+        return _json({"budget": budget.to_dict(), "created": created, "status": status}, status=201 if created else 200)
+
+    @_errors
+    async def put_budget(self, request: web.Request) -> web.Response:
+        return await self._put(request, request.match_info["id"])
+
+    @_errors
+    async def post_budget(self, request: web.Request) -> web.Response:
+        return await self._put(request, None)
+
+    @_errors
+    async def delete_budget(self, request: web.Request) -> web.Response:
+        bid = request.match_info["id"]
+        actor = _actor(request, {})
+        await self._run(self._engine.delete_budget, bid, actor=actor)
+        return _json({"deleted": bid})
+
+    @_errors
+    async def add_override(self, request: web.Request) -> web.Response:
+        bid = request.match_info["id"]
+        body = await _body(request)
+        actor = _actor(request, body)
+        override = await self._run(self._engine.add_override, bid, body, actor=actor)
+        (status,) = await self._run(self._engine.status, bid)
+        return _json({"override": override.to_dict(), "status": status}, status=201)
+
+    @_errors
+    async def remove_override(self, request: web.Request) -> web.Response:
+        bid, oid = request.match_info["id"], request.match_info["oid"]
+        actor = _actor(request, {})
+        override = await self._run(self._engine.remove_override, bid, oid, actor=actor)
+        (status,) = await self._run(self._engine.status, bid)
+        return _json({"removed": override.to_dict(), "status": status})
+
+    @_errors
+    async def status(self, request: web.Request) -> web.Response:
+        rows = await self._run(self._engine.status)
+        return _json({"at": datetime.now(UTC).isoformat(timespec="seconds"), "budgets": rows})
+
+    @_errors
+    async def audit(self, request: web.Request) -> web.Response:
+        allowed = {"budget", "action", "limit", "before"}
+        for name in request.query:
+            if name not in allowed:
+                raise BudgetError(name, f"unknown parameter; allowed: {', '.join(sorted(allowed))}")
+        limit = _int_param(request, "limit", 100, 1, MAX_AUDIT_LIMIT)
+        before = _int_param(request, "before", None, 1, 2**62)
+        entries = await self._run(
+            self._engine.storage.audit,
+            budget_id=request.query.get("budget") or None,
+            action=request.query.get("action") or None,
+            limit=limit,
+            before_id=before,
+        )
+        return _json({"entries": entries})
+
+
+def _int_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BudgetError(name, f"must be a whole number, got {text!r}") from None
+    if not low <= value <= high:
+        raise BudgetError(name, f"must be between {low} and {high}")
+    return value
