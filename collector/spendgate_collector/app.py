@@ -21,6 +21,7 @@ from aiohttp import web
 
 from .api import QueryApi
 from .config import CollectorConfig, split_host_port
+from .control import ControlServer
 from .costing import PricingStage
 from .errors import ConfigError
 from .keys import KeyDirectory
@@ -30,6 +31,7 @@ from .pipeline import Pipeline
 from .pricing import PriceOverridesError, Pricer, load_price_overrides
 from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
 from .store.sqlite import SQLiteStore
+from .verdicts import VerdictBoard
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,10 @@ class Collector:
         self._api_runner: web.AppRunner | None = None
         self._api_executor: ThreadPoolExecutor | None = None
         self._api_port: int | None = None
+        # The verdict board budgets write and the control plane streams; built here so budgets
+        # can be wired to it before start().
+        self.verdicts = VerdictBoard()
+        self.control: ControlServer | None = None
         self._started = False
         self._stopped = False
         self._stop_lock: asyncio.Lock | None = None
@@ -79,6 +85,17 @@ class Collector:
     @property
     def api_port(self) -> int | None:
         return self._api_port
+
+    @property
+    def control_port(self) -> int | None:
+        return self.control.port if self.control else None
+
+    @property
+    def control_endpoint(self) -> str | None:
+        """``host:port`` a proxy subscribes to (``control.endpoint`` in the proxy config)."""
+        if self.config.control is None or self.control_port is None:
+            return None
+        return f"{_connect_host(self.config.control)}:{self.control_port}"
 
     @property
     def otlp_grpc_endpoint(self) -> str | None:
@@ -155,12 +172,16 @@ class Collector:
             await self._bind("otlp_http", cfg.otlp_http, self._http.start)
         if cfg.api is not None:
             await self._bind("api", cfg.api, self._start_api)
+        if cfg.control is not None:
+            self.control = ControlServer(cfg.control, self.verdicts, cfg.keys_file, heartbeat_s=cfg.control_heartbeat_s)
+            await self._bind("control", cfg.control, self.control.start)
         self._pricer = pricer
         logger.info(
-            "collector started: otlp grpc=%s http=%s api=%s db=%s",
+            "collector started: otlp grpc=%s http=%s api=%s control=%s db=%s",
             self.otlp_grpc_endpoint,
             self.otlp_http_url,
             self.api_url,
+            self.control_endpoint,
             cfg.db,
         )
 
@@ -212,6 +233,8 @@ class Collector:
                 stops.append(self._grpc.shutdown(SHUTDOWN_GRACE_S))
             if self._http is not None:
                 stops.append(self._http.shutdown())
+            if self.control is not None:
+                stops.append(self.control.stop())  # proxies keep their last state and resubscribe
             await asyncio.gather(*stops, return_exceptions=True)
             if self.pipeline is not None:
                 await self.pipeline.shutdown(timeout)
@@ -245,6 +268,8 @@ class Collector:
             body["store"] = self.store.stats()
         if self._pricer is not None:
             body["pricer"] = self._pricer.stats()
+        if self.control is not None:
+            body["control"] = self.control.stats()
         body["keys"] = {
             "file": str(self.keys.path) if self.keys and self.keys.path else None,
             "keys": len(self.keys or ()),

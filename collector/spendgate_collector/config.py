@@ -22,6 +22,7 @@ DEFAULT_DB = Path("./spendgate-data/spendgate.db")
 DEFAULT_OTLP_GRPC = "127.0.0.1:4317"
 DEFAULT_OTLP_HTTP = "127.0.0.1:4318"
 DEFAULT_API = "127.0.0.1:8788"
+DEFAULT_CONTROL = "127.0.0.1:4320"
 DEFAULT_RETENTION_DAYS = 90
 # 64 MiB of queued protobuf is ~100k realistic LLM spans: a few seconds of peak ingest, and a bound
 # on memory whatever the exporters send.
@@ -63,6 +64,10 @@ class CollectorConfig(BaseModel):
     """OTLP/HTTP receiver address (``POST /v1/traces``)."""
     api: str | None = DEFAULT_API
     """Query API address (``/api/*``, ``/healthz``, ``/metrics``)."""
+    control: str | None = DEFAULT_CONTROL
+    """Control-plane gRPC address: proxies subscribe here for keys and verdicts (see ``control.py``)."""
+    control_heartbeat_s: float = Field(5.0, gt=0, le=60)
+    """Seconds of silence on a control stream before a heartbeat; proxies reconnect after 3x this."""
     keys_file: Path | None = None
     """Keys YAML from ``spendgate keys``: attribution for spans that carry only a key id."""
     prices: Path | None = None
@@ -82,7 +87,7 @@ class CollectorConfig(BaseModel):
     api_workers: int = Field(4, ge=1, le=64)
     """Threads answering API queries (each with its own read connection)."""
 
-    @field_validator("otlp_grpc", "otlp_http", "api", mode="before")
+    @field_validator("otlp_grpc", "otlp_http", "api", "control", mode="before")
     @classmethod
     def _address(cls, value: Any) -> str | None:
         if value is None or (isinstance(value, str | bool | int) and str(value).strip().lower() in _OFF):

@@ -24,6 +24,12 @@ SPENDGATE_COLLECTOR_OTLP_HTTP = "SPENDGATE_COLLECTOR_OTLP_HTTP"
 SPENDGATE_COLLECTOR_API = "SPENDGATE_COLLECTOR_API"
 """``HOST:PORT`` of the query API (JSON, CSV, ``/metrics``), or ``off``. Default: ``127.0.0.1:8788``."""
 
+SPENDGATE_COLLECTOR_CONTROL = "SPENDGATE_COLLECTOR_CONTROL"
+"""``HOST:PORT`` of the control-plane gRPC server proxies subscribe to, or ``off``. Default: ``127.0.0.1:4320``."""
+
+SPENDGATE_COLLECTOR_CONTROL_HEARTBEAT_S = "SPENDGATE_COLLECTOR_CONTROL_HEARTBEAT_S"
+"""Seconds of silence on a control stream before the collector sends a heartbeat. Default: 5."""
+
 SPENDGATE_COLLECTOR_KEYS_FILE = "SPENDGATE_COLLECTOR_KEYS_FILE"
 """Keys YAML written by ``spendgate keys``, for attribution by key id. Default: none."""
 
