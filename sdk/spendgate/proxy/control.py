@@ -33,10 +33,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from spendgate.proxy.keys import KeyDirectory, KeyRecord, Principal
+from spendgate_semconv import control_pb2
 
 if TYPE_CHECKING:
     from spendgate.proxy.config import ProxySettings
-    from spendgate_semconv import control_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ def verdict_from(msg: control_pb2.Verdict) -> ActiveVerdict:
     s = msg.scope
     return ActiveVerdict(
         id=msg.id,
-        action=ROUTE if msg.action == 2 else PAUSE,  # an unknown action pauses: the safe reading
+        # An action this proxy does not know pauses: refusing is the safe reading of a budget verdict.
+        action=ROUTE if msg.action == control_pb2.Verdict.ROUTE else PAUSE,
         scope=VerdictScope(
             user=_opt(s.user),
             team=_opt(s.team),
@@ -485,7 +486,7 @@ class ControlClient:
         """One subscription until it ends or fails; returns whether it delivered any update."""
         import grpc
 
-        from spendgate_semconv import control_pb2, control_pb2_grpc
+        from spendgate_semconv import control_pb2_grpc  # imports grpc, which a standalone proxy never needs
 
         assert self.endpoint is not None
         state = self.state
@@ -513,6 +514,7 @@ class ControlClient:
                 if not delivered:
                     delivered = True
                     state.connected = True
+                    self.failures = 0
                     logger.info(
                         "control stream to %s: %s at version %d (epoch %d)",
                         self.endpoint,
