@@ -209,3 +209,21 @@ def test_key_entries_round_trip_the_key_file_fields(tmp_path: Path) -> None:
     assert (original.hash, original.prefix) == (rebuilt.hash, rebuilt.prefix)
     # The wire carries milliseconds: created_at survives to the millisecond.
     assert abs((original.created_at - rebuilt.created_at).total_seconds()) < 0.001
+
+
+def test_an_org_wide_route_applies_to_everyone_asking_for_its_model() -> None:
+    state = _state(verdict("r", ROUTE, route_from="gpt-4.5", route_to="gpt-4.1"))
+    assert ("r", "r", None) == (
+        _id(state.verdict_for(ANA, None, "gpt-4.5")),
+        _id(state.verdict_for(BO, None, "gpt-4.5")),
+        _id(state.verdict_for(BO, None, "gpt-4.1")),
+    )
+
+
+def test_a_lapsed_pause_gives_way_to_a_route_still_in_force() -> None:
+    state = _state(
+        verdict("lapsed", team="platform", since_ms=1, until_ms=5_000),
+        verdict("r", ROUTE, route_to="mini", since_ms=2),
+    )
+    assert "lapsed" == _id(state.verdict_for(ANA, None, "m", now_ms=4_000))
+    assert "r" == _id(state.verdict_for(ANA, None, "m", now_ms=6_000))

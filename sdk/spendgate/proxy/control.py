@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -173,25 +174,31 @@ def record_from(entry: control_pb2.KeyEntry) -> KeyRecord:
 class _VerdictIndex:
     """Verdicts bucketed by their most selective scope field, so a lookup scans only candidates.
 
-    Each verdict sits in exactly one bucket (its first set field of key_id, user, repo, team,
-    cost_center, model; else "everywhere"), ordered by rank: pauses before routes, then oldest first.
-    A call looks up its own value in each bucket, so 200 team-scoped verdicts cost one dict access.
+    Each verdict sits in exactly one bucket: its first set field of key_id, user, repo, team,
+    cost_center, model (a route's ``route_from`` counts as its model, since it only ever matches
+    that model), or else "everywhere". Buckets are ordered by rank: pauses before routes, then
+    oldest first. A call looks up its own value in each non-empty bucket only, so 200 verdicts
+    scoped to other teams cost one dict access and no comparison.
     """
 
+    # Positions in the value tuple ``find`` builds from the call.
     _FIELDS = ("key_id", "user", "repo", "team", "cost_center", "model")
 
     def __init__(self, verdicts: list[ActiveVerdict]) -> None:
         ranked = sorted(verdicts, key=lambda v: (v.action != PAUSE, v.since_ms, v.id))
-        self.buckets: dict[str, dict[str, list[tuple[int, ActiveVerdict]]]] = {f: {} for f in self._FIELDS}
+        buckets: list[dict[str, list[tuple[int, ActiveVerdict]]]] = [{} for _ in self._FIELDS]
         self.everywhere: list[tuple[int, ActiveVerdict]] = []
         for rank, v in enumerate(ranked):
-            for name in self._FIELDS:
-                value = getattr(v.scope, name)
+            values = [getattr(v.scope, name) for name in self._FIELDS]
+            if values[-1] is None and v.action == ROUTE:
+                values[-1] = v.route_from
+            for position, value in enumerate(values):
                 if value is not None:
-                    self.buckets[name].setdefault(value, []).append((rank, v))
+                    buckets[position].setdefault(value, []).append((rank, v))
                     break
             else:
                 self.everywhere.append((rank, v))
+        self.active = tuple((position, bucket) for position, bucket in enumerate(buckets) if bucket)
 
     def find(
         self,
@@ -201,34 +208,34 @@ class _VerdictIndex:
         cost_center: str | None,
         repo: str | None,
         model: str | None,
-        now_ms: int,
+        now_ms: int | None,
     ) -> ActiveVerdict | None:
-        b = self.buckets
-        best_rank = -1
+        values = (key_id, user, repo, team, cost_center, model)
+        best_rank = 1 << 62
         best: ActiveVerdict | None = None
-        for bucket, value in (
-            (b["key_id"], key_id),
-            (b["user"], user),
-            (b["repo"], repo),
-            (b["team"], team),
-            (b["cost_center"], cost_center),
-            (b["model"], model),
-            (None, None),
-        ):
-            if bucket is None:
-                candidates = self.everywhere
-            elif not bucket or value is None:
+        for position, bucket in self.active:
+            candidates = bucket.get(values[position])  # type: ignore[arg-type]
+            if candidates is None:
                 continue
-            else:
-                candidates = bucket.get(value)
-                if not candidates:
-                    continue
             for rank, v in candidates:  # ranked, so the first match is this bucket's best
-                if best is not None and rank > best_rank:
+                if rank > best_rank:
                     break
-                if (v.until_ms == 0 or v.until_ms > now_ms) and v.applies(key_id, user, team, cost_center, repo, model):
+                if v.applies(key_id, user, team, cost_center, repo, model):
+                    if v.until_ms:
+                        now_ms = now_ms or int(time.time() * 1000)  # the clock only when it matters
+                        if v.until_ms <= now_ms:
+                            continue
                     best_rank, best = rank, v
                     break
+        for rank, v in self.everywhere:
+            if rank > best_rank:
+                break
+            if v.applies(key_id, user, team, cost_center, repo, model):
+                if v.until_ms:
+                    now_ms = now_ms or int(time.time() * 1000)
+                    if v.until_ms <= now_ms:
+                        continue
+                return v
         return best
 
 
@@ -292,7 +299,7 @@ class ControlState:
             principal.cost_center,
             repo if repo is not None else principal.repo,
             model,
-            int(time.time() * 1000) if now_ms is None else now_ms,
+            now_ms,
         )
 
     def verdicts(self) -> list[ActiveVerdict]:
@@ -379,6 +386,7 @@ def _default_proxy_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+@functools.cache
 def _proxy_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
