@@ -91,6 +91,8 @@ class QueryApi:
         self._metrics = metrics
         self._executor = executor
         self._health = health or (lambda: {})
+        self.extra_routes: list[Callable[[web.Application], None]] = []
+        """Functions that add more routes (budgets_api.py) when the app is made."""
 
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors])
@@ -102,6 +104,8 @@ class QueryApi:
         app.router.add_get("/api/unpriced", self.unpriced)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
+        for add_routes in self.extra_routes:
+            add_routes(app)
         return app
 
     @web.middleware

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
+from .alerts import DeliveryOutcome, WebhookSender
 from .api import QueryApi
+from .budgets import AuditEntry, BudgetEngine, BudgetStorage, parse_webhook
+from .budgets_api import BudgetsApi
 from .config import CollectorConfig, split_host_port
 from .control import ControlServer
 from .costing import PricingStage
@@ -37,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 # Exports in flight when shutdown starts get this long to finish before receivers close.
 SHUTDOWN_GRACE_S = 5.0
+# How often budgets look for a new period or an expired override (ingest checks too).
+BUDGET_CHECK_INTERVAL_S = 1.0
 
 
 def _connect_host(address: str) -> str:
@@ -68,6 +74,10 @@ class Collector:
         # can be wired to it before start().
         self.verdicts = VerdictBoard()
         self.control: ControlServer | None = None
+        # Budgets (budgets/, alerts.py): the engine that puts verdicts on the board, and webhooks.
+        self.budgets: BudgetEngine | None = None
+        self.webhooks: WebhookSender | None = None
+        self._budget_timer: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False
         self._stop_lock: asyncio.Lock | None = None
@@ -144,6 +154,7 @@ class Collector:
             self.store = SQLiteStore(cfg.db, synchronous=cfg.sqlite_synchronous)
         except Exception as exc:
             raise ConfigError(f"db: cannot open {cfg.db}: {exc}") from exc
+        await self._start_budgets()
         self.pipeline = Pipeline(
             self.store,
             Normalizer(self.keys),
@@ -152,6 +163,7 @@ class Collector:
             queue_max_bytes=cfg.queue_max_bytes,
             batch_max_bytes=cfg.batch_max_bytes,
             retention_days=cfg.retention_days,
+            budgets=self.budgets,
         )
         await self.pipeline.start()
         if cfg.otlp_grpc is not None:
@@ -200,10 +212,56 @@ class Collector:
         except OSError as exc:
             raise ConfigError(f"{field}: cannot listen on {address}: {exc.strerror or exc}") from exc
 
+    async def _start_budgets(self) -> None:
+        """Open the budget tables, load budgets (then the config's), start webhooks and the timer."""
+        assert self.store is not None
+        cfg = self.config
+        try:
+            storage = await asyncio.to_thread(BudgetStorage, cfg.db)
+        except Exception as exc:
+            raise ConfigError(f"db: cannot open the budget tables in {cfg.db}: {exc}") from exc
+
+        async def record(outcome: DeliveryOutcome) -> None:
+            details = {
+                "url": outcome.url,
+                "format": outcome.format,
+                "attempts": outcome.attempts,
+                "status": outcome.status,
+                "error": outcome.error,
+                "transition": {k: outcome.event.get(k) for k in ("from", "to", "cause", "period_start", "at")},
+            }
+            entry = AuditEntry(time.time_ns(), "spendgate", f"webhook.{outcome.outcome}", outcome.budget_id, details)
+            await asyncio.to_thread(storage.add_audit, [entry])
+
+        self.webhooks = WebhookSender([parse_webhook(w) for w in cfg.webhooks], on_outcome=record)
+        await self.webhooks.start()
+        webhooks = self.webhooks
+        self.budgets = BudgetEngine(
+            storage,
+            self.verdicts,
+            default_timezone=cfg.default_timezone,
+            notify=lambda transition: webhooks.notify(transition.event()),
+        )
+        await asyncio.to_thread(self.budgets.open)
+        for spec in cfg.budgets:  # validated with the config; unchanged ones are left alone
+            await asyncio.to_thread(self.budgets.put_budget, spec, actor="config")
+        self._budget_timer = asyncio.create_task(self._tick_budgets(), name="spendgate-budget-timer")
+
+    async def _tick_budgets(self) -> None:
+        assert self.budgets is not None
+        while True:
+            await asyncio.sleep(BUDGET_CHECK_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self.budgets.tick)
+            except Exception:  # a failed check is retried on the next tick and on ingest
+                logger.exception("budget check failed")
+
     async def _start_api(self) -> None:
         assert self.store is not None and self.config.api is not None
         self._api_executor = ThreadPoolExecutor(self.config.api_workers, thread_name_prefix="spendgate-api")
         api = QueryApi(self.store, self.metrics, self._api_executor, health=self.health)
+        if self.budgets is not None:
+            api.extra_routes.append(BudgetsApi(self.budgets, self._api_executor).add_routes)
         runner = web.AppRunner(api.make_app(), access_log=None, handle_signals=False)
         await runner.setup()
         host, port = split_host_port(self.config.api)
@@ -238,6 +296,11 @@ class Collector:
             await asyncio.gather(*stops, return_exceptions=True)
             if self.pipeline is not None:
                 await self.pipeline.shutdown(timeout)
+            if self._budget_timer is not None:
+                self._budget_timer.cancel()
+                await asyncio.gather(self._budget_timer, return_exceptions=True)
+            if self.webhooks is not None:
+                await self.webhooks.shutdown()
             if self._api_runner is not None:
                 await self._api_runner.cleanup()
                 self._api_runner = None
@@ -245,6 +308,8 @@ class Collector:
                 self._api_executor.shutdown(wait=True)
             if self.store is not None:
                 self.store.close()
+            if self.budgets is not None:
+                self.budgets.storage.close()
             self._stopped = True
             logger.info("collector stopped")
 
@@ -270,6 +335,10 @@ class Collector:
             body["pricer"] = self._pricer.stats()
         if self.control is not None:
             body["control"] = self.control.stats()
+        if self.budgets is not None:
+            body["budgets"] = self.budgets.stats()
+        if self.webhooks is not None:
+            body["webhooks"] = self.webhooks.stats()
         body["keys"] = {
             "file": str(self.keys.path) if self.keys and self.keys.path else None,
             "keys": len(self.keys or ()),

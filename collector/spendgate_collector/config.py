@@ -7,13 +7,14 @@ variable (see ``env.py``) → YAML file → default, then validates everything a
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from . import env
 from .errors import ConfigError
@@ -86,6 +87,63 @@ class CollectorConfig(BaseModel):
     """``full``: acknowledged spans survive power loss; ``normal``: survive a process crash only."""
     api_workers: int = Field(4, ge=1, le=64)
     """Threads answering API queries (each with its own read connection)."""
+
+    # --- budgets (docs/budgets.md); default_timezone comes first: the budgets validator reads it.
+    default_timezone: str = "UTC"
+    """IANA time zone of budget periods that do not name one."""
+    budgets: list[dict[str, Any]] = Field(default_factory=list)
+    """Budgets declared in the config, upserted at every start (``budgets/model.py`` fields)."""
+    webhooks: list[dict[str, Any]] = Field(default_factory=list)
+    """Where budget transitions are posted: ``{url, format: json|slack, headers, max_attempts, deadline_s}``."""
+
+    @field_validator("budgets", "webhooks", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        # From the environment a list arrives as JSON text.
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else []
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"expected a JSON list: {exc}") from None
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from .budgets.model import BudgetError, parse_timezone
+
+        try:
+            return parse_timezone(value, "default_timezone")
+        except BudgetError as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, value: list[dict[str, Any]], info: ValidationInfo) -> list[dict[str, Any]]:
+        from .budgets.model import BudgetError, parse_budget
+
+        seen: set[str] = set()
+        for i, entry in enumerate(value):
+            try:
+                budget = parse_budget(entry, default_timezone=info.data.get("default_timezone") or "UTC")
+            except BudgetError as exc:
+                raise ValueError(f"entry {i}: {exc.field}: {exc.message}") from None
+            if budget.id in seen:
+                raise ValueError(f"entry {i}: id: {budget.id!r} is declared twice")
+            seen.add(budget.id)
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhooks(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from .budgets.model import BudgetError, parse_webhook
+
+        for i, entry in enumerate(value):
+            try:
+                parse_webhook(entry, where=str(i))
+            except BudgetError as exc:
+                raise ValueError(f"entry {exc.field}: {exc.message}") from None
+        return value
 
     @field_validator("otlp_grpc", "otlp_http", "api", "control", mode="before")
     @classmethod
