@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -117,6 +118,12 @@ def _thresholds_text(thresholds: list[dict[str, Any]]) -> str:
             text += f" ({t.get('from') or '*'}→{t['to']})"
         parts.append(text)
     return ", ".join(parts)
+
+
+def _period_text(period: dict[str, str]) -> str:
+    """``2026-11-01 .. 2026-11-30``: first and last local day (the API's ``end`` is exclusive)."""
+    last = datetime.fromisoformat(period["end"]) - timedelta(seconds=1)
+    return f"{period['start'][:10]} .. {last.date().isoformat()}"
 
 
 def _money(value: float | None) -> str:
@@ -293,7 +300,7 @@ def status_command(budget_id: str | None, api_url: str, actor: str | None, as_js
             [
                 s["id"],
                 _scope_text(s["scope"]),
-                f"{s['period']['start'][:10]} .. {s['period']['end'][:10]}",
+                _period_text(s["period"]),
                 _money(s["spend_usd"]),
                 limit,
                 "-" if s["percent"] is None else f"{s['percent']:g} %",
