@@ -78,6 +78,7 @@ class Collector:
         self.budgets: BudgetEngine | None = None
         self.webhooks: WebhookSender | None = None
         self._budget_timer: asyncio.Task[None] | None = None
+        self._budget_timer_stop: asyncio.Event | None = None
         self._started = False
         self._stopped = False
         self._stop_lock: asyncio.Lock | None = None
@@ -245,12 +246,17 @@ class Collector:
         await asyncio.to_thread(self.budgets.open)
         for spec in cfg.budgets:  # validated with the config; unchanged ones are left alone
             await asyncio.to_thread(self.budgets.put_budget, spec, actor="config")
+        self._budget_timer_stop = asyncio.Event()
         self._budget_timer = asyncio.create_task(self._tick_budgets(), name="spendgate-budget-timer")
 
     async def _tick_budgets(self) -> None:
-        assert self.budgets is not None
+        assert self.budgets is not None and self._budget_timer_stop is not None
         while True:
-            await asyncio.sleep(BUDGET_CHECK_INTERVAL_S)
+            try:
+                await asyncio.wait_for(self._budget_timer_stop.wait(), BUDGET_CHECK_INTERVAL_S)
+                return
+            except TimeoutError:
+                pass
             try:
                 await asyncio.to_thread(self.budgets.tick)
             except Exception:  # a failed check is retried on the next tick and on ingest
@@ -296,8 +302,9 @@ class Collector:
             await asyncio.gather(*stops, return_exceptions=True)
             if self.pipeline is not None:
                 await self.pipeline.shutdown(timeout)
-            if self._budget_timer is not None:
-                self._budget_timer.cancel()
+            if self._budget_timer is not None and self._budget_timer_stop is not None:
+                # Not cancelled: a check running in its thread finishes before the tables close.
+                self._budget_timer_stop.set()
                 await asyncio.gather(self._budget_timer, return_exceptions=True)
             if self.webhooks is not None:
                 await self.webhooks.shutdown()

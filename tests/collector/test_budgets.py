@@ -420,3 +420,19 @@ def test_a_failed_commit_changes_no_total(h: Harness) -> None:
     assert [] == h.store.raw_rows()
     h.write([h.record(150.0, span=1)])  # the exporter's retry
     assert (150.0, "pause") == (h.spend("platform"), h.status("platform")["state"])
+
+
+def test_budgets_in_different_time_zones_count_each_record_in_their_own_day(h: Harness) -> None:
+    # At 12:00 UTC, Berlin's day started at 23:00 UTC yesterday and New York's at 05:00 UTC today.
+    h.engine.put_budget({"id": "berlin", "limit_usd": 100, "period": "day", "timezone": "Europe/Berlin"}, actor="t")
+    h.engine.put_budget({"id": "nyc", "limit_usd": 100, "period": "day", "timezone": "America/New_York"}, actor="t")
+    h.write(
+        [
+            h.record(1.0, end="2026-11-10T03:00:00"),  # Berlin today, New York yesterday
+            h.record(2.0, end="2026-11-10T12:00:00"),  # both today
+            h.record(4.0, end="2026-11-10T23:30:00"),  # Berlin tomorrow, New York today
+        ]
+    )
+    assert (3.0, 6.0) == (h.spend("berlin"), h.spend("nyc"))
+    assert 1_000_000_000 == h.engine.storage.total("nyc", ns("2026-11-09T05:00:00"))[0]
+    assert 4_000_000_000 == h.engine.storage.total("berlin", ns("2026-11-10T23:00:00"))[0]

@@ -156,6 +156,8 @@ class _Live:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     matchers: tuple[tuple[int, str], ...] = ()
     """``(index in the record key, value)`` for each scope field."""
+    other_period: Period | None = None
+    """The last period other than the current one a record fell in."""
 
     def matches(self, key: _RecordKey) -> bool:
         return all(key[i] == value for i, value in self.matchers)
@@ -163,7 +165,12 @@ class _Live:
     def period_of(self, end_ns: int) -> Period:
         if self.period.contains(end_ns):
             return self.period
-        return period_at(self.budget.period, self.zone, end_ns)  # a late (or early) record: rare
+        # A late (or early) record: rare, except in a backlog after downtime across a boundary,
+        # which is mostly one other period; remember it.
+        other = self.other_period
+        if other is None or not other.contains(end_ns):
+            other = self.other_period = period_at(self.budget.period, self.zone, end_ns)
+        return other
 
 
 @dataclass(slots=True)
@@ -223,6 +230,8 @@ class BudgetEngine:
         self._org: list[_Live] = []
         self._index: dict[tuple[int, str], list[_Live]] = {}
         self._next_check_ns = 0
+        self._window = (0, 0)
+        """``[start, end)`` inside every budget's current period (empty when there are none)."""
         self._transitions = 0
         self._counted = 0
 
@@ -299,32 +308,53 @@ class BudgetEngine:
     def _plan(self, inserted: list[SpendRecord], now: int) -> _Plan:
         totals: dict[tuple[str, int], list[Any]] = {}
         current: dict[str, list[int]] = {}
-        matched: dict[_RecordKey, list[_Live]] = {}
+
+        def add(live: _Live, period: Period, nanos: int, requests: int) -> None:
+            tkey = (live.budget.id, period.start_ns)
+            acc = totals.get(tkey)
+            if acc is None:
+                acc = totals[tkey] = [period.start_iso, 0, 0]
+            acc[1] += nanos
+            acc[2] += requests
+            if period is live.period:
+                cur = current.get(live.budget.id)
+                if cur is None:
+                    cur = current[live.budget.id] = [0, 0]
+                cur[0] += nanos
+                cur[1] += requests
+
+        # Records that ended inside every budget's current period (nearly all of them) are summed
+        # per distinct attribution first, then matched once per attribution; the others are
+        # placed record by record.
+        low, high = self._window
+        by_key: dict[_RecordKey, list[int]] = {}
+        others: list[tuple[SpendRecord, int]] = []
         for r in inserted:
             cost = r.cost_usd
             if cost is None:
                 continue  # unpriced: no known cost to count (documented in docs/budgets.md)
+            nanos = round(cost * NANOS_PER_USD)  # per record, as the rollups round it
+            if not low <= r.end_ns < high:
+                others.append((r, nanos))
+                continue
+            key = (r.developer, r.team, r.cost_center, r.repo, r.key_id, r.model)  # SCOPE_FIELDS order
+            acc = by_key.get(key)
+            if acc is None:
+                by_key[key] = [nanos, 1]
+            else:
+                acc[0] += nanos
+                acc[1] += 1
+        for key, (nanos, requests) in by_key.items():
+            for live in self._matching(key):
+                add(live, live.period, nanos, requests)
+        matched: dict[_RecordKey, list[_Live]] = {}
+        for r, nanos in others:
             key = _record_key(r)
             lives = matched.get(key)
             if lives is None:
                 lives = matched[key] = self._matching(key)
-            if not lives:
-                continue
-            nanos = round(cost * NANOS_PER_USD)  # as the rollups round it
             for live in lives:
-                period = live.period_of(r.end_ns)
-                tkey = (live.budget.id, period.start_ns)
-                acc = totals.get(tkey)
-                if acc is None:
-                    acc = totals[tkey] = [period.start_iso, 0, 0]
-                acc[1] += nanos
-                acc[2] += 1
-                if period is live.period:
-                    cur = current.get(live.budget.id)
-                    if cur is None:
-                        cur = current[live.budget.id] = [0, 0]
-                    cur[0] += nanos
-                    cur[1] += 1
+                add(live, live.period_of(r.end_ns), nanos, 1)
         levels: dict[str, int] = {}
         for bid, (nanos, _) in current.items():
             live = self._live[bid]
@@ -401,6 +431,12 @@ class BudgetEngine:
         return True
 
     def _schedule(self) -> None:
+        """Note when the next check is due, and the window every current period contains."""
+        lives = self._live.values()
+        self._window = (
+            max((live.period.start_ns for live in lives), default=0),
+            min((live.period.end_ns for live in lives), default=0),
+        )
         times = [live.period.end_ns for live in self._live.values()]
         times += [o.until_ns for live in self._live.values() for o in live.overrides]
         self._next_check_ns = min(times, default=2**62)
@@ -572,6 +608,7 @@ class BudgetEngine:
                 live = self._live[budget.id] = _Live(budget, budget.zone, period, 0, 0, 0, now)
             live.budget = budget
             live.zone = budget.zone
+            live.other_period = None
             if seeded is not None:
                 live.period = period
                 live.spend_nanos, live.requests = seeded
