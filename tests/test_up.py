@@ -17,6 +17,8 @@ def test_up_demo_prints_priced_rows_for_three_developers(tmp_path: Path) -> None
         "127.0.0.1:0",
         "--otlp-grpc",
         "127.0.0.1:0",
+        "--control",
+        "127.0.0.1:0",
         "--otlp-http",
         "127.0.0.1:0",
         "--simulator-port",

@@ -39,6 +39,11 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option("--otlp-grpc", metavar="HOST:PORT", help="OTLP/gRPC receiver, or 'off'. [default: 127.0.0.1:4317]")
 @click.option("--otlp-http", metavar="HOST:PORT", help="OTLP/HTTP receiver, or 'off'. [default: 127.0.0.1:4318]")
 @click.option("--api", metavar="HOST:PORT", help="Query API and /metrics, or 'off'. [default: 127.0.0.1:8788]")
+@click.option(
+    "--control",
+    metavar="HOST:PORT",
+    help="Control plane for proxies (keys, verdicts), or 'off'. [default: 127.0.0.1:4320]",
+)
 @click.option("--keys-file", type=click.Path(dir_okay=False), help="Keys YAML from 'spendgate keys'.")
 @click.option("--prices", type=click.Path(dir_okay=False), help="Price overrides YAML.")
 @click.option("--retention-days", type=int, help="Days raw rows are kept (0 = forever). [default: 90]")

@@ -27,6 +27,16 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "Print spend and chargeback tables from the collector's store.",
         "collector",
     ),
+    "budgets": (
+        "spendgate_collector.budgets_cli:budgets_group",
+        "Set, list, override and remove budgets on a running collector.",
+        "collector",
+    ),
+    "status": (
+        "spendgate_collector.status_cli:status_command",
+        "Show budgets, spend, verdicts in force and connected proxies.",
+        "collector",
+    ),
     "simulate-provider": (
         "spendgate.simulator.cli:simulate_provider_command",
         "Run a simulated OpenAI-compatible provider for demos and tests.",

@@ -69,6 +69,7 @@ async def run_up(
     api_listen: str | None,
     otlp_grpc: str | None,
     otlp_http: str | None,
+    control: str | None,
     simulator_port: int,
     demo: bool,
     exit_after_demo: bool,
@@ -96,6 +97,7 @@ async def run_up(
             otlp_grpc=otlp_grpc,
             otlp_http=otlp_http,
             api=api_listen,
+            control=control,
         )
     )
     stack = contextlib.AsyncExitStack()
@@ -114,6 +116,8 @@ async def run_up(
         if not _config_has_providers(config_path):
             overrides.update(_provider_overrides(config_path, sim_url))
         overrides["telemetry"] = {"endpoint": f"http://{collector.otlp_grpc_endpoint}", "protocol": "grpc"}
+        if collector.control_endpoint:  # keys and budget verdicts stream from the collector
+            overrides["control"] = {"endpoint": collector.control_endpoint}
         settings = load_proxy_config(config_path, overrides=overrides)
         worker = worker_from_settings(settings.telemetry)
         proxy_runner, proxy_port = await start_proxy(settings, worker=worker)
@@ -196,6 +200,7 @@ Ctrl-C stops everything.""")
 @click.option("--api-listen", metavar="HOST:PORT", help="Collector query API [default: 127.0.0.1:8788].")
 @click.option("--otlp-grpc", metavar="HOST:PORT", help="OTLP/gRPC receiver [default: 127.0.0.1:4317].")
 @click.option("--otlp-http", metavar="HOST:PORT", help="OTLP/HTTP receiver [default: 127.0.0.1:4318].")
+@click.option("--control", metavar="HOST:PORT", help="Control plane for proxies [default: 127.0.0.1:4320].")
 @click.option(
     "--simulator-port",
     type=int,
@@ -213,6 +218,7 @@ def up_command(
     api_listen: str | None,
     otlp_grpc: str | None,
     otlp_http: str | None,
+    control: str | None,
     simulator_port: int,
     demo: bool,
     exit_after_demo: bool,
@@ -245,6 +251,7 @@ def up_command(
                 api_listen=api_listen,
                 otlp_grpc=otlp_grpc,
                 otlp_http=otlp_http,
+                control=control,
                 simulator_port=simulator_port,
                 demo=demo,
                 exit_after_demo=exit_after_demo,

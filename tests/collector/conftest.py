@@ -92,6 +92,7 @@ def run_collector(tmp_path: Path, **settings: Any) -> Iterator[RunningCollector]
             "otlp_grpc": "127.0.0.1:0",
             "otlp_http": "127.0.0.1:0",
             "api": "127.0.0.1:0",
+            "control": "127.0.0.1:0",
             "prices": prices,
             **settings,
         }

@@ -51,6 +51,8 @@ def start_collector(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         "off",
         "--api",
         "off",
+        "--control",
+        "off",
         "--log-level",
         "warning",
     ]

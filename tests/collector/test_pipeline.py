@@ -135,12 +135,14 @@ def test_unknown_model_is_unpriced_never_zero(collector: RunningCollector) -> No
 
 def test_collector_shutdown_is_idempotent_and_safe_before_start(tmp_path: Path) -> None:
     async def scenario() -> None:
-        never = Collector(CollectorConfig(db=tmp_path / "never.db"))
+        never = Collector(CollectorConfig(db=tmp_path / "never.db", control="127.0.0.1:0"))
         await never.shutdown()
         await never.shutdown()
         assert not (tmp_path / "never.db").exists()
 
-        config = CollectorConfig(db=tmp_path / "c.db", otlp_grpc="127.0.0.1:0", otlp_http="off", api="127.0.0.1:0")
+        config = CollectorConfig(
+            db=tmp_path / "c.db", otlp_grpc="127.0.0.1:0", otlp_http="off", api="127.0.0.1:0", control="127.0.0.1:0"
+        )
         async with Collector(config) as running:
             assert running.otlp_grpc_port and running.api_port
             assert running.otlp_http_url is None
@@ -151,14 +153,18 @@ def test_collector_shutdown_is_idempotent_and_safe_before_start(tmp_path: Path) 
 
 def test_collector_start_names_the_field_that_failed(tmp_path: Path) -> None:
     async def scenario() -> None:
-        first = Collector(CollectorConfig(db=tmp_path / "a.db", otlp_grpc="off", otlp_http="127.0.0.1:0", api="off"))
+        first = Collector(
+            CollectorConfig(db=tmp_path / "a.db", otlp_grpc="off", otlp_http="127.0.0.1:0", api="off", control="off")
+        )
         await first.start()
         try:
             taken = f"127.0.0.1:{first.otlp_http_port}"
-            clash = Collector(CollectorConfig(db=tmp_path / "b.db", otlp_grpc="off", otlp_http=taken, api="off"))
+            clash = Collector(
+                CollectorConfig(db=tmp_path / "b.db", otlp_grpc="off", otlp_http=taken, api="off", control="off")
+            )
             with pytest.raises(ConfigError, match=r"^otlp_http: cannot listen on 127\.0\.0\.1:\d+"):
                 await clash.start()
-            missing = Collector(CollectorConfig(db=tmp_path / "c.db", prices=tmp_path / "nope.yaml"))
+            missing = Collector(CollectorConfig(db=tmp_path / "c.db", prices=tmp_path / "nope.yaml", control="off"))
             with pytest.raises(ConfigError, match=r"^prices: "):
                 await missing.start()
         finally:

@@ -25,7 +25,9 @@ import orjson
 from aiohttp import web
 
 from spendgate.proxy import attribution, estimate
+from spendgate.proxy.budget_reply import pause_response
 from spendgate.proxy.config import ModelRoute, ProxySettings
+from spendgate.proxy.control import ControlClient, ControlState, start_control
 from spendgate.proxy.errors import (
     CORS_HEADERS,
     AuthenticationFailed,
@@ -60,16 +62,26 @@ KEY_RELOAD_INTERVAL_S = 1.0
 class ProxyState:
     """What the handlers share: routes, upstreams, keys and the span worker. Read-only per request."""
 
-    def __init__(self, settings: ProxySettings, keys: KeyDirectory, worker: SpanExportWorker | None) -> None:
+    def __init__(
+        self,
+        settings: ProxySettings,
+        keys: KeyDirectory,
+        worker: SpanExportWorker | None,
+        control: ControlState | None = None,
+    ) -> None:
         self.settings = settings
         self.keys = keys
         self.worker = worker
+        self.control = control
+        """Verdicts (and, with a collector, keys) from the control stream; None until started."""
+        self.control_client: ControlClient | None = None
         self.upstreams = {name: Upstream(name, p) for name, p in settings.providers.items()}
         self.routes: dict[str, tuple[ModelRoute, Upstream]] = {
             m.name: (m, self.upstreams[m.provider]) for m in settings.models
         }
         self.capture = settings.telemetry.capture_content
         self.max_body = settings.max_body_bytes
+        self.pause_form = settings.pause_response
 
 
 SETTINGS = web.AppKey("settings", ProxySettings)
@@ -229,11 +241,29 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 code="missing_required_parameter",
                 param="messages",
             )
+        attrib = attribution.resolve(headers, prefix, principal.repo)
     except ProxyError as exc:
         return exc.response()
 
     route, upstream = found
     stream = body.get("stream") is True
+    verdict_applied = None
+    control = state.control
+    if control is not None:
+        if control.should_refuse:
+            return error_response(
+                503, "The gateway has not received its key and budget state from the collector yet; retry shortly.",
+                "api_error", code="control_state_unavailable",
+            )  # fmt: skip
+        verdict = control.verdict_for(principal, attrib.repo, model)
+        if verdict is not None:
+            if verdict.action == "pause":
+                # Refused before any provider is called; calls already in flight finish normally.
+                return pause_response(verdict, form=state.pause_form, model=model, stream=stream)
+            rerouted = state.routes.get(verdict.route_to or "")
+            if rerouted is not None:  # a route to a model this proxy does not serve is ignored
+                route, upstream = rerouted
+                verdict_applied = "route"
     stream_options = body.get("stream_options")
     wants_usage = stream and isinstance(stream_options, dict) and stream_options.get("include_usage") is True
     changed = False
@@ -256,7 +286,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         span_id=random.getrandbits(64),
         parent_span_id=parent_id,
         principal=principal,
-        attribution=attribution.resolve(headers, prefix, principal.repo),
+        attribution=attrib,
         feature=classify(body),
         requested_model=model,
         served_model=target,
@@ -266,6 +296,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         server_port=upstream.port,
         stream=stream,
         params=invocation_params(body),
+        verdict=verdict_applied,
     )
     if state.capture:
         rec.input_text = redact(raw.decode(errors="replace"))
@@ -393,6 +424,8 @@ async def healthz(request: web.Request) -> web.Response:
     """Liveness plus a few counters; no secrets, no principals."""
     state = request.app[STATE]
     body: dict[str, Any] = {"status": "ok", "keys": len(state.keys), "models": len(state.routes)}
+    if state.control_client is not None:
+        body["control"] = state.control_client.stats()
     if state.worker is not None:
         s = state.worker.stats()
         body["spans"] = {
@@ -429,8 +462,15 @@ async def _lifecycle(app: web.Application) -> Any:
     state = app[STATE]
     if state.worker is not None:
         state.worker.start()
-    reloader = asyncio.create_task(_reload_keys(app)) if state.keys.path is not None else None
+    if state.control is None:
+        state.control_client = await start_control(state.settings, state.keys)
+        state.control = state.control_client.state
+    # With a collector, keys come over the control stream; the file is only the start-up fallback.
+    standalone = state.settings.control.endpoint is None
+    reloader = asyncio.create_task(_reload_keys(app)) if standalone and state.keys.path is not None else None
     yield
+    if state.control_client is not None:
+        await state.control_client.stop()
     if reloader is not None:
         reloader.cancel()
         with contextlib.suppress(asyncio.CancelledError):

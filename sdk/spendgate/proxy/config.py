@@ -134,6 +134,10 @@ class ProxySettings(_Model):
     models: list[ModelRoute] = Field(default_factory=list)
     telemetry: TelemetrySettings = TelemetrySettings()
     control: ControlSettings = ControlSettings()
+    pause_response: Literal["error", "message"] = Field(
+        "error",
+        description="a paused call gets HTTP 402 with an OpenAI-style error, or a 200 assistant message",
+    )
 
     @field_validator("listen")
     @classmethod

@@ -88,6 +88,7 @@ class CallRecord:
     disconnected: bool = False
     params: dict[str, Any] = field(default_factory=dict)
     session_id: str | None = None
+    verdict: str | None = None
     input_text: str | None = None
     output_text: str | None = None
 
@@ -173,6 +174,8 @@ def span_attributes(rec: CallRecord) -> dict[str, Any]:
         attrs[A.SPENDGATE_TTFT_MS] = round((rec.ttft_ns - rec.start_ns) / 1e6, 3)
     if rec.disconnected:
         attrs[A.SPENDGATE_CLIENT_DISCONNECTED] = True
+    if rec.verdict:
+        attrs[A.SPENDGATE_VERDICT] = rec.verdict
     if rec.error_type:
         attrs[A.ERROR_TYPE] = rec.error_type
     if rec.input_text is not None:

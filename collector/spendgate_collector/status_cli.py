@@ -1,0 +1,90 @@
+"""``spendgate status``: one screen of what the gateway is doing right now.
+
+Asks a running collector's API for its health (pipeline, store, control plane with the connected
+proxies), the month's spend by team, and every budget's state with the verdicts in force.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import httpx
+import orjson
+
+DEFAULT_API = "http://127.0.0.1:8788"
+
+
+def _get(client: httpx.Client, path: str, params: dict[str, str] | None = None) -> Any:
+    try:
+        resp = client.get(path, params=params)
+    except httpx.TransportError as exc:
+        raise click.ClickException(f"cannot reach the collector API at {client.base_url}: {exc}") from None
+    if resp.status_code != 200:
+        raise click.ClickException(f"collector API answered {resp.status_code} for {path}: {resp.text[:200]}")
+    return resp.json()
+
+
+def collect(api_url: str) -> dict[str, Any]:
+    """Everything ``status`` shows, as one JSON-ready dict."""
+    month = datetime.now(UTC).strftime("%Y-%m")
+    with httpx.Client(base_url=api_url.rstrip("/"), timeout=10) as client:
+        health = _get(client, "/healthz")
+        spend = _get(client, "/api/spend", {"month": month, "group_by": "team"})
+        budgets = _get(client, "/api/budgets/status")
+    return {"month": month, "health": health, "spend": spend.get("rows", []), "budgets": budgets.get("budgets", [])}
+
+
+def _money(value: float | None) -> str:
+    return "n/a" if value is None else f"${value:,.2f}"
+
+
+def render(data: dict[str, Any]) -> str:
+    """The human-readable screen."""
+    lines = []
+    health = data["health"]
+    control = health.get("control") or {}
+    store = health.get("store") or {}
+    lines.append(f"collector: {health.get('status', '?')}, store {store.get('location', '?')}"
+                 f" ({store.get('rows_inserted', 0):,} rows written since start)")  # fmt: skip
+    proxies = control.get("proxies") or []
+    lines.append(f"control plane: version {control.get('version', 0)}, {len(proxies)} proxies connected")
+    for p in proxies:
+        since = datetime.fromtimestamp(p["connected_since_ms"] / 1000, UTC).strftime("%H:%M:%S")
+        lines.append(f"  {p['proxy_id']:<24} {p['peer']:<24} since {since} UTC, at version {p['last_version_sent']}")
+    total = sum(r.get("cost_usd") or 0 for r in data["spend"])
+    lines.append(f"\nspend in {data['month']}: {_money(total)}")
+    for row in data["spend"]:
+        lines.append(f"  {row.get('team') or '(no team)':<24} {_money(row.get('cost_usd')):>12}"
+                     f"  {row.get('requests', 0):>8,} requests")  # fmt: skip
+    budgets = data["budgets"]
+    lines.append(f"\nbudgets: {len(budgets)}")
+    for b in budgets:
+        scope = ",".join(f"{k}={v}" for k, v in (b.get("scope") or {}).items()) or "(org)"
+        lines.append(
+            f"  {b['id']:<16} {scope:<24} {b['period']['kind']:<6} {_money(b['spend_usd']):>10} of "
+            f"{_money(b['effective_limit_usd']):>10} ({b.get('percent') or 0:5.1f} %)  {b['state'].upper()}"
+        )
+        for v in b.get("verdicts") or []:
+            what = f"route {v.get('route_from') or '*'} -> {v.get('route_to')}" if v["action"] == "route" else "pause"
+            lines.append(f"      verdict: {what} ({v['reason']})")
+        for o in b.get("overrides") or []:
+            lines.append(f"      override: {o['action']} until {o['until']} by {o['actor']}: {o['reason']}")
+    return "\n".join(lines) + "\n"
+
+
+@click.command("status", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--api", "api_url", default=DEFAULT_API, show_default=True, envvar="SPENDGATE_API",
+              help="Collector query API.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the summary.")
+def status_command(api_url: str, as_json: bool) -> None:
+    """Show budgets, this month's spend, verdicts in force and connected proxies.
+
+    \b
+    Example:
+      spendgate status
+      spendgate status --api http://collector.internal:8788 --json
+    """
+    data = collect(api_url)
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json else render(data), nl=as_json)
