@@ -172,7 +172,11 @@ def test_a_full_queue_drops_the_oldest_events_and_counts_them() -> None:
             await sender.start()
             for event in events:
                 sender.notify(event)
-            await asyncio.sleep(3)
+            for _ in range(200):  # until every event is either delivered or dropped
+                stats = sender.stats()
+                if stats.delivered + stats.dropped == len(events):
+                    break
+                await asyncio.sleep(0.05)
             await sender.shutdown()
             return sender.stats()
 
