@@ -127,3 +127,14 @@ def test_budgets_survive_a_collector_restart(tmp_path: Path) -> None:
     with run_collector(tmp_path) as running:
         assert 12.0 == _status(running, "platform")["spend_usd"]
         assert before == running.collector.verdicts.snapshot()[1]
+
+
+def test_config_budgets_are_upserted_once_and_changes_are_audited(tmp_path: Path) -> None:
+    with run_collector(tmp_path, budgets=[PLATFORM_BUDGET]):
+        pass
+    with run_collector(tmp_path, budgets=[PLATFORM_BUDGET]):  # unchanged: left alone
+        pass
+    with run_collector(tmp_path, budgets=[{**PLATFORM_BUDGET, "limit_usd": 20}]) as running:
+        entries = httpx.get(f"{running.api_url}/api/audit", params={"action": "budget"}).json()["entries"]
+        assert 20.0 == _status(running, "platform")["limit_usd"]
+    assert [("budget.updated", "config"), ("budget.created", "config")] == [(e["action"], e["actor"]) for e in entries]
