@@ -51,3 +51,12 @@ SPENDGATE_COLLECTOR_RETRY_AFTER_S = "SPENDGATE_COLLECTOR_RETRY_AFTER_S"
 SPENDGATE_COLLECTOR_SQLITE_SYNCHRONOUS = "SPENDGATE_COLLECTOR_SQLITE_SYNCHRONOUS"
 """``full`` (an acknowledged span survives power loss) or ``normal`` (survives a process crash
 only, faster on slow disks). Default: ``full``."""
+
+SPENDGATE_COLLECTOR_DEFAULT_TIMEZONE = "SPENDGATE_COLLECTOR_DEFAULT_TIMEZONE"
+"""IANA time zone of budgets that name none (periods start at midnight there). Default: ``UTC``."""
+
+SPENDGATE_COLLECTOR_BUDGETS = "SPENDGATE_COLLECTOR_BUDGETS"
+"""Budgets declared at start, as a JSON list (same fields as the API; see docs/budgets.md). Default: none."""
+
+SPENDGATE_COLLECTOR_WEBHOOKS = "SPENDGATE_COLLECTOR_WEBHOOKS"
+"""Budget-transition webhooks as a JSON list of ``{url, format: json|slack}``. Default: none."""
