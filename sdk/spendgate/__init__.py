@@ -1,6 +1,94 @@
 """spendgate: attribution and spans for AI workloads; the proxy lives in ``spendgate.proxy``.
 
-Importing this package does no work and pulls in no server dependencies.
+The SDK's public surface::
+
+    import spendgate
+
+    spendgate.configure(service_name="rag-api", team="search", repo="acme-api")
+    spendgate.instrument_openai()
+    with spendgate.attribute(user="ana@acme.com", feature="rag"):
+        client.chat.completions.create(...)
+
+Importing this package does no work and pulls in no server dependencies: every name below is
+imported from its module on first use (PEP 562), so ``import spendgate`` stays cheap for the proxy's
+and the CLI's start-up and for applications that only need one function. See docs/sdk.md.
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spendgate.configure import SdkStats, SpendgateHandle, configure, force_flush, shutdown, stats
+    from spendgate.context import Attribution, AttributionScope, attribute, current_attribution
+    from spendgate.instrument import MissingDependencyError, instrument_anthropic, instrument_openai
+    from spendgate.processor import SpendgateSpanProcessor
+
+_LAZY: dict[str, str] = {
+    "configure": "spendgate.configure",
+    "shutdown": "spendgate.configure",
+    "force_flush": "spendgate.configure",
+    "stats": "spendgate.configure",
+    "SpendgateHandle": "spendgate.configure",
+    "SdkStats": "spendgate.configure",
+    "attribute": "spendgate.context",
+    "current_attribution": "spendgate.context",
+    "Attribution": "spendgate.context",
+    "AttributionScope": "spendgate.context",
+    "instrument_openai": "spendgate.instrument",
+    "instrument_anthropic": "spendgate.instrument",
+    "MissingDependencyError": "spendgate.instrument",
+    "SpendgateSpanProcessor": "spendgate.processor",
+}
+
+__all__ = [
+    "Attribution",
+    "AttributionScope",
+    "MissingDependencyError",
+    "SdkStats",
+    "SpendgateHandle",
+    "SpendgateSpanProcessor",
+    "attribute",
+    "configure",
+    "current_attribution",
+    "force_flush",
+    "instrument_anthropic",
+    "instrument_openai",
+    "shutdown",
+    "stats",
+]
+
+
+class _Package(types.ModuleType):
+    """This package's module type: keeps ``spendgate.configure`` the function, not its submodule.
+
+    Importing ``spendgate.configure`` (the module) makes Python bind it on the package under the same
+    name, which would shadow the lazily imported ``configure()`` function. Skipping that one binding
+    leaves the name to ``__getattr__``; ``from spendgate.configure import ...`` still works, through
+    ``sys.modules``.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spendgate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    # Cached as a real attribute: later lookups skip this function.
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
