@@ -63,6 +63,7 @@ def test_passthrough_is_unchanged_and_taps_usage_at_any_chunking(size: int) -> N
     data = _stream(with_usage=True)
     tap = StreamTap(strip_usage=False)
     out = b"".join(tap.feed(c) for c in _split(data, size)) + tap.flush()
+    tap.finish()
     assert out == data
     assert tap.usage is not None
     assert (tap.usage.prompt_tokens, tap.usage.completion_tokens) == (100, 5)
@@ -106,6 +107,7 @@ def test_streamed_text_collects_content_and_tool_arguments() -> None:
     )
     tap.feed(_event(_chunk(2, {"tool_calls": [{"index": 0, "function": {"arguments": 'th": "a"}'}}]})))
     text, scale = tap.streamed_text()
+    tap.finish()
     assert text == 'Hello edit{"path": "a"}'
     assert scale == 1.0
     assert tap.usage is None
@@ -132,4 +134,30 @@ def test_usage_reader_accepts_responses_naming_and_cache_writes() -> None:
 def test_error_event_is_noticed() -> None:
     tap = StreamTap(strip_usage=False)
     tap.feed(_event({"error": {"message": "overloaded", "type": "server_error", "code": "overloaded"}}))
+    tap.finish()
     assert tap.error == {"message": "overloaded", "type": "server_error", "code": "overloaded"}
+
+
+def test_passthrough_finds_usage_past_the_kept_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    import spendgate.proxy.stream as stream
+
+    monkeypatch.setattr(stream, "MAX_KEPT_BYTES", 600)
+    data = _stream(with_usage=True)
+    tap = StreamTap(strip_usage=False)
+    out = b"".join(tap.feed(c) for c in _split(data, 40))
+    tap.finish()
+    assert out == data
+    assert tap.usage is not None and tap.usage.prompt_tokens == 100
+    assert tap.done
+    text, scale = tap.streamed_text()
+    assert text.startswith("word1 ")
+    assert scale > 1  # what was not kept is extrapolated
+
+
+def test_crlf_passthrough() -> None:
+    data = _stream(with_usage=True).replace(b"\n\n", b"\r\n\r\n")
+    tap = StreamTap(strip_usage=False)
+    for c in _split(data, 33):
+        tap.feed(c)
+    tap.finish()
+    assert tap.usage is not None and tap.finish_reasons == ["stop"] and tap.response_id == "chatcmpl-1"

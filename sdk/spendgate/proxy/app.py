@@ -306,7 +306,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     resp: aiohttp.ClientResponse | None = None
     try:
         try:
-            resp = await upstream.session.post(upstream.chat_url, data=payload, headers=upstream.headers)
+            resp = await upstream.session.post(upstream.chat_url, data=payload)
         except TimeoutError:
             rec.status_code, rec.error_type = 504, "timeout"
             rec.error_message = f"provider {upstream.name} did not answer in time"
@@ -379,6 +379,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if resp is not None:
             resp.close()
         if tap is not None:
+            tap.finish()
             if tap.finish_reasons:
                 rec.finish_reasons = tuple(tap.finish_reasons)
             rec.response_id = tap.response_id

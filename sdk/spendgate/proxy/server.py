@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 
 from aiohttp import web
@@ -59,6 +60,9 @@ async def start_proxy(
 async def serve_until_stopped(settings: ProxySettings, worker: SpanExportWorker | None, on_ready: object) -> None:
     """Serve until SIGINT or SIGTERM, then stop accepting, finish in-flight calls and flush spans."""
     runner, port = await start_proxy(settings, worker=worker)
+    # Everything loaded so far (modules, config, pools) lives as long as the process: moving it out
+    # of the collector's generations keeps full GC passes short, which shows in the latency p99.
+    gc.freeze()
     if callable(on_ready):
         on_ready(port)
     stop = asyncio.Event()

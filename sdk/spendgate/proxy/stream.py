@@ -1,10 +1,10 @@
 """The SSE tap: passes a Chat Completions stream through while noting usage and finish reasons.
 
-Every upstream chunk is forwarded the moment it arrives. The tap splits the bytes into events on
-the side, to find what the span needs, and parses JSON only for the few events that matter: the
-first (response id and model), the one carrying a ``finish_reason`` and the usage event. Events
-are also kept (bounded, ``MAX_KEPT_BYTES``) so that, when a stream ends without usage (client
-disconnect, upstream cut), the completion can be estimated from the text that was streamed.
+Every upstream chunk is forwarded the moment it arrives. The tap keeps the bytes on the side
+(bounded, ``MAX_KEPT_BYTES``) and, once the stream is over, parses JSON only for the few events
+that matter: the first (response id and model), those carrying a ``finish_reason`` and the usage
+event. When a stream ends without usage (client disconnect, upstream cut), the completion is
+estimated from the text that was streamed.
 
 When the client did not ask for usage the proxy asked anyway; then the tap works event by event:
 it drops the usage-only event and the ``"usage":null`` fields the provider added because of it,
@@ -19,7 +19,9 @@ from typing import Any
 import orjson
 
 MAX_KEPT_BYTES = 1 << 20
-"""Events kept for estimation per stream; past this, the rest is extrapolated from byte counts."""
+"""Bytes kept for estimation per stream; past this, the rest is extrapolated from byte counts."""
+_TAIL_CHUNKS = 64
+"""Chunks kept past ``MAX_KEPT_BYTES``, so the usage event at the very end is still found."""
 
 _USAGE_MARKS = (b'"usage":{', b'"usage": {')
 _FINISH_MARKS = (b'"finish_reason":"', b'"finish_reason": "')
@@ -58,12 +60,20 @@ def _data(event: bytes) -> bytes | None:
 
 
 class StreamTap:
-    """Watches one Chat Completions SSE stream; ``feed`` returns the bytes to send on."""
+    """Watches one Chat Completions SSE stream; ``feed`` returns the bytes to send on.
+
+    Passthrough mode (the client asked for usage, as Cursor does) does nothing per chunk but keep
+    a reference to it; ``finish`` then finds the few events that matter with ``bytes.find`` over
+    the whole stream, once. Strip mode must work event by event, since it rewrites the stream.
+    Call ``finish`` once the stream is over, however it ended, before reading the results.
+    """
 
     __slots__ = (
         "_buf",
+        "_chunks",
         "_kept_bytes",
         "_sep",
+        "_tail",
         "done",
         "error",
         "events",
@@ -86,20 +96,27 @@ class StreamTap:
         self.events: list[bytes] = []
         self.unkept_bytes = 0
         self._kept_bytes = 0
+        self._chunks: list[bytes] = []
+        self._tail: list[bytes] = []
         self._buf = b""
         self._sep = b"\n\n"
 
     def feed(self, chunk: bytes) -> bytes:
+        if not self.strip_usage:
+            if self._kept_bytes < MAX_KEPT_BYTES:
+                self._chunks.append(chunk)
+                self._kept_bytes += len(chunk)
+            else:  # past the bound keep only a tail: the usage event comes last
+                self.unkept_bytes += len(chunk)
+                self._tail.append(chunk)
+                if len(self._tail) > _TAIL_CHUNKS:
+                    del self._tail[0]
+            return chunk
         buf = self._buf + chunk if self._buf else chunk
         if not self.events and b"\r\n" in buf:
             self._sep = b"\r\n\r\n"  # decided before the first event: some servers use CRLF
         parts = buf.split(self._sep)
         self._buf = parts.pop()
-        if not self.strip_usage:
-            for event in parts:
-                if event:
-                    self._see(event)
-            return chunk
         out = []
         for event in parts:
             if not event:
@@ -125,8 +142,48 @@ class StreamTap:
             self._see(rest)
         return rest if self.strip_usage else b""
 
+    def finish(self) -> None:
+        """Work out usage, finish reasons, id, model and errors (passthrough mode); idempotent."""
+        if self.strip_usage or not self._chunks or self.events:
+            return
+        head = b"".join(self._chunks)
+        if b"\r\n\r\n" in head[:4096]:
+            self._sep = b"\r\n\r\n"
+        self.events = [e for e in head.split(self._sep) if e.strip()]
+        first = _event_json(self.events[0]) if self.events else None
+        if first is not None:
+            self.response_id = first.get("id") or ""
+            self.response_model = first.get("model")
+        tail = b"".join(self._tail)
+        for data in (head, tail) if tail else (head,):
+            self._scan(data)
+        self.done = (tail or head).rstrip().endswith(b"[DONE]")
+
+    def _scan(self, data: bytes) -> None:
+        """Parse only the events that carry a usage object, a finish reason or an error."""
+        starts: set[int] = set()
+        for mark in (*_USAGE_MARKS, *_FINISH_MARKS, b'"error"'):
+            at = data.find(mark)
+            while at != -1:
+                starts.add(data.rfind(self._sep, 0, at))
+                at = data.find(mark, at + len(mark))
+        for start in sorted(starts):
+            begin = start + len(self._sep) if start != -1 else 0
+            end = data.find(self._sep, begin)
+            obj = _event_json(data[begin : end if end != -1 else len(data)])
+            if obj is None:
+                continue
+            if isinstance(obj.get("error"), dict):
+                self.error = obj["error"]
+            for choice in obj.get("choices") or ():
+                reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+                if reason:
+                    self.finish_reasons.append(reason)
+            if isinstance(obj.get("usage"), dict):
+                self.usage = usage_from_openai(obj["usage"])
+
     def _see(self, event: bytes) -> bool:
-        """Note what ``event`` says; returns False for the usage-only event the client did not ask for."""
+        """Strip mode: note what ``event`` says; False for the usage-only event the client did not ask for."""
         keep = True
         if self._kept_bytes < MAX_KEPT_BYTES:
             self.events.append(event)
@@ -141,14 +198,8 @@ class StreamTap:
         has_finish = _FINISH_MARKS[0] in event or _FINISH_MARKS[1] in event
         if not (first or has_usage or has_finish or b'"error"' in event):
             return True
-        data = _data(event)
-        if data is None:
-            return True
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return True
-        if not isinstance(obj, dict):
+        obj = _event_json(event)
+        if obj is None:
             return True
         if first:
             self.response_id = obj.get("id") or ""
@@ -161,7 +212,7 @@ class StreamTap:
                 self.finish_reasons.append(reason)
         if has_usage and isinstance(obj.get("usage"), dict):
             self.usage = usage_from_openai(obj["usage"])
-            if self.strip_usage and not obj.get("choices"):
+            if not obj.get("choices"):
                 keep = False
         return keep
 
@@ -171,17 +222,12 @@ class StreamTap:
         The factor is > 1 when events past ``MAX_KEPT_BYTES`` were not kept: multiply an estimate
         from the text by it.
         """
+        self.finish()
         pieces: list[str] = []
         for event in self.events:
-            data = _data(event)
-            if not data or data == b"[DONE]":
-                continue
-            try:
-                obj = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
-            for choice in obj.get("choices") or () if isinstance(obj, dict) else ():
-                delta = choice.get("delta") or {}
+            obj = _event_json(event)
+            for choice in (obj.get("choices") or ()) if obj is not None else ():
+                delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
                 for name in ("content", "reasoning_content", "reasoning", "refusal"):
                     value = delta.get(name)
                     if isinstance(value, str):
@@ -194,3 +240,15 @@ class StreamTap:
         if self.unkept_bytes and self._kept_bytes:
             scale = (self._kept_bytes + self.unkept_bytes) / self._kept_bytes
         return "".join(pieces), scale
+
+
+def _event_json(event: bytes) -> dict[str, Any] | None:
+    """The JSON object an event's data carries; None for comments, ``[DONE]`` and anything malformed."""
+    data = _data(event)
+    if not data or data == b"[DONE]":
+        return None
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 
 from spendgate.proxy.config import ProviderSettings
 
@@ -21,7 +22,8 @@ class Upstream:
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         self.name = name
         self.settings = settings
-        self.chat_url = settings.base_url + "/chat/completions"
+        # Parsed once: aiohttp would otherwise parse the URL string on every request.
+        self.chat_url = yarl.URL(settings.base_url + "/chat/completions")
         parts = urlsplit(settings.base_url)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -41,6 +43,7 @@ class Upstream:
                     limit=self.settings.max_connections, keepalive_timeout=60, ttl_dns_cache=300
                 ),
                 timeout=aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read),
+                headers=self.headers,  # session defaults: no per-request header merge
                 skip_auto_headers=("User-Agent",),
                 raise_for_status=False,
             )
