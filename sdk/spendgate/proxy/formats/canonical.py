@@ -1,0 +1,338 @@
+"""The canonical model of a chat call: what every inbound format parses to and every provider renders from.
+
+Plain frozen dataclasses, no I/O and no format-specific parsing: adapters in this package
+(``openai_chat``, ``responses_shaped``, ``anthropic_messages``) and providers (``providers/*``)
+translate to and from these types. Sequences are tuples so a parsed request can be shared between
+attempts (fallbacks) without one attempt mutating what the next one sends.
+
+Conventions every adapter relies on:
+
+- Tool-call arguments stay a JSON *string* (``arguments_json``): OpenAI streams them as fragments
+  and a proxy must not re-serialise them (key order, number formatting) or fail on a truncated one.
+- Token counts follow OpenAI's totals: ``input_tokens`` includes cache reads and writes,
+  ``output_tokens`` includes reasoning. Anthropic's ``input_tokens`` is only the uncached part, so
+  its adapter adds ``cache_creation_input_tokens`` and ``cache_read_input_tokens``.
+- Finish reasons are OpenAI's four; :func:`finish_reason_from_anthropic` and
+  :func:`finish_reason_to_anthropic` map Anthropic's stop reasons.
+- ``extra`` keeps fields this model has no slot for, in the vocabulary of ``source_format``, so a
+  renderer for the same format can pass them on and one for another format knows to drop them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
+FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter"]
+SourceFormat: TypeAlias = Literal["chat", "responses", "anthropic"]
+
+# ---------------------------------------------------------------------------------------------
+# Message parts
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    """Text; ``cache_control`` is Anthropic's marker (e.g. ``{"type": "ephemeral"}``), kept verbatim."""
+
+    text: str
+    cache_control: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image by URL (``url``, which may itself be a ``data:`` URL) or as base64 ``data`` + ``media_type``."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    detail: str | None = None  # OpenAI's "low" | "high" | "auto"
+    cache_control: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallPart:
+    """A call the assistant made; ``arguments_json`` is the raw JSON text, never re-serialised."""
+
+    id: str
+    name: str
+    arguments_json: str = "{}"
+    cache_control: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultPart:
+    """The result of a tool call: plain text or text/image parts (Anthropic allows images)."""
+
+    tool_call_id: str
+    content: str | tuple[TextPart | ImagePart, ...] = ""
+    is_error: bool = False
+    cache_control: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingPart:
+    """Reasoning the model showed (Anthropic thinking, OpenAI reasoning summaries).
+
+    ``signature`` is the provider's opaque token that lets the block be sent back (Anthropic's
+    ``signature``, OpenAI's ``encrypted_content``). When ``redacted`` is true, ``text`` holds the
+    provider's opaque payload (Anthropic's ``redacted_thinking.data``), not readable text.
+    """
+
+    text: str
+    signature: str | None = None
+    redacted: bool = False
+
+
+Part: TypeAlias = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn. ``tool`` messages hold :class:`ToolResultPart` s; Anthropic puts those in ``user``
+    messages instead, so renderers must accept tool results in either role."""
+
+    role: Role
+    parts: tuple[Part, ...] = ()
+    name: str | None = None  # OpenAI's optional participant name
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools and request parameters
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A tool the model may call.
+
+    ``kind="custom"`` is an OpenAI custom (grammar / free-form) tool such as Cursor's ``ApplyPatch``:
+    providers only understand function tools, so it travels as a function whose ``parameters``
+    take one string ``input``, and ``original`` keeps the definition so it can be turned back.
+    """
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    kind: Literal["function", "custom"] = "function"
+    original: Mapping[str, Any] | None = None
+    strict: bool | None = None
+    cache_control: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoiceTool:
+    """``tool_choice`` forcing one named tool."""
+
+    name: str
+
+
+ToolChoice: TypeAlias = Literal["auto", "none", "required"] | ToolChoiceTool
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """Reasoning controls: OpenAI's ``effort`` (minimal..xhigh) and ``summary``, Anthropic's thinking budget.
+
+    ``enabled=False`` records an explicit "off" (Anthropic ``thinking: {type: disabled}``).
+    """
+
+    effort: str | None = None
+    budget_tokens: int | None = None
+    summary: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One chat call, whatever shape it arrived in."""
+
+    model: str
+    messages: tuple[Message, ...] = ()
+    system: tuple[TextPart, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+    reasoning: Reasoning | None = None
+    metadata: Mapping[str, Any] | None = None
+    user: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    source_format: SourceFormat | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts with OpenAI's totals: input includes cache reads/writes, output includes reasoning."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResponse:
+    """A complete (non-streamed) answer."""
+
+    id: str
+    model: str
+    content: tuple[Part, ...] = ()
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    created: int | None = None
+
+
+_FROM_ANTHROPIC: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    # Newer models stop here when the context window, not max_tokens, ran out; same remedy.
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    # A paused server-tool loop: the turn is over for now and OpenAI has no "paused", so a
+    # client sees an ordinary stop (the partial answer is still valid text).
+    "pause_turn": "stop",
+}
+
+_TO_ANTHROPIC: dict[str, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+    "function_call": "tool_use",  # OpenAI's legacy name
+}
+
+
+def finish_reason_from_anthropic(stop_reason: str | None) -> FinishReason | None:
+    """Anthropic ``stop_reason`` → OpenAI ``finish_reason``; unknown reasons read as ``stop``."""
+    if stop_reason is None:
+        return None
+    return _FROM_ANTHROPIC.get(stop_reason, "stop")
+
+
+def finish_reason_to_anthropic(finish_reason: str | None) -> str | None:
+    """OpenAI ``finish_reason`` → Anthropic ``stop_reason``; unknown reasons read as ``end_turn``."""
+    if finish_reason is None:
+        return None
+    return _TO_ANTHROPIC.get(finish_reason, "end_turn")
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming events (one provider stream → these → one client stream)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    """The stream began; always the first event."""
+
+    id: str
+    model: str
+    created: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """Visible text. ``index`` is the choice index (always 0 for the formats we speak)."""
+
+    text: str
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """Reasoning text, or (text empty) the block's ``signature``; ``redacted`` as in :class:`ThinkingPart`."""
+
+    text: str = ""
+    signature: str | None = None
+    redacted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    """A tool call opens. ``index`` is its position among this answer's tool calls (0, 1, ...)."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A fragment of the JSON arguments of the call opened with the same ``index``."""
+
+    index: int
+    arguments_fragment: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The answer is complete (usage may still follow)."""
+
+    reason: FinishReason
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """Token usage for the whole answer; at most one per stream, at or near the end."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class StreamError:
+    """The provider failed mid-stream; ends the stream. Fields follow OpenAI's error object."""
+
+    message: str
+    type: str = "server_error"
+    code: str | None = None
+
+
+StreamEvent: TypeAlias = (
+    StreamStart | TextDelta | ThinkingDelta | ToolCallStart | ToolCallDelta | Finish | UsageEvent | StreamError
+)
+
+__all__ = [
+    "ChatRequest",
+    "ChatResponse",
+    "Finish",
+    "FinishReason",
+    "ImagePart",
+    "Message",
+    "Part",
+    "Reasoning",
+    "Role",
+    "SourceFormat",
+    "StreamError",
+    "StreamEvent",
+    "StreamStart",
+    "TextDelta",
+    "TextPart",
+    "ThinkingDelta",
+    "ThinkingPart",
+    "Tool",
+    "ToolCallDelta",
+    "ToolCallPart",
+    "ToolCallStart",
+    "ToolChoice",
+    "ToolChoiceTool",
+    "ToolResultPart",
+    "Usage",
+    "finish_reason_from_anthropic",
+    "finish_reason_to_anthropic",
+]
