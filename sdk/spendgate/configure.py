@@ -145,6 +145,21 @@ class CountingExporter(SpanExporter):
             return False
 
 
+class _BoundedBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's batch processor, with a shutdown that waits at most ``SHUTDOWN_TIMEOUT_MS`` by default.
+
+    ``BatchSpanProcessor.shutdown()`` takes no timeout and its inner processor defaults to 30 s, which
+    an unreachable collector would add to the host's exit (the provider calls ``shutdown()`` bare).
+    """
+
+    def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MS) -> None:  # type: ignore[override]
+        inner = getattr(self, "_batch_processor", None)  # SDK >= 1.33; older ones only offer the bare form
+        if inner is not None and hasattr(inner, "shutdown"):
+            inner.shutdown(timeout_millis)
+        else:
+            super().shutdown()
+
+
 class SpendgateHandle:
     """What ``configure()`` returns: the provider in use and the lifecycle of what spendgate added.
 
@@ -156,7 +171,7 @@ class SpendgateHandle:
         self,
         tracer_provider: TracerProvider,
         processor: SpendgateSpanProcessor,
-        export_processor: BatchSpanProcessor | None,
+        export_processor: _BoundedBatchSpanProcessor | None,
         exporter: CountingExporter | None,
         owns_provider: bool,
         settings: tuple[Any, ...],
@@ -212,7 +227,7 @@ class SpendgateHandle:
         self.processor.enabled = False
         try:
             if self.export_processor is not None:
-                self.export_processor.shutdown(timeout_millis)  # type: ignore[call-arg]
+                self.export_processor.shutdown(timeout_millis)
             if self.owns_provider:
                 self.tracer_provider.shutdown()
         except Exception:
@@ -360,12 +375,12 @@ def configure(
             provider._spendgate_processor = processor  # type: ignore[attr-defined]
 
         counting: CountingExporter | None = None
-        export_processor: BatchSpanProcessor | None = None
+        export_processor: _BoundedBatchSpanProcessor | None = None
         if owns or endpoint is not None or exporter is not None:
             inner = exporter or _exporter_from_settings(endpoint, headers, protocol, export_timeout)
             if inner is not None:
                 counting = CountingExporter(inner)
-                export_processor = BatchSpanProcessor(counting)
+                export_processor = _BoundedBatchSpanProcessor(counting)
                 provider.add_span_processor(export_processor)
 
         handle = SpendgateHandle(provider, processor, export_processor, counting, owns, settings)
