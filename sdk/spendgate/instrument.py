@@ -32,12 +32,18 @@ def _instrument(
     instrumentor_class: str,
     instrumentor_package: str,
     tracer_provider: trace.TracerProvider | None,
+    capture_content: bool,
     kwargs: dict[str, Any],
 ) -> Any:
     purpose = f"spendgate.instrument_{client_module}()"
     # Checked first: without the client, BaseInstrumentor only logs a conflict and instruments nothing.
     _require(client_module, client_package, purpose)
     module = _require(instrumentor_module, instrumentor_package, purpose)
+    if not capture_content and "config" not in kwargs:
+        # spendgate's rule: prompts and completions stay off spans unless switched on (docs/sdk.md).
+        from openinference.instrumentation import TraceConfig
+
+        kwargs["config"] = TraceConfig(hide_inputs=True, hide_outputs=True)
     instrumentor = getattr(module, instrumentor_class)()
     if instrumentor.is_instrumented_by_opentelemetry:
         return instrumentor  # instrumentors are singletons; a second instrument() only logs a warning
@@ -51,12 +57,16 @@ def _instrument(
     return instrumentor
 
 
-def instrument_openai(tracer_provider: trace.TracerProvider | None = None, **kwargs: Any) -> Any:
+def instrument_openai(
+    tracer_provider: trace.TracerProvider | None = None, *, capture_content: bool = False, **kwargs: Any
+) -> Any:
     """Enable OpenInference's instrumentor for the official ``openai`` client; returns the instrumentor.
 
     Spans go to ``tracer_provider``, else to the provider of the active ``spendgate.configure()``,
-    else to the global one. Extra keyword arguments (e.g. ``config=TraceConfig(hide_inputs=True)``)
-    go to ``OpenAIInstrumentor().instrument``. Calling it twice is harmless; undo with
+    else to the global one. Prompts and completions are kept off the spans (OpenInference's
+    ``hide_inputs``/``hide_outputs``) unless ``capture_content=True`` or a ``config=TraceConfig(...)``
+    of your own is passed; model, token counts and invocation parameters are always recorded. Other
+    keyword arguments go to ``OpenAIInstrumentor().instrument``. Calling it twice is harmless; undo with
     ``.uninstrument()`` on the result. Raises ``MissingDependencyError`` naming
     ``openinference-instrumentation-openai`` (or ``openai``) when it is not installed.
     """
@@ -67,14 +77,17 @@ def instrument_openai(tracer_provider: trace.TracerProvider | None = None, **kwa
         "OpenAIInstrumentor",
         "openinference-instrumentation-openai",
         tracer_provider,
+        capture_content,
         kwargs,
     )
 
 
-def instrument_anthropic(tracer_provider: trace.TracerProvider | None = None, **kwargs: Any) -> Any:
+def instrument_anthropic(
+    tracer_provider: trace.TracerProvider | None = None, *, capture_content: bool = False, **kwargs: Any
+) -> Any:
     """Enable OpenInference's instrumentor for the official ``anthropic`` client; returns the instrumentor.
 
-    Same provider choice and keyword arguments as ``instrument_openai``. Raises
+    Same provider choice, content rule and keyword arguments as ``instrument_openai``. Raises
     ``MissingDependencyError`` naming ``openinference-instrumentation-anthropic`` (or ``anthropic``)
     when it is not installed.
     """
@@ -85,5 +98,6 @@ def instrument_anthropic(tracer_provider: trace.TracerProvider | None = None, **
         "AnthropicInstrumentor",
         "openinference-instrumentation-anthropic",
         tracer_provider,
+        capture_content,
         kwargs,
     )

@@ -37,7 +37,8 @@ def simulator() -> Iterator[ServerHandle]:
 
 @pytest.fixture
 def instrumented(traced: Traced) -> Iterator[Traced]:
-    instrumentor = spendgate.instrument_openai()
+    # Content on: the concurrency tests tell spans apart by the message each call sent.
+    instrumentor = spendgate.instrument_openai(capture_content=True)
     try:
         yield traced
     finally:
@@ -154,3 +155,17 @@ def test_instrument_openai_is_idempotent(instrumented: Traced, simulator: Server
         _chat(_client(simulator), "once")
     assert len(_llm_spans(instrumented)) == 1  # not two spans from a double wrap
     assert again.is_instrumented_by_opentelemetry
+
+
+def test_content_is_off_by_default(traced: Traced, simulator: ServerHandle) -> None:
+    instrumentor = spendgate.instrument_openai()
+    try:
+        with spendgate.attribute(user="ana@acme.com"):
+            _chat(_client(simulator), "a secret prompt")
+    finally:
+        instrumentor.uninstrument()
+    (span,) = _llm_spans(traced)
+    assert span[sc.USER_ID] == "ana@acme.com"
+    assert span[sc.LLM_TOKEN_COUNT_PROMPT] > 0
+    assert not [k for k, v in span.items() if "secret prompt" in str(v)]
+    assert not [k for k in span if k.startswith(("llm.output_messages", "llm.input_messages"))]
