@@ -68,11 +68,26 @@ class Loop:
     def start_collector(self) -> None:
         env = {**os.environ, "SPENDGATE_COLLECTOR_CONTROL_HEARTBEAT_S": "1"}
         self.procs["collector"] = subprocess.Popen(
-            [*SPENDGATE, "collector", "--db", str(self.tmp / "spend.db"), "--otlp-grpc", f"127.0.0.1:{self.grpc}",
-             "--otlp-http", "off", "--api", f"127.0.0.1:{self.api}", "--keys-file", str(self.tmp / "keys.yaml"),
-             "--control", f"127.0.0.1:{self.control}"],
-            env=env, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                *SPENDGATE,
+                "collector",
+                "--db",
+                str(self.tmp / "spend.db"),
+                "--otlp-grpc",
+                f"127.0.0.1:{self.grpc}",
+                "--otlp-http",
+                "off",
+                "--api",
+                f"127.0.0.1:{self.api}",
+                "--keys-file",
+                str(self.tmp / "keys.yaml"),
+                "--control",
+                f"127.0.0.1:{self.control}",
+            ],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         _wait(lambda: httpx.get(self.api_url + "/healthz").status_code == 200, 30, "the collector")
 
     def stop_collector(self) -> None:
@@ -81,8 +96,12 @@ class Loop:
         proc.communicate(timeout=30)
 
     def call(self, proxy: int, user: str, model: str = "gpt-4.1") -> httpx.Response:
-        return httpx.post(f"http://127.0.0.1:{proxy}/v1/chat/completions", json={**BODY, "model": model},
-                          headers={"Authorization": f"Bearer {self.keys[user]}"}, timeout=30)  # fmt: skip
+        return httpx.post(
+            f"http://127.0.0.1:{proxy}/v1/chat/completions",
+            json={**BODY, "model": model},
+            headers={"Authorization": f"Bearer {self.keys[user]}"},
+            timeout=30,
+        )
 
     def budget(self, budget_id: str, body: dict) -> None:
         resp = httpx.put(f"{self.api_url}/api/budgets/{budget_id}", json=body, headers={"X-Spendgate-Actor": "test"})
@@ -115,8 +134,11 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
                     [*SPENDGATE, "proxy", "--config", str(cfg)], stderr=subprocess.PIPE, text=True
                 )
             for port in lp.proxies:
-                _wait(lambda p=port: httpx.get(f"http://127.0.0.1:{p}/healthz").json()["control"]["ready"], 30,
-                      "the proxies' first control snapshot")  # fmt: skip
+                _wait(
+                    lambda p=port: httpx.get(f"http://127.0.0.1:{p}/healthz").json()["control"]["ready"],
+                    30,
+                    "the proxies' first control snapshot",
+                )
             yield lp
         finally:
             for proc in lp.procs.values():
@@ -133,8 +155,16 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
 
 def test_team_budget_pauses_on_both_proxies_survives_restart_and_override_lifts(loop: Loop) -> None:
     p0, p1 = loop.proxies
-    loop.budget("platform", {"name": "platform monthly", "scope": {"team": "platform"}, "period": "month",
-                             "limit_usd": 0.003, "owner": "lead@acme.com"})  # fmt: skip
+    loop.budget(
+        "platform",
+        {
+            "name": "platform monthly",
+            "scope": {"team": "platform"},
+            "period": "month",
+            "limit_usd": 0.003,
+            "owner": "lead@acme.com",
+        },
+    )
 
     # Traffic from two developers of the team, split across the two proxies, until one refuses.
     sent, paused_at = 0, None
@@ -166,8 +196,11 @@ def test_team_budget_pauses_on_both_proxies_survives_restart_and_override_lifts(
     # Back up: totals were durable, the verdict is rebuilt, the proxies resubscribe and agree.
     loop.start_collector()
     for port in loop.proxies:
-        _wait(lambda p=port: httpx.get(f"http://127.0.0.1:{p}/healthz").json()["control"]["connected"], 20,
-              "the proxies to resubscribe")  # fmt: skip
+        _wait(
+            lambda p=port: httpx.get(f"http://127.0.0.1:{p}/healthz").json()["control"]["connected"],
+            20,
+            "the proxies to resubscribe",
+        )
         assert loop.call(port, "ana@acme.com").status_code == 402
 
     # An override lifts the pause on both proxies.

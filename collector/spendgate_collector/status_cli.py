@@ -46,8 +46,10 @@ def render(data: dict[str, Any]) -> str:
     health = data["health"]
     control = health.get("control") or {}
     store = health.get("store") or {}
-    lines.append(f"collector: {health.get('status', '?')}, store {store.get('location', '?')}"
-                 f" ({store.get('rows_inserted', 0):,} rows written since start)")  # fmt: skip
+    lines.append(
+        f"collector: {health.get('status', '?')}, store {store.get('location', '?')}"
+        f" ({store.get('rows_inserted', 0):,} rows written since start)"
+    )
     proxies = control.get("proxies") or []
     lines.append(f"control plane: version {control.get('version', 0)}, {len(proxies)} proxies connected")
     for p in proxies:
@@ -56,8 +58,10 @@ def render(data: dict[str, Any]) -> str:
     total = sum(r.get("cost_usd") or 0 for r in data["spend"])
     lines.append(f"\nspend in {data['month']}: {_money(total)}")
     for row in data["spend"]:
-        lines.append(f"  {row.get('team') or '(no team)':<24} {_money(row.get('cost_usd')):>12}"
-                     f"  {row.get('requests', 0):>8,} requests")  # fmt: skip
+        lines.append(
+            f"  {row.get('team') or '(no team)':<24} {_money(row.get('cost_usd')):>12}"
+            f"  {row.get('requests', 0):>8,} requests"
+        )
     budgets = data["budgets"]
     lines.append(f"\nbudgets: {len(budgets)}")
     for b in budgets:
@@ -75,8 +79,9 @@ def render(data: dict[str, Any]) -> str:
 
 
 @click.command("status", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--api", "api_url", default=DEFAULT_API, show_default=True, envvar="SPENDGATE_API",
-              help="Collector query API.")  # fmt: skip
+@click.option(
+    "--api", "api_url", default=DEFAULT_API, show_default=True, envvar="SPENDGATE_API", help="Collector query API."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the summary.")
 def status_command(api_url: str, as_json: bool) -> None:
     """Show budgets, this month's spend, verdicts in force and connected proxies.

@@ -195,6 +195,15 @@ SPENDGATE_PRICE_VERSION = "spendgate.price.version"
 SPENDGATE_ROUTE = "spendgate.route"
 """Proxy route that took the call, e.g. ``/v1/chat/completions``."""
 
+SPENDGATE_ROUTING_RULE = "spendgate.routing.rule"
+"""Name of the routing rule that chose the served model, absent when none matched."""
+
+SPENDGATE_RETRY_AFTER_S = "spendgate.retry_after_s"
+"""On an attempt event: seconds the provider asked to wait (the target is skipped meanwhile)."""
+
+EVENT_ATTEMPT = "spendgate.attempt"
+"""Span event per failed upstream attempt and for the fallback that served (model, provider, status, error)."""
+
 
 class Feature:
     """Values of ``spendgate.feature``."""

@@ -42,6 +42,7 @@ from spendgate.proxy.errors import (
 from spendgate.proxy.features import classify
 from spendgate.proxy.keys import KeyDirectory, KeyFileError, Principal
 from spendgate.proxy.redact import redact
+from spendgate.proxy.routing import RETRYABLE_STATUSES, RoutingPolicy
 from spendgate.proxy.spans import CallRecord, SpanExportWorker, invocation_params
 from spendgate.proxy.stream import StreamTap, Usage, usage_from_openai
 from spendgate.proxy.upstream import Upstream
@@ -82,6 +83,7 @@ class ProxyState:
         self.capture = settings.telemetry.capture_content
         self.max_body = settings.max_body_bytes
         self.pause_form = settings.pause_response
+        self.routing = RoutingPolicy(settings.routing) if RoutingPolicy.needed(settings.routing) else None
 
 
 SETTINGS = web.AppKey("settings", ProxySettings)
@@ -252,9 +254,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if control is not None:
         if control.should_refuse:
             return error_response(
-                503, "The gateway has not received its key and budget state from the collector yet; retry shortly.",
-                "api_error", code="control_state_unavailable",
-            )  # fmt: skip
+                503,
+                "The gateway has not received its key and budget state from the collector yet; retry shortly.",
+                "api_error",
+                code="control_state_unavailable",
+            )
         verdict = control.verdict_for(principal, attrib.repo, model)
         if verdict is not None:
             if verdict.action == "pause":
@@ -272,6 +276,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         extra = stream_options if isinstance(stream_options, dict) else {}
         body["stream_options"] = {**extra, "include_usage": True}
         changed = True
+    feature = classify(body)
+    rule_name = None
+    attempts: list[tuple[ModelRoute, Upstream]] = [(route, upstream)]
+    policy = state.routing
+    if policy is not None:
+        rule_name, names = policy.plan(
+            route.name,
+            feature=feature,
+            user=principal.user,
+            team=principal.team,
+            cost_center=principal.cost_center,
+            repo=attrib.repo,
+            prompt_tokens=len(raw) // 4,
+        )
+        attempts = [state.routes[n] for n in names]
+        route, upstream = attempts[0]
     target = route.target
     if target != model:
         body["model"] = target
@@ -287,7 +307,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         parent_span_id=parent_id,
         principal=principal,
         attribution=attrib,
-        feature=classify(body),
+        feature=feature,
         requested_model=model,
         served_model=target,
         provider_id=upstream.name,
@@ -297,6 +317,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         stream=stream,
         params=invocation_params(body),
         verdict=verdict_applied,
+        routing_rule=rule_name,
     )
     if state.capture:
         rec.input_text = redact(raw.decode(errors="replace"))
@@ -305,23 +326,48 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     tap: StreamTap | None = None
     resp: aiohttp.ClientResponse | None = None
     try:
-        try:
-            resp = await upstream.session.post(upstream.chat_url, data=payload)
-        except TimeoutError:
-            rec.status_code, rec.error_type = 504, "timeout"
-            rec.error_message = f"provider {upstream.name} did not answer in time"
-            return error_response(
-                504, f"Upstream provider '{upstream.name}' timed out.", "api_error", code="upstream_timeout"
-            )
-        except aiohttp.ClientError as exc:
-            rec.status_code, rec.error_type = 502, "upstream_unreachable"
-            rec.error_message = f"{type(exc).__name__} reaching provider {upstream.name}"
-            return error_response(
-                502,
-                f"Upstream provider '{upstream.name}' is unreachable ({type(exc).__name__}).",
-                "api_error",
-                code="upstream_unreachable",
-            )
+        last = len(attempts) - 1
+        for i, (route, upstream) in enumerate(attempts):
+            if i:  # a fallback: the body names the fallback's upstream model
+                body["model"] = route.target
+                payload = orjson.dumps(body)
+                rec.served_model, rec.provider_id = route.target, upstream.name
+                rec.server_address, rec.server_port = upstream.host, upstream.port
+            try:
+                resp = await upstream.session.post(upstream.chat_url, data=payload)
+            except TimeoutError:
+                rec.status_code, rec.error_type = 504, "timeout"
+                rec.error_message = f"provider {upstream.name} did not answer in time"
+                if i < last:
+                    rec.note_attempt(route.name, upstream.name, "timeout")
+                    continue
+                return error_response(
+                    504, f"Upstream provider '{upstream.name}' timed out.", "api_error", code="upstream_timeout"
+                )
+            except aiohttp.ClientError as exc:
+                rec.status_code, rec.error_type = 502, "upstream_unreachable"
+                rec.error_message = f"{type(exc).__name__} reaching provider {upstream.name}"
+                if i < last:
+                    rec.note_attempt(route.name, upstream.name, "upstream_unreachable")
+                    continue
+                return error_response(
+                    502,
+                    f"Upstream provider '{upstream.name}' is unreachable ({type(exc).__name__}).",
+                    "api_error",
+                    code="upstream_unreachable",
+                )
+            if i < last and resp.status in RETRYABLE_STATUSES:
+                # Nothing has reached the client yet, so the next target can still take the call.
+                waited = policy.cool_down(route.name, resp.headers.get("retry-after")) if policy else 0.0
+                rec.note_attempt(route.name, upstream.name, str(resp.status), resp.status, waited)
+                resp.release()
+                resp = None
+                continue
+            if i:
+                rec.error_type = rec.error_message = None
+                rec.note_attempt(route.name, upstream.name, None, resp.status)
+            break
+        assert resp is not None
 
         content_type = resp.headers.get("Content-Type", "")
         if resp.status != 200 or not stream or not content_type.startswith("text/event-stream"):

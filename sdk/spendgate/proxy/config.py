@@ -124,6 +124,56 @@ class ControlSettings(_Model):
         return str(value).strip()
 
 
+class RuleMatch(_Model):
+    """When a routing rule applies: every field given must match the call (all empty = every call)."""
+
+    model: str | None = Field(None, description="requested model name")
+    feature: str | None = Field(None, description="agent, chat, summarise or other")
+    user: str | None = None
+    team: str | None = None
+    cost_center: str | None = None
+    repo: str | None = None
+    min_prompt_tokens: int | None = Field(None, ge=0, description="estimated from the body size (bytes / 4)")
+    max_prompt_tokens: int | None = Field(None, ge=0)
+
+
+class RouteTarget(_Model):
+    """A model a rule sends calls to, with a weight for gradual rollouts."""
+
+    model: str
+    weight: float = Field(1.0, gt=0)
+
+
+class RoutingRule(_Model):
+    """One ordered routing rule: calls matching ``match`` go to ``target`` (or a weighted pick of ``targets``)."""
+
+    name: str = Field(min_length=1)
+    match: RuleMatch = RuleMatch()
+    target: str | None = None
+    targets: list[RouteTarget] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RoutingRule:
+        if (self.target is None) == (not self.targets):
+            raise ValueError("give exactly one of target (a model) or targets (weighted models)")
+        return self
+
+    def weighted(self) -> list[RouteTarget]:
+        return self.targets or [RouteTarget(model=self.target or "")]
+
+
+class RoutingSettings(_Model):
+    """Routing policy: ordered rules, then per-model fallbacks tried on 429 / 5xx / timeouts."""
+
+    rules: list[RoutingRule] = Field(default_factory=list)
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict, description="model -> models tried in order when it fails before the first byte"
+    )
+    retry_after_max_s: float = Field(
+        60.0, gt=0, description="longest provider retry-after honoured (a target is skipped while it cools down)"
+    )
+
+
 class ProxySettings(_Model):
     """Everything ``spendgate proxy`` needs."""
 
@@ -134,6 +184,7 @@ class ProxySettings(_Model):
     models: list[ModelRoute] = Field(default_factory=list)
     telemetry: TelemetrySettings = TelemetrySettings()
     control: ControlSettings = ControlSettings()
+    routing: RoutingSettings = RoutingSettings()
     pause_response: Literal["error", "message"] = Field(
         "error",
         description="a paused call gets HTTP 402 with an OpenAI-style error, or a 200 assistant message",
@@ -155,6 +206,16 @@ class ProxySettings(_Model):
             if route.name in seen:
                 raise ValueError(f"models[{i}].name: {route.name!r} is listed twice")
             seen.add(route.name)
+        for i, rule in enumerate(self.routing.rules):
+            for target in rule.weighted():
+                if target.model not in seen:
+                    raise ValueError(
+                        f"routing.rules[{i}] ({rule.name}): target model {target.model!r} is not in models"
+                    )
+        for name, chain in self.routing.fallbacks.items():
+            for model in (name, *chain):
+                if model not in seen:
+                    raise ValueError(f"routing.fallbacks.{name}: model {model!r} is not in models")
         return self
 
     @property

@@ -90,6 +90,7 @@ def encode_span(
     status_code: int = STATUS_UNSET,
     status_message: str | None = None,
     kind: int = SPAN_KIND_CLIENT,
+    events: Iterable[tuple[int, str, Mapping[str, Any]]] | None = None,
 ) -> bytes:
     """One ``Span`` message body."""
     parts = [
@@ -105,6 +106,10 @@ def encode_span(
         b"\x41" + _pack_q(end_ns),
         encode_attributes(attributes, b"\x4a"),
     ]
+    for time_ns, event_name, event_attrs in events or ():
+        # Span.events = 11: Event { fixed64 time_unix_nano = 1; string name = 2; attributes = 3 }
+        event = b"\x09" + _pack_q(time_ns) + _ld(b"\x12", event_name.encode()) + encode_attributes(event_attrs, b"\x1a")
+        parts.append(_ld(b"\x5a", event))
     status = b""  # an unset status is still sent as an empty message, as the SDK does
     if status_code:
         status = b"\x18" + _varint(status_code)

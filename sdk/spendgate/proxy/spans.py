@@ -90,8 +90,26 @@ class CallRecord:
     params: dict[str, Any] = field(default_factory=dict)
     session_id: str | None = None
     verdict: str | None = None
+    routing_rule: str | None = None
+    events: list[tuple[int, str, dict[str, Any]]] | None = None
+    """``(time_ns, name, attributes)`` span events, e.g. one per fallback attempt."""
     input_text: str | None = None
     output_text: str | None = None
+
+    def note_attempt(
+        self, model: str, provider: str, error: str | None, status: int | None = None, retry_after_s: float = 0.0
+    ) -> None:
+        """Record one upstream attempt as a span event (fallbacks only; the happy path records none)."""
+        attrs: dict[str, Any] = {A.SPENDGATE_MODEL_SERVED: model, A.SPENDGATE_PROVIDER_ID: provider}
+        if status is not None:
+            attrs[A.SPENDGATE_HTTP_STATUS] = status
+        if error is not None:
+            attrs[A.ERROR_TYPE] = error
+        if retry_after_s:
+            attrs[A.SPENDGATE_RETRY_AFTER_S] = retry_after_s
+        if self.events is None:
+            self.events = []
+        self.events.append((time.time_ns(), A.EVENT_ATTEMPT, attrs))
 
 
 def invocation_params(body: dict[str, Any]) -> dict[str, Any]:
@@ -177,6 +195,8 @@ def span_attributes(rec: CallRecord) -> dict[str, Any]:
         attrs[A.SPENDGATE_CLIENT_DISCONNECTED] = True
     if rec.verdict:
         attrs[A.SPENDGATE_VERDICT] = rec.verdict
+    if rec.routing_rule:
+        attrs[A.SPENDGATE_ROUTING_RULE] = rec.routing_rule
     if rec.error_type:
         attrs[A.ERROR_TYPE] = rec.error_type
     if rec.input_text is not None:
@@ -199,8 +219,12 @@ def build_span(rec: CallRecord, resource: Resource) -> ReadableSpan:
         parent = SpanContext(rec.trace_id, rec.parent_span_id, is_remote=True, trace_flags=flags)
     failed = _failed(rec)
     status = Status(StatusCode.ERROR, rec.error_message or rec.error_type) if failed else Status()
+    from opentelemetry.sdk.trace import Event
+
+    events = [Event(name, attributes=attrs, timestamp=ts) for ts, name, attrs in rec.events or ()]
     return ReadableSpan(
         name=_name(rec),
+        events=events,
         context=context,
         parent=parent,
         resource=resource,
@@ -226,6 +250,7 @@ def encode_record(rec: CallRecord) -> bytes:
         attributes=span_attributes(rec),
         status_code=STATUS_ERROR if failed else 0,
         status_message=(rec.error_message or rec.error_type) if failed else None,
+        events=rec.events,
     )
 
 
