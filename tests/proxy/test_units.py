@@ -119,3 +119,12 @@ def test_config_resolution_order(tmp_path: Path) -> None:
     assert "sk-secret" not in repr(
         load_config(overrides={"providers": {"o": {"base_url": "https://x/v1", "api_key": "sk-secret"}}}).providers
     )
+
+
+def test_example_config_loads_every_section() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "spendgate.yaml"
+    s = load_config(example, env={"OPENAI_API_KEY": "sk-test"})
+    assert (s.port, len(s.providers), len(s.models)) == (8787, 2, 4)
+    assert s.routing.rules[0].name == "short-chats-to-mini"
+    assert s.routing.fallbacks == {"gpt-4.1": ["gpt-4.1-mini"]}
+    assert s.telemetry.endpoint == "http://127.0.0.1:4317"

@@ -296,7 +296,7 @@ def load_config(
             raise ConfigError(f"config file {path}: expected a mapping at the top level")
         # The file may hold collector settings too (spendgate up); the proxy reads its own part.
         raw = loaded.get("proxy", loaded) if "proxy" in loaded else loaded
-        for shared in ("providers", "models", "telemetry"):
+        for shared in ("providers", "models", "routing", "telemetry", "control"):
             if shared in loaded and shared not in raw:
                 raw[shared] = loaded[shared]
         raw = {k: v for k, v in raw.items() if k not in ("collector", "proxy")}
