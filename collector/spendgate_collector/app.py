@@ -16,7 +16,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -36,6 +36,9 @@ from .pricing import PriceOverridesError, Pricer, load_price_overrides
 from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
 from .store.sqlite import SQLiteStore
 from .verdicts import VerdictBoard
+
+if TYPE_CHECKING:
+    from .exporters import ExportManager
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,8 @@ class Collector:
         self.webhooks: WebhookSender | None = None
         self._budget_timer: asyncio.Task[None] | None = None
         self._budget_timer_stop: asyncio.Event | None = None
+        # Exporters (exporters/): forward stored spans, priced, to other OTLP backends; None when none.
+        self.exporters: ExportManager | None = None
         self._started = False
         self._stopped = False
         self._stop_lock: asyncio.Lock | None = None
@@ -156,6 +161,7 @@ class Collector:
         except Exception as exc:
             raise ConfigError(f"db: cannot open {cfg.db}: {exc}") from exc
         await self._start_budgets()
+        await self._start_exporters()
         self.pipeline = Pipeline(
             self.store,
             Normalizer(self.keys),
@@ -165,6 +171,7 @@ class Collector:
             batch_max_bytes=cfg.batch_max_bytes,
             retention_days=cfg.retention_days,
             budgets=self.budgets,
+            after_commit=self.exporters.after_commit if self.exporters else None,
         )
         await self.pipeline.start()
         if cfg.otlp_grpc is not None:
@@ -249,6 +256,21 @@ class Collector:
         self._budget_timer_stop = asyncio.Event()
         self._budget_timer = asyncio.create_task(self._tick_budgets(), name="spendgate-budget-timer")
 
+    async def _start_exporters(self) -> None:
+        """Open the exporters' persistent queue and start their threads (resuming what is queued)."""
+        if not self.config.exporters:
+            return
+        from .exporters import ExportManager
+
+        path = self.config.exporters_queue_path
+        manager = ExportManager(self.config.exporters, path, self.metrics.registry)
+        try:
+            await asyncio.to_thread(manager.start)
+        except Exception as exc:
+            await asyncio.to_thread(manager.shutdown)
+            raise ConfigError(f"exporters: cannot start ({path}): {exc}") from exc
+        self.exporters = manager
+
     async def _tick_budgets(self) -> None:
         assert self.budgets is not None and self._budget_timer_stop is not None
         while True:
@@ -302,6 +324,8 @@ class Collector:
             await asyncio.gather(*stops, return_exceptions=True)
             if self.pipeline is not None:
                 await self.pipeline.shutdown(timeout)
+            if self.exporters is not None:  # after the pipeline: its last batches are queued for export
+                await asyncio.to_thread(self.exporters.shutdown)
             if self._budget_timer is not None and self._budget_timer_stop is not None:
                 # Not cancelled: a check running in its thread finishes before the tables close.
                 self._budget_timer_stop.set()
@@ -346,6 +370,8 @@ class Collector:
             body["budgets"] = self.budgets.stats()
         if self.webhooks is not None:
             body["webhooks"] = self.webhooks.stats()
+        if self.exporters is not None:
+            body["exporters"] = self.exporters.stats()
         body["keys"] = {
             "file": str(self.keys.path) if self.keys and self.keys.path else None,
             "keys": len(self.keys or ()),

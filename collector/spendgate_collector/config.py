@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from . import env
 from .errors import ConfigError
+from .exporters.config import ExporterConfig, validate_exporters
 
 DEFAULT_DB = Path("./spendgate-data/spendgate.db")
 DEFAULT_OTLP_GRPC = "127.0.0.1:4317"
@@ -96,7 +97,25 @@ class CollectorConfig(BaseModel):
     webhooks: list[dict[str, Any]] = Field(default_factory=list)
     """Where budget transitions are posted: ``{url, format: json|slack, headers, max_attempts, deadline_s}``."""
 
-    @field_validator("budgets", "webhooks", mode="before")
+    # --- export to other OTLP backends (docs/export.md, exporters/)
+    exporters: list[ExporterConfig] = Field(default_factory=list)
+    """OTLP exporters that forward stored spans with cost and attribution added (``exporters/config.py``)."""
+    exporters_queue_file: Path | None = None
+    """SQLite file of the exporters' persistent queue; default: ``<db stem>-export-queue.db`` beside ``db``."""
+
+    @property
+    def exporters_queue_path(self) -> Path:
+        """Where the exporters' queue lives (``exporters_queue_file`` or beside the store)."""
+        if self.exporters_queue_file is not None:
+            return self.exporters_queue_file
+        return self.db.with_name(f"{self.db.stem}-export-queue.db")
+
+    @field_validator("exporters")
+    @classmethod
+    def _exporters(cls, value: list[ExporterConfig]) -> list[ExporterConfig]:
+        return validate_exporters(value)
+
+    @field_validator("budgets", "webhooks", "exporters", mode="before")
     @classmethod
     def _json_list(cls, value: Any) -> Any:
         # From the environment a list arrives as JSON text.
@@ -155,7 +174,7 @@ class CollectorConfig(BaseModel):
         host, port = split_host_port(value.strip())
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    @field_validator("keys_file", "prices", mode="before")
+    @field_validator("keys_file", "prices", "exporters_queue_file", mode="before")
     @classmethod
     def _optional_path(cls, value: Any) -> Any:
         return None if value in ("", None) else value

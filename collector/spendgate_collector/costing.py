@@ -52,3 +52,5 @@ class PricingStage:
             r.cost_usd = price.total_usd
             r.cost_source = price.source
             r.price_version = price.version
+            r.cost_input_usd = price.input_usd
+            r.cost_output_usd = price.output_usd

@@ -60,3 +60,10 @@ SPENDGATE_COLLECTOR_BUDGETS = "SPENDGATE_COLLECTOR_BUDGETS"
 
 SPENDGATE_COLLECTOR_WEBHOOKS = "SPENDGATE_COLLECTOR_WEBHOOKS"
 """Budget-transition webhooks as a JSON list of ``{url, format: json|slack}``. Default: none."""
+
+SPENDGATE_COLLECTOR_EXPORTERS = "SPENDGATE_COLLECTOR_EXPORTERS"
+"""OTLP exporters forwarding stored spans with cost added, as a JSON list of
+``{name, protocol: grpc|http, endpoint, headers, llm_only, drop_content, ...}`` (see docs/export.md). Default: none."""
+
+SPENDGATE_COLLECTOR_EXPORTERS_QUEUE_FILE = "SPENDGATE_COLLECTOR_EXPORTERS_QUEUE_FILE"
+"""SQLite file of the exporters' persistent queue. Default: ``<db stem>-export-queue.db`` beside the database."""

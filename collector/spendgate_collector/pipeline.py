@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from .budgets import BudgetEngine
 
 logger = logging.getLogger(__name__)
+
+AfterCommit = Callable[[list[tuple[bytes, int, list[SpendRecord]]], list[SpendRecord]], None]
+"""Called on the writer thread once a batch is durable, with ``(payload, spans, records)`` per stored
+request and the records newly inserted. Must not block (the exporters only hand the batch over)."""
 
 PURGE_INTERVAL_S = 3600.0
 PURGE_CHUNK_ROWS = 10_000
@@ -88,9 +92,11 @@ class Pipeline:
         batch_max_bytes: int,
         retention_days: int = 0,
         budgets: BudgetEngine | None = None,
+        after_commit: AfterCommit | None = None,
     ) -> None:
         self._store = store
         self._budgets = budgets
+        self._after_commit = after_commit
         self._normalizer = normalizer
         self._pricing = pricing
         self._metrics = metrics
@@ -241,6 +247,8 @@ class Pipeline:
         outcomes: list[ExportOutcome | CollectorError] = []
         records: list[SpendRecord] = []
         spans = non_llm = rejected = 0
+        # For the exporters: each stored request with its own records (exporters/manager.py).
+        stored: list[tuple[bytes, int, list[SpendRecord]]] | None = [] if self._after_commit else None
         for payload in payloads:
             try:
                 request = parse_export_request(payload)
@@ -253,6 +261,8 @@ class Pipeline:
             spans += normalized.spans
             non_llm += normalized.non_llm
             rejected += normalized.rejected
+            if stored is not None:
+                stored.append((payload, normalized.spans, normalized.records))
             outcomes.append(ExportOutcome(normalized.spans, normalized.rejected, "; ".join(normalized.messages)))
         # Raises StoreUnavailable: nothing kept, all retry. Budgets count exactly the inserted
         # records, in the same transaction (budgets/engine.py).
@@ -276,4 +286,14 @@ class Pipeline:
         m.unpriced.inc(len(result.inserted) - priced)
         for team, cost in cost_by_team.items():
             m.cost_usd.labels(team).inc(cost)
+        if stored:
+            self._forward(stored, result.inserted)
         return outcomes
+
+    def _forward(self, stored: list[tuple[bytes, int, list[SpendRecord]]], inserted: list[SpendRecord]) -> None:
+        """Hand the now-durable requests to the exporters; their failure must not fail the batch."""
+        assert self._after_commit is not None
+        try:
+            self._after_commit(stored, inserted)
+        except Exception:
+            logger.exception("handing %d stored requests to the exporters failed", len(stored))

@@ -52,6 +52,11 @@ class SpendRecord:
     """USD cost; ``None`` when the model is unpriced (never a silent zero)."""
     cost_source: str | None = None
     price_version: str | None = None
+    # Not stored: the exporters forward them as ``llm.cost.prompt`` / ``llm.cost.completion``.
+    cost_input_usd: float | None = None
+    """USD cost of the input tokens (cache parts included); ``None`` when unpriced."""
+    cost_output_usd: float | None = None
+    """USD cost of the output tokens (reasoning included); ``None`` when unpriced."""
 
     @property
     def day_number(self) -> int:
