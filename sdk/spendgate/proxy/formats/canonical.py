@@ -20,7 +20,7 @@ Conventions every adapter relies on:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -118,6 +118,32 @@ class Tool:
     original: Mapping[str, Any] | None = None
     strict: bool | None = None
     cache_control: Mapping[str, Any] | None = None
+
+
+CUSTOM_TOOL_INPUT = "input"
+"""The one string parameter a custom (grammar) tool gets when it travels as a function."""
+
+
+def custom_tool(definition: Mapping[str, Any]) -> Tool:
+    """The function-shaped :class:`Tool` for an OpenAI custom tool definition (flat or nested).
+
+    The grammar (``format``) cannot be expressed as JSON schema, so it is summarised in the
+    description (models follow a described format well enough) and kept whole in ``original``.
+    """
+    spec = definition.get("custom") if isinstance(definition.get("custom"), Mapping) else definition
+    name = str(spec.get("name") or "")
+    description = spec.get("description") if isinstance(spec.get("description"), str) else None
+    fmt = spec.get("format")
+    if isinstance(fmt, Mapping) and fmt.get("type") == "grammar":
+        hint = f"The input must follow this {fmt.get('syntax', 'grammar')} grammar:\n{fmt.get('definition', '')}"
+        description = f"{description}\n\n{hint}" if description else hint
+    parameters = {
+        "type": "object",
+        "properties": {CUSTOM_TOOL_INPUT: {"type": "string", "description": "The raw input for this tool."}},
+        "required": [CUSTOM_TOOL_INPUT],
+        "additionalProperties": False,
+    }
+    return Tool(name=name, description=description, parameters=parameters, kind="custom", original=dict(definition))
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +333,97 @@ StreamEvent: TypeAlias = (
     StreamStart | TextDelta | ThinkingDelta | ToolCallStart | ToolCallDelta | Finish | UsageEvent | StreamError
 )
 
+
+# ---------------------------------------------------------------------------------------------
+# Between a whole answer and its stream
+
+
+def collect_stream(events: Iterable[StreamEvent]) -> ChatResponse:
+    """Fold stream events into the complete answer (for a client that did not ask to stream).
+
+    Text and thinking deltas are joined; tool calls keep their stream order. A :class:`StreamError`
+    raises :class:`StreamFailed`, since a half answer must not be returned as a whole one.
+    """
+    id_, model, created = "", "", None
+    order: list[str] = []  # "text", "thinking" and "tool:<index>", in first-seen order
+    text: list[str] = []
+    thinking: list[str] = []
+    signature: str | None = None
+    redacted: list[str] = []
+    calls: dict[int, list[str]] = {}
+    heads: dict[int, tuple[str, str]] = {}
+    finish: FinishReason | None = None
+    usage: Usage | None = None
+    for event in events:
+        if isinstance(event, StreamStart):
+            id_, model, created = event.id, event.model, event.created
+        elif isinstance(event, TextDelta):
+            if "text" not in order:
+                order.append("text")
+            text.append(event.text)
+        elif isinstance(event, ThinkingDelta):
+            if event.redacted:
+                redacted.append(event.text)
+                continue
+            if "thinking" not in order:
+                order.append("thinking")
+            thinking.append(event.text)
+            signature = event.signature or signature
+        elif isinstance(event, ToolCallStart):
+            heads[event.index] = (event.id, event.name)
+            calls.setdefault(event.index, [])
+            order.append(f"tool:{event.index}")
+        elif isinstance(event, ToolCallDelta):
+            calls.setdefault(event.index, []).append(event.arguments_fragment)
+        elif isinstance(event, Finish):
+            finish = event.reason
+        elif isinstance(event, UsageEvent):
+            usage = event.usage
+        elif isinstance(event, StreamError):
+            raise StreamFailed(event)
+    parts: list[Part] = [ThinkingPart(data, redacted=True) for data in redacted]
+    for item in order:
+        if item == "thinking":
+            parts.append(ThinkingPart("".join(thinking), signature))
+        elif item == "text":
+            parts.append(TextPart("".join(text)))
+        else:
+            index = int(item.split(":", 1)[1])
+            call_id, name = heads[index]
+            parts.append(ToolCallPart(call_id, name, "".join(calls.get(index, ())) or "{}"))
+    return ChatResponse(id=id_, model=model, content=tuple(parts), finish_reason=finish, usage=usage, created=created)
+
+
+def response_events(resp: ChatResponse) -> list[StreamEvent]:
+    """A complete answer as stream events (for a streaming client served by a non-streamed answer)."""
+    events: list[StreamEvent] = [StreamStart(resp.id, resp.model, resp.created)]
+    tool_index = 0
+    for part in resp.content:
+        if isinstance(part, TextPart):
+            if part.text:
+                events.append(TextDelta(part.text))
+        elif isinstance(part, ThinkingPart):
+            events.append(ThinkingDelta(part.text, part.signature, part.redacted))
+        elif isinstance(part, ToolCallPart):
+            events.append(ToolCallStart(tool_index, part.id, part.name))
+            events.append(ToolCallDelta(tool_index, part.arguments_json))
+            tool_index += 1
+    events.append(Finish(resp.finish_reason or ("tool_calls" if tool_index else "stop")))
+    if resp.usage is not None:
+        events.append(UsageEvent(resp.usage))
+    return events
+
+
+class StreamFailed(Exception):
+    """A stream ended with a :class:`StreamError`; ``error`` carries it."""
+
+    def __init__(self, error: StreamError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 __all__ = [
+    "CUSTOM_TOOL_INPUT",
     "ChatRequest",
     "ChatResponse",
     "Finish",
@@ -320,6 +436,7 @@ __all__ = [
     "SourceFormat",
     "StreamError",
     "StreamEvent",
+    "StreamFailed",
     "StreamStart",
     "TextDelta",
     "TextPart",
@@ -333,6 +450,10 @@ __all__ = [
     "ToolChoiceTool",
     "ToolResultPart",
     "Usage",
+    "UsageEvent",
+    "collect_stream",
+    "custom_tool",
     "finish_reason_from_anthropic",
     "finish_reason_to_anthropic",
+    "response_events",
 ]
