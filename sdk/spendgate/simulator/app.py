@@ -1,6 +1,7 @@
 """The simulated provider's HTTP routes: thin aiohttp handlers around the pure replies of responses.py.
 
-Routes: ``POST /v1/chat/completions`` (and ``/chat/completions``), ``GET /v1/models`` (and
+Routes: ``POST /v1/chat/completions`` (and ``/chat/completions``), ``POST /v1/messages`` and
+``/v1/messages/count_tokens`` (Anthropic's shapes, see anthropic.py), ``GET /v1/models`` (and
 ``/models``), ``GET``/``DELETE /_sim/requests`` (what was received, for tests) and ``GET /healthz``.
 This server is the "direct" baseline of the proxy benchmark, so the request path does as little as
 it can: replies are cached by raw body, recorded requests are parsed only when someone asks.
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from spendgate.simulator import anthropic
 from spendgate.simulator.config import SimulatorConfig
 from spendgate.simulator.responses import (
     Reply,
@@ -53,10 +55,12 @@ class _Simulator:
             deque(maxlen=config.record_requests) if config.record_requests else None
         )
         self._expected_auth = None if config.api_key is None else f"Bearer {config.api_key}".encode()
+        self._expected_key = None if config.api_key is None else config.api_key.encode()
         self._random = random.Random(config.seed)
         self._fault_rates = config.error_rate_429 > 0 or config.error_rate_500 > 0
         self._ttft = config.ttft_ms / 1000
         self._models_body = orjson.dumps(models_object(config.models))
+        self._prompt_cache = anthropic.PromptCache()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -67,6 +71,18 @@ class _Simulator:
         if sent is not None and hmac.compare_digest(sent.encode(), self._expected_auth):
             return None
         return auth_error_reply(sent_any=bool(sent))
+
+    def _unauthorized_anthropic(self, request: web.Request) -> Reply | None:
+        # Anthropic's SDK sends x-api-key; OAuth-style clients send a bearer token. Either will do.
+        if self._expected_auth is None or self._expected_key is None:
+            return None
+        key = request.headers.get("x-api-key")
+        if key is not None and hmac.compare_digest(key.encode(), self._expected_key):
+            return None
+        bearer = request.headers.get("Authorization")
+        if bearer is not None and hmac.compare_digest(bearer.encode(), self._expected_auth):
+            return None
+        return anthropic.auth_error_reply(sent_any=bool(key or bearer))
 
     def _random_fault(self, raw: bytes) -> Reply | None:
         draw = self._random.random()
@@ -95,17 +111,46 @@ class _Simulator:
 
     # -- routes ----------------------------------------------------------------------------
 
-    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
+    def _record(self, request: web.Request, raw: bytes) -> None:
         if self._recorded is not None:
             headers = {name.lower(): value for name, value in request.headers.items()}
             self._recorded.append((request.path, headers, raw))
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        self._record(request, raw)
         denied = self._unauthorized(request)
         if denied is not None:
             return self._send(denied)
         reply = self._cached_build(raw) if len(raw) <= _CACHEABLE_BODY else self._build(raw)
         if reply.status == 200 and self._fault_rates:
             reply = self._random_fault(raw) or reply
+        return await self._answer(request, reply)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        # Not cached by body: the prompt cache makes a repeated body answer differently (a read).
+        raw = await request.read()
+        self._record(request, raw)
+        denied = self._unauthorized_anthropic(request)
+        if denied is not None:
+            return self._send(denied)
+        reply = anthropic.build_reply(raw, cache=self._prompt_cache, chunks=self.config.chunks)
+        if reply.status == 200 and self._fault_rates:
+            draw = self._random.random()
+            if draw < self.config.error_rate_429:
+                reply = anthropic.rate_limit_reply()
+            elif draw < self.config.error_rate_429 + self.config.error_rate_500:
+                reply = anthropic.server_error_reply()
+        return await self._answer(request, reply)
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        self._record(request, raw)
+        denied = self._unauthorized_anthropic(request)
+        return self._send(denied or anthropic.count_tokens_reply(raw))
+
+    async def _answer(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+        """Send a built reply: an error at once, else the stream or the body after the simulated wait."""
         if reply.status != 200:
             return self._send(reply)
 
@@ -179,6 +224,8 @@ def create_app(config: SimulatorConfig | None = None) -> web.Application:
     app[CONFIG_KEY] = config
     app.router.add_post("/v1/chat/completions", sim.chat_completions)
     app.router.add_post("/chat/completions", sim.chat_completions)
+    app.router.add_post("/v1/messages", sim.messages)
+    app.router.add_post("/v1/messages/count_tokens", sim.count_tokens)
     app.router.add_get("/v1/models", sim.models)
     app.router.add_get("/models", sim.models)
     app.router.add_get("/_sim/requests", sim.recorded_requests)

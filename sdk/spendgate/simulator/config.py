@@ -20,7 +20,8 @@ class SimulatorConfig:
     """How the simulator answers. Everything except the fault rates is deterministic.
 
     ``chunks`` content deltas per streamed text answer; ``ttft_ms`` waited before the first event and
-    ``chunk_delay_ms`` between events; ``api_key``, when set, is required as ``Authorization: Bearer``;
+    ``chunk_delay_ms`` between events; ``api_key``, when set, is required as ``Authorization: Bearer``
+    (or as Anthropic's ``x-api-key`` on ``/v1/messages``);
     ``cached_ratio`` of prompt tokens are reported as cached; ``error_rate_429`` / ``error_rate_500``
     fail that share of completion requests at random (reproducibly with ``seed``);
     ``record_requests`` keeps that many recent requests for ``GET /_sim/requests`` (0 turns it off).
