@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from spendgate_collector.budgets.engine import usd
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_API = "http://127.0.0.1:8788"
 API_ENV = "SPENDGATE_API"
@@ -127,7 +129,7 @@ def _period_text(period: dict[str, str]) -> str:
 
 
 def _money(value: float | None) -> str:
-    return "-" if value is None else f"${value:,.2f}"
+    return "-" if value is None else usd(value)
 
 
 def parse_threshold(text: str) -> dict[str, Any]:

@@ -13,6 +13,8 @@ import click
 import httpx
 import orjson
 
+from spendgate_collector.budgets.engine import usd
+
 DEFAULT_API = "http://127.0.0.1:8788"
 
 
@@ -37,7 +39,7 @@ def collect(api_url: str) -> dict[str, Any]:
 
 
 def _money(value: float | None) -> str:
-    return "n/a" if value is None else f"${value:,.2f}"
+    return "n/a" if value is None else usd(value)
 
 
 def render(data: dict[str, Any]) -> str:

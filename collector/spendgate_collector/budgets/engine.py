@@ -123,14 +123,21 @@ def _percent(spend_nanos: int, limit_usd: float | None) -> float | None:
     return round(spend_nanos / (limit_usd * NANOS_PER_USD) * 100, 1)
 
 
+def usd(value: float) -> str:
+    """Dollars for people: cents for real budgets, more digits for tiny ones ($0.0023, not $0.00)."""
+    if value != 0 and abs(value) < 1:
+        return f"${value:,.4f}"
+    return f"${value:,.2f}"
+
+
 def describe_spend(budget: Budget, spend_nanos: int, limit_usd: float | None) -> str:
     """``team platform spent $123.40 of its $100.00 monthly budget (123 %)``."""
     spend = spend_nanos / NANOS_PER_USD
     adjective = PERIOD_ADJECTIVE[budget.period]
     if limit_usd is None:
-        return f"{budget.describe_scope()} spent ${spend:,.2f} of its {adjective} budget (lifted by an override)"
+        return f"{budget.describe_scope()} spent {usd(spend)} of its {adjective} budget (lifted by an override)"
     percent = round(spend_nanos / (limit_usd * NANOS_PER_USD) * 100)
-    return f"{budget.describe_scope()} spent ${spend:,.2f} of its ${limit_usd:,.2f} {adjective} budget ({percent} %)"
+    return f"{budget.describe_scope()} spent {usd(spend)} of its {usd(limit_usd)} {adjective} budget ({percent} %)"
 
 
 def override_hint(budget: Budget) -> str:

@@ -33,8 +33,9 @@ def pause_text(verdict: Any) -> str:
     if verdict.until_ms:
         reset = datetime.fromtimestamp(verdict.until_ms / 1000, UTC)
         text += f" The budget resets at {reset.strftime('%Y-%m-%d %H:%M UTC')}."
-    if verdict.override_hint:
-        text += f" {verdict.override_hint.rstrip('.')}."
+    hint = verdict.override_hint.strip().rstrip(".")
+    if hint:
+        text += f" {hint[0].upper()}{hint[1:]}."
     return text
 
 
@@ -43,8 +44,8 @@ def _headers(verdict: Any) -> dict[str, str]:
         "Access-Control-Allow-Origin": "*",
         "x-spendgate-budget": verdict.budget_id,
         "x-spendgate-budget-state": "paused",
-        "x-spendgate-budget-spend-usd": f"{verdict.spend_usd:.2f}",
-        "x-spendgate-budget-limit-usd": f"{verdict.limit_usd:.2f}",
+        "x-spendgate-budget-spend-usd": f"{verdict.spend_usd:.6f}",
+        "x-spendgate-budget-limit-usd": f"{verdict.limit_usd:.6f}",
     }
     if verdict.until_ms:
         headers["x-spendgate-budget-reset"] = datetime.fromtimestamp(verdict.until_ms / 1000, UTC).isoformat()
