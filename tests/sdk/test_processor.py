@@ -210,8 +210,10 @@ def test_disabled_processor_does_nothing(traced: Traced) -> None:
 
 
 def test_stamp_and_detection_helpers() -> None:
-    assert stamp_for(Attribution()) == ()
-    assert stamp_for(Attribution(feature="rag")) == ((sc.SPENDGATE_FEATURE, "rag"), (sc.METADATA, '{"feature":"rag"}'))
+    assert stamp_for(Attribution()).pairs == ()
+    stamp = stamp_for(Attribution(feature="rag"))
+    assert stamp.pairs == ((sc.SPENDGATE_FEATURE, "rag"), (sc.METADATA, '{"feature":"rag"}'))
+    assert stamp.attributes == {sc.SPENDGATE_FEATURE: "rag", sc.METADATA: '{"feature":"rag"}'}
     assert not is_llm_span({})
     assert not is_llm_span(None)
     assert is_llm_span({"gen_ai.usage.input_tokens": 1})
