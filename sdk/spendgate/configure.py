@@ -251,6 +251,8 @@ def _forget(handle: SpendgateHandle) -> None:
     with _lock:
         if _handle is handle:
             _handle = None
+            # configure(baggage=False) was this handle's setting, not a lasting one.
+            _ctx.set_baggage_propagation(True)
 
 
 def current_handle() -> SpendgateHandle | None:

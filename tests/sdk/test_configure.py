@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import baggage
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -105,6 +106,18 @@ def test_configure_after_shutdown_reuses_the_processor_on_the_same_provider() ->
         assert exporter.get_finished_spans()[0].attributes[sc.SPENDGATE_TEAM] == "b"  # type: ignore[index]
     finally:
         second.shutdown()
+
+
+def test_baggage_false_stops_writing_baggage_until_shutdown() -> None:
+    handle = spendgate.configure(tracer_provider=TracerProvider(), baggage=False)
+    try:
+        with spendgate.attribute(user="ana@acme.com"):
+            assert dict(baggage.get_all()) == {}
+        assert handle.processor.read_baggage is False
+    finally:
+        handle.shutdown()
+    with spendgate.attribute(user="ana@acme.com"):
+        assert dict(baggage.get_all()) == {"spendgate.user": "ana@acme.com"}
 
 
 def test_exporter_that_raises_is_counted_not_raised() -> None:

@@ -177,6 +177,17 @@ def test_otel_context_attach_carries_attribution_into_a_thread() -> None:
     assert Attribution(user="ana@acme.com") == got
 
 
+def test_asyncio_to_thread_copies_the_context_and_run_in_executor_does_not() -> None:
+    async def main() -> tuple[Attribution | None, Attribution | None]:
+        with spendgate.attribute(user="ana@acme.com"):
+            copied = await asyncio.to_thread(current_attribution)
+            with ThreadPoolExecutor(1) as pool:
+                not_copied = await asyncio.get_running_loop().run_in_executor(pool, current_attribution)
+        return copied, not_copied
+
+    assert asyncio.run(main()) == (Attribution(user="ana@acme.com"), None)
+
+
 def test_concurrent_threads_do_not_leak() -> None:
     barrier = threading.Barrier(8)
 
