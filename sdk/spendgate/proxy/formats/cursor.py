@@ -328,6 +328,8 @@ def _error_fields(body: object) -> tuple[str, str | None, str | None]:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
             return (body.decode(errors="replace") if isinstance(body, bytes | bytearray) else body), None, None
+    if isinstance(parsed, list) and parsed:
+        parsed = parsed[0]  # Gemini wraps its error object in a list
     if not isinstance(parsed, Mapping):
         return "", None, None
     error = parsed.get("error")
