@@ -301,14 +301,9 @@ OVERFLOWS: list[tuple[str, int, Any, tuple[int | None, int | None]]] = [
         (40000, 32768),
     ),
     (
-        "openai responses wording",
+        "openai responses wording without a code",
         400,
-        {
-            "error": {
-                "message": "Your input exceeds the context window of this model.",
-                "code": "context_length_exceeded",
-            }
-        },
+        {"error": {"message": "Your input exceeds the context window of this model.", "type": "invalid_request_error"}},
         (None, None),
     ),
     (
@@ -365,6 +360,19 @@ def test_map_context_overflow(status: int, body: Any, numbers: tuple[int | None,
         )
     else:
         assert error["message"].startswith("This model's maximum context length was exceeded.")
+
+
+def test_openai_overflow_passes_through_unchanged() -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "message": "Your input exceeds the context window.",
+                "type": None,
+                "code": "context_length_exceeded",
+            }
+        }
+    ).encode()
+    assert map_context_overflow(400, body) == (400, body)
 
 
 def test_map_context_overflow_accepts_parsed_and_text_bodies() -> None:

@@ -504,3 +504,12 @@ def test_writer_event_order_is_what_cursor_expects() -> None:
     ]
     assert parsed[4]["choices"][0]["finish_reason"] == "tool_calls"
     assert parsed[5]["choices"] == [] and parsed[5]["usage"]["total_tokens"] == 3
+
+
+def test_writer_sends_one_usage_chunk_however_often_the_provider_reports() -> None:
+    # vLLM's continuous usage stats put usage on every chunk; the client must see it once, last.
+    events = [StreamStart("i", "m"), UsageEvent(Usage(5, 1)), TextDelta("a"), UsageEvent(Usage(5, 2))]
+    events += [Finish("stop"), UsageEvent(Usage(5, 3))]
+    chunks = openai_stream(ChatCompletionsSSEWriter(include_usage=True).write_all(events))
+    assert [c.usage.completion_tokens for c in chunks if c.usage is not None] == [3]
+    assert chunks[-1].usage is not None

@@ -394,12 +394,16 @@ def map_context_overflow(status: int, body: bytes | str | Mapping[str, Any]) -> 
     any other error is returned as it came (the body as bytes).
     """
     found = context_overflow(status, body)
+    as_bytes = (
+        orjson.dumps(body) if isinstance(body, Mapping) else body.encode() if isinstance(body, str) else bytes(body)
+    )
     if found is None:
-        if isinstance(body, Mapping):
-            return status, orjson.dumps(body)
-        return status, body.encode() if isinstance(body, str) else bytes(body)
+        return status, as_bytes
+    message, code, _ = _error_fields(body)
+    if status == 400 and code == "context_length_exceeded":
+        return status, as_bytes  # already OpenAI's own error: nothing to improve
     error = {
-        "message": context_overflow_message(*found, original=_error_fields(body)[0]),
+        "message": context_overflow_message(*found, original=message),
         "type": "invalid_request_error",
         "param": "messages",
         "code": "context_length_exceeded",

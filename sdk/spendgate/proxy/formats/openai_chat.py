@@ -567,13 +567,16 @@ class ChatCompletionsSSEWriter:
 
     One writer per response. :meth:`write` returns the bytes for one event (possibly ``b""``);
     :meth:`close` returns the tail: a finish chunk if none was written, the usage chunk if the
-    client asked (``include_usage``) and it is still due, and ``data: [DONE]``. After a
-    :class:`StreamError` only ``[DONE]`` follows. Usage is always recorded in :attr:`usage`, for
-    the span, even when the client does not see it.
+    client asked (``include_usage``), and ``data: [DONE]``. After a :class:`StreamError` only
+    ``[DONE]`` follows. Usage is always recorded in :attr:`usage` (the last one seen), for the
+    span, even when the client does not see it.
 
     The first chunk carries ``role: "assistant"``; tool calls open with ``index``, ``id``,
-    ``type`` and ``function.name`` (and empty ``arguments``), then send argument fragments; the
-    usage chunk has ``choices: []`` and comes after the finish chunk, as OpenAI sends them.
+    ``type`` and ``function.name`` (and empty ``arguments``), then send argument fragments. The
+    usage chunk has ``choices: []`` and is written once, at :meth:`close`, after the finish
+    chunk as OpenAI sends it: providers report usage before the stop reason (Anthropic) or on
+    every chunk (vLLM's continuous usage), and a client must see exactly one. ``model``, when
+    given, replaces the provider's model name in every chunk (e.g. with the id Cursor asked for).
     """
 
     def __init__(
@@ -595,7 +598,6 @@ class ChatCompletionsSSEWriter:
         self._errored = False
         self._closed = False
         self._tool_calls = 0
-        self._pending_usage: Usage | None = None
         self.usage: Usage | None = None
         self.finish_reason: FinishReason | None = None
 
@@ -629,11 +631,7 @@ class ChatCompletionsSSEWriter:
     def _finish_chunk(self, reason: FinishReason) -> bytes:
         self._finished = True
         self.finish_reason = reason
-        out = self._head + b'{},"logprobs":null,"finish_reason":' + orjson.dumps(reason) + b"}]}\n\n"
-        if self._pending_usage is not None:
-            out += self._usage_chunk(self._pending_usage)
-            self._pending_usage = None
-        return out
+        return self._head + b'{},"logprobs":null,"finish_reason":' + orjson.dumps(reason) + b"}]}\n\n"
 
     def write(self, event: StreamEvent) -> bytes:
         """The SSE bytes for one event (``b""`` when it has nothing to show the client)."""
@@ -662,11 +660,6 @@ class ChatCompletionsSSEWriter:
                 out += self._finish_chunk(event.reason)
         elif isinstance(event, UsageEvent):
             self.usage = event.usage
-            if self.include_usage:
-                if self._finished:
-                    out += self._usage_chunk(event.usage)
-                else:
-                    self._pending_usage = event.usage
         elif isinstance(event, StreamError):
             self._errored = True
             error = {"message": event.message, "type": event.type, "param": None, "code": event.code}
@@ -674,7 +667,7 @@ class ChatCompletionsSSEWriter:
         return out
 
     def close(self) -> bytes:
-        """The end of the stream: any missing finish, a held-back usage chunk, then ``[DONE]``.
+        """The end of the stream: any missing finish, the usage chunk if asked for, then ``[DONE]``.
 
         A stream that ended without a finish reason (some compatible servers omit it) gets one:
         ``tool_calls`` when tools were called, else ``stop``, because Cursor waits for it.
@@ -687,8 +680,8 @@ class ChatCompletionsSSEWriter:
             out += self._ensure_started()
             if not self._finished:
                 out += self._finish_chunk("tool_calls" if self._tool_calls else "stop")
-            if self._pending_usage is not None:
-                out += self._usage_chunk(self._pending_usage)
+            if self.include_usage and self.usage is not None:
+                out += self._usage_chunk(self.usage)
         return out + b"data: [DONE]\n\n"
 
     def write_all(self, events: Iterable[StreamEvent]) -> bytes:
