@@ -21,10 +21,11 @@ without being parsed at all.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from spendgate_semconv import attributes as sc
 
@@ -42,6 +43,28 @@ class SpanFilter:
     """Remove prompt/completion content attributes and events from every span."""
 
 
+class ForwardRecord(NamedTuple):
+    """What the exporters need of a ``SpendRecord``, cheap to pickle to the exporters' process."""
+
+    trace_id: str
+    span_id: str
+    cost_usd: float | None
+    cost_input_usd: float | None
+    cost_output_usd: float | None
+    cost_source: str | None
+    price_version: str | None
+    developer: str | None
+    team: str | None
+    cost_center: str | None
+    repo: str | None
+    repo_source: str | None
+    feature: str | None
+
+
+forward_fields = operator.attrgetter(*ForwardRecord._fields)
+"""``SpendRecord`` → the plain tuple of a ``ForwardRecord`` (one C call per record)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredRequest:
     """One OTLP request the pipeline has made durable, with what it learnt from it."""
@@ -50,7 +73,7 @@ class StoredRequest:
     """``ExportTraceServiceRequest`` protobuf bytes as received (JSON already converted)."""
     spans: int
     """Spans in the request, of every kind."""
-    records: Sequence[SpendRecord]
+    records: Sequence[SpendRecord | ForwardRecord]
     """The request's LLM spans as normalised and priced, in span order."""
 
 
@@ -179,7 +202,7 @@ class Enricher:
                 return b"", 0
             if not drop_content:
                 return request.payload, request.spans
-        by_id: dict[bytes, SpendRecord | None] = {}
+        by_id: dict[bytes, SpendRecord | ForwardRecord | None] = {}
         for r in records:
             # None marks a duplicate: stored before, so forwarded before.
             fresh = inserted is None or id(r) in inserted
@@ -246,7 +269,7 @@ class Enricher:
             self._strings[cache_key] = raw
         return raw
 
-    def _enrich(self, span: Any, record: SpendRecord, drop_content: bool) -> None:
+    def _enrich(self, span: Any, record: SpendRecord | ForwardRecord, drop_content: bool) -> None:
         attributes = span.attributes
         present = 0  # bit i: the span has _FILLED[i]
         drop = _CONTENT_ATTR if drop_content else _OWNED_ATTR

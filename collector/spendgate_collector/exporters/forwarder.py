@@ -1,19 +1,21 @@
-"""``ExportManager``: forward what the pipeline stored to every configured exporter, off the ingest path.
+"""``Forwarder``: the export engine (persistent queue, enqueuer, one worker per exporter) in one process.
 
-Three kinds of threads, so that no exporter can slow or block ingest:
+It runs in the exporters' own process (``process.py``), so that its CPU (rewriting spans, writing
+and reading the queue, sending) never competes with ingest for the collector's interpreter lock;
+it is also usable in-process, as the tests of the engine do.
 
-1. The pipeline's writer thread calls ``after_commit`` once a batch is durable in the store. That
-   only appends the batch to an in-memory hand-off (bounded in bytes; when full the oldest batch is
-   dropped and counted) and wakes the enqueuer. It never logs, blocks or touches the disk.
+1. ``submit`` appends stored batches to an in-memory hand-off (bounded in bytes: when full the
+   oldest batch is dropped and counted) and wakes the enqueuer. It never logs, blocks or touches
+   the disk.
 2. One **enqueuer** thread rewrites each batch once per distinct filter setting (``enrich.py``),
    merges the result into requests of at most ``max_request_bytes``, appends them to the persistent
-   queue (``queue.py``) in one transaction, and trims each exporter's queue to its byte bound,
-   dropping the oldest requests (counted and logged).
-3. One **worker** thread per exporter sends its queue oldest first, one request at a time. Success
-   and permanent refusals delete the request; retryable failures keep it and wait a capped,
-   jittered exponential backoff (at least the server's ``Retry-After`` / ``RetryInfo``). Nothing is
-   dropped for being old or for failing often: only the queue bound, a permanent refusal or a
-   backend's partial-success rejection drop spans.
+   queue (``queue.py``) in one transaction, trims each exporter's queue to its byte bound (dropping
+   the oldest requests, counted and logged), then reports the batch queued (``on_queued``).
+3. One **worker** thread per exporter sends its queue oldest first, merging queued requests up to
+   ``max_request_bytes``. Success and permanent refusals delete what was sent; retryable failures
+   keep it and wait a capped, jittered exponential backoff (at least the server's ``Retry-After`` /
+   ``RetryInfo``). Nothing is dropped for being old or for failing often: only the queue bound, a
+   permanent refusal or a backend's partial-success rejection drop spans.
 
 On restart the queue resumes where it stopped. Shutdown moves everything handed off into the queue,
 cuts the workers' backoff short and interrupts a send in flight (it is sent again after restart: a
@@ -27,19 +29,16 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
 from .enrich import Enricher, SpanFilter, StoredRequest
-from .queue import ExportQueue, QueuedItem
+from .queue import ExportQueue, QueuedItem, QueueTotals
 from .senders import Outcome, Result, Sender, make_sender
 
 if TYPE_CHECKING:
-    from ..records import SpendRecord
     from .config import ExporterConfig
 
 logger = logging.getLogger(__name__)
@@ -56,6 +55,7 @@ WORKER_JOIN_S = 5.0
 LOG_EVERY_S = 30.0
 
 DROP_REASONS = ("queue_full", "permanent", "rejected", "overflow", "error")
+ATTEMPT_RESULTS = tuple(r.value for r in Result)
 
 
 class Backoff:
@@ -100,52 +100,13 @@ class ExporterStats:
     retries: int
     dropped_spans: dict[str, int]
     """By reason: ``queue_full``, ``permanent``, ``rejected`` (partial success), ``overflow``, ``error``."""
+    attempts: dict[str, int]
+    """Send attempts by result: ``success``, ``retryable``, ``permanent``."""
+    send_seconds: float
+    """Time spent in send attempts, in total."""
     last_error: str | None
     last_success_at: float | None
     """Unix time of the last accepted request."""
-
-
-class _Metrics:
-    """The exporters' Prometheus metrics, registered in the collector's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.sent = Counter(
-            "spendgate_collector_exporter_sent_spans",
-            "Spans accepted by an exporter's backend.",
-            ["exporter"],
-            registry=registry,
-        )
-        self.dropped = Counter(
-            "spendgate_collector_exporter_dropped_spans",
-            "Spans an exporter gave up on, by reason (queue_full, permanent, rejected, overflow, error).",
-            ["exporter", "reason"],
-            registry=registry,
-        )
-        self.attempts = Counter(
-            "spendgate_collector_exporter_send_attempts",
-            "Requests sent to a backend, by result (success, retryable, permanent).",
-            ["exporter", "result"],
-            registry=registry,
-        )
-        self.queue_spans = Gauge(
-            "spendgate_collector_exporter_queue_spans",
-            "Spans waiting in an exporter's queue.",
-            ["exporter"],
-            registry=registry,
-        )
-        self.queue_bytes = Gauge(
-            "spendgate_collector_exporter_queue_bytes",
-            "Bytes waiting in an exporter's persistent queue.",
-            ["exporter"],
-            registry=registry,
-        )
-        self.send_seconds = Histogram(
-            "spendgate_collector_exporter_send_seconds",
-            "Time of one send attempt to a backend.",
-            ["exporter"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=registry,
-        )
 
 
 @dataclass(slots=True)
@@ -161,6 +122,8 @@ class _Exporter:
     sent_requests: int = 0
     retries: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+    attempts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ATTEMPT_RESULTS, 0))
+    send_seconds: float = 0.0
     last_error: str | None = None
     last_success_at: float | None = None
     last_warned: dict[str, float] = field(default_factory=dict)
@@ -172,18 +135,28 @@ class _Exporter:
 
 @dataclass(slots=True)
 class _Batch:
-    requests: list[tuple[bytes, int, list[SpendRecord]]]
+    requests: Sequence[StoredRequest]
     inserted: set[int] | None
     size: int
+    token: Any
 
 
-class ExportManager:
-    """Persistent queue + enqueuer + one worker per exporter, with a start/shutdown lifecycle."""
+class Forwarder:
+    """Persistent queue + enqueuer + one worker per exporter, with a start/shutdown lifecycle.
 
-    def __init__(self, configs: Sequence[ExporterConfig], queue_path: Path, registry: CollectorRegistry) -> None:
+    ``on_queued(token)`` is called on the enqueuer thread once the batch submitted with ``token`` is
+    in the persistent queue (or was dropped); the exporters' process uses it to acknowledge.
+    """
+
+    def __init__(
+        self,
+        configs: Sequence[ExporterConfig],
+        queue_path: Path,
+        on_queued: Callable[[Any], None] | None = None,
+    ) -> None:
         self._configs = list(configs)
         self.queue_path = queue_path
-        self._metrics = _Metrics(registry)
+        self._on_queued = on_queued
         self._queue: ExportQueue | None = None
         self._exporters: list[_Exporter] = []
         # Exporters grouped by filter, so a batch is rewritten once per distinct setting.
@@ -198,6 +171,7 @@ class ExportManager:
         self._stop = threading.Event()
         self._closing = False
         self._stopped = False
+        self._last_totals: dict[str, QueueTotals] = {}  # what stats() shows once the queue is closed
 
     # --- lifecycle
 
@@ -210,7 +184,6 @@ class ExportManager:
             exporter = _Exporter(config, make_sender(config))
             self._exporters.append(exporter)
             self._groups.setdefault(config.span_filter, []).append(exporter)
-            self._publish(exporter)
         for span_filter in self._groups:
             self._enrichers[span_filter] = Enricher(span_filter)
         configured = {c.name for c in self._configs}
@@ -258,25 +231,29 @@ class ExportManager:
             if exporter.thread is not None:
                 exporter.thread.join(WORKER_JOIN_S)
         if self._queue is not None:
+            for exporter in self._exporters:
+                self._last_totals[exporter.name] = self._queue.totals(exporter.name)
             self._queue.close()
 
-    # --- intake (pipeline writer thread): no logging, no I/O, never blocks
+    # --- intake: no logging, no I/O, never blocks
 
-    def after_commit(self, requests: list[tuple[bytes, int, list[SpendRecord]]], inserted: list[SpendRecord]) -> None:
-        """Hand over requests whose spans are now durable; ``inserted`` are the records newly stored."""
+    def submit(self, requests: Sequence[StoredRequest], inserted: set[int] | None = None, token: Any = None) -> None:
+        """Hand over stored requests; ``inserted`` holds the ``id()`` of the records newly stored
+        (``None``: all were; the others are duplicates, not forwarded again)."""
         if self._closing or not self._exporters:
+            if self._on_queued is not None:
+                self._on_queued(token)
             return
-        total = sum(len(records) for _, _, records in requests)
-        # Only when some records were duplicates do we need to know which ones (rare: client retries).
-        inserted_ids = None if len(inserted) == total else {id(r) for r in inserted}
-        size = sum(len(payload) for payload, _, _ in requests)
+        size = sum(len(r.payload) for r in requests)
         with self._cond:
-            self._handoff.append(_Batch(requests, inserted_ids, size))
+            self._handoff.append(_Batch(requests, inserted, size, token))
             self._handoff_bytes += size
             while self._handoff_bytes > HANDOFF_MAX_BYTES and len(self._handoff) > 1:
                 dropped = self._handoff.popleft()
                 self._handoff_bytes -= dropped.size
-                self._overflow_spans += sum(spans for _, spans, _ in dropped.requests)
+                self._overflow_spans += sum(r.spans for r in dropped.requests)
+                if self._on_queued is not None:
+                    self._on_queued(dropped.token)
             self._cond.notify()
 
     # --- enqueuer thread
@@ -300,7 +277,7 @@ class ExportManager:
                 self._enqueue(batches)
             except Exception:
                 # Only a failing queue file gets here (disk full, I/O error); the spans stay in the store.
-                spans = sum(spans for b in batches for _, spans, _ in b.requests)
+                spans = sum(r.spans for b in batches for r in b.requests)
                 logger.exception("could not queue %d spans for export; they are dropped for export only", spans)
                 for exporter in self._exporters:
                     self._count_drop(exporter, "error", spans, None)
@@ -308,6 +285,9 @@ class ExportManager:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+                if self._on_queued is not None:
+                    for batch in batches:
+                        self._on_queued(batch.token)
 
     def _enqueue(self, batches: list[_Batch]) -> None:
         assert self._queue is not None
@@ -316,8 +296,8 @@ class ExportManager:
             enricher = self._enrichers[span_filter]
             pieces: list[tuple[bytes, int]] = []
             for batch in batches:
-                for payload, spans, records in batch.requests:
-                    data, kept = enricher.transform(StoredRequest(payload, spans, records), batch.inserted)
+                for request in batch.requests:
+                    data, kept = enricher.transform(request, batch.inserted)
                     if kept:
                         pieces.append((data, kept))
             for exporter in exporters:
@@ -333,7 +313,6 @@ class ExportManager:
                     spans,
                     f"queue full ({exporter.config.queue_max_bytes} bytes): dropped the oldest {requests} requests",
                 )
-            self._publish(exporter)
             exporter.wake.set()
 
     # --- worker threads
@@ -372,11 +351,10 @@ class ExportManager:
     def _deliver(self, exporter: _Exporter, item: QueuedItem, backoff: Backoff) -> float:
         """Send one queued request; return how long to wait before the next attempt."""
         assert self._queue is not None
-        m = self._metrics
         started = time.perf_counter()
         outcome: Outcome = exporter.sender.send(item.payload)
-        m.send_seconds.labels(exporter.name).observe(time.perf_counter() - started)
-        m.attempts.labels(exporter.name, outcome.result.value).inc()
+        exporter.send_seconds += time.perf_counter() - started
+        exporter.attempts[outcome.result.value] += 1
         if outcome.result is Result.RETRYABLE:
             self._queue.release(exporter.name)
             if self._stop.is_set():
@@ -397,21 +375,18 @@ class ExportManager:
             exporter.sent_spans += delivered
             exporter.sent_requests += 1
             exporter.last_success_at = time.time()
-            m.sent.labels(exporter.name).inc(delivered)
             if outcome.rejected_spans:
                 self._count_drop(
                     exporter, "rejected", outcome.rejected_spans, f"backend rejected spans: {outcome.detail}"
                 )
         exporter.state = "sending"
         backoff.reset()
-        self._publish(exporter)
         return 0.0
 
     # --- accounting
 
     def _count_drop(self, exporter: _Exporter, reason: str, spans: int, message: str | None) -> None:
         exporter.dropped[reason] += spans
-        self._metrics.dropped.labels(exporter.name, reason).inc(spans)
         if message:
             self._warn(exporter, reason, "exporter %s: %s; %d spans dropped", exporter.name, message, spans)
 
@@ -422,13 +397,6 @@ class ExportManager:
             exporter.last_warned[kind] = now
             logger.warning(fmt, *args)
 
-    def _publish(self, exporter: _Exporter) -> None:
-        if self._queue is None:
-            return
-        totals = self._queue.totals(exporter.name)
-        self._metrics.queue_spans.labels(exporter.name).set(totals.spans)
-        self._metrics.queue_bytes.labels(exporter.name).set(totals.bytes)
-
     # --- introspection
 
     def stats(self) -> dict[str, ExporterStats]:
@@ -436,7 +404,9 @@ class ExportManager:
         out: dict[str, ExporterStats] = {}
         now = time.time_ns()
         for e in self._exporters:
-            totals = self._queue.totals(e.name) if self._queue is not None and not self._stopped else None
+            if self._queue is not None and not self._stopped:
+                self._last_totals[e.name] = self._queue.totals(e.name)
+            totals = self._last_totals.get(e.name)
             out[e.name] = ExporterStats(
                 name=e.name,
                 protocol=e.config.protocol,
@@ -453,25 +423,29 @@ class ExportManager:
                 sent_requests=e.sent_requests,
                 retries=e.retries,
                 dropped_spans=dict(e.dropped),
+                attempts=dict(e.attempts),
+                send_seconds=round(e.send_seconds, 6),
                 last_error=e.last_error,
                 last_success_at=e.last_success_at,
             )
         return out
 
+    def idle(self) -> bool:
+        """True when everything handed off has been sent or dropped."""
+        with self._cond:
+            if self._handoff or self._busy:
+                return False
+        queue = self._queue
+        return queue is not None and all(queue.totals(e.name).items == 0 for e in self._exporters)
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until everything handed off has been sent or dropped (for tests and ``force_flush``)."""
+        """Wait until ``idle()`` (for tests and flushes)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._cond:
-                handed = bool(self._handoff) or self._busy
-            if (
-                not handed
-                and self._queue is not None
-                and all(self._queue.totals(e.name).items == 0 for e in self._exporters)
-            ):
-                return True
+        while not self.idle():
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.01)
-        return False
+        return True
 
 
 def _merge(pieces: list[tuple[bytes, int]], max_bytes: int) -> list[tuple[bytes, int]]:
