@@ -406,3 +406,12 @@ def test_map_stream_error() -> None:
 def test_restore_without_custom_tools_is_a_no_op() -> None:
     resp = ChatResponse(id="r", model="m", content=(TextPart("hi"),))
     assert restore_custom_calls(resp, set()) is resp
+
+
+@pytest.mark.parametrize("fragment", ["\\uZZZZ", "\\u12", "\\uD83D\\u0041", "\\uDE00"])
+def test_custom_call_stream_survives_bad_escapes(fragment: str) -> None:
+    rewriter = CustomCallStream({"ApplyPatch"})
+    events = [e for ev in _stream(['{"input":"a', fragment, 'b"}']) for e in rewriter.process(ev)] + rewriter.close()
+    text = "".join(e.arguments_fragment for e in events if isinstance(e, ToolCallDelta) and e.index == 0)
+    assert text.startswith("a") and text.endswith("b")
+    text.encode()  # no lone surrogates: the SSE writer must be able to encode it

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from spendgate.proxy.formats import openai_chat
+from spendgate.proxy.formats import openai_chat, responses_shaped
 from spendgate.proxy.formats.canonical import (
     ChatRequest,
     ChatResponse,
@@ -513,3 +513,19 @@ def test_writer_sends_one_usage_chunk_however_often_the_provider_reports() -> No
     chunks = openai_stream(ChatCompletionsSSEWriter(include_usage=True).write_all(events))
     assert [c.usage.completion_tokens for c in chunks if c.usage is not None] == [3]
     assert chunks[-1].usage is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": 7, "tools": "x", "stop": 3, "stream_options": "yes"},
+        {"messages": [{"role": "assistant", "tool_calls": {"a": 1}}, {"role": "user", "content": 5}]},
+        {"model": ["x"], "max_tokens": "many", "temperature": True, "tool_choice": {"type": "function"}},
+        {"choices": {"0": 1}, "usage": {"prompt_tokens": "a", "prompt_tokens_details": []}},
+    ],
+)
+def test_malformed_bodies_parse_without_raising(body: dict[str, Any]) -> None:
+    # Validation (400s naming the field) is the route's job; parsing must never crash on junk.
+    render_request(parse_request(body))
+    openai_chat.parse_response(body)
+    responses_shaped.parse_request(body)

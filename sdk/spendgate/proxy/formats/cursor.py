@@ -204,6 +204,12 @@ _PREFIX = '{"input":"'
 _PREFIX_GAPS = frozenset({0, 1, 8, 9})  # how much of _PREFIX is matched where JSON allows whitespace
 
 
+def _hex(digits: str) -> int | None:
+    if len(digits) != 4 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        return None
+    return int(digits, 16)
+
+
 class _InputDecoder:
     """Decodes the string value of ``{"input": "..."}`` from fragments, as they arrive.
 
@@ -267,7 +273,11 @@ class _InputDecoder:
             if i + 6 > len(text):
                 self._escape = text[i:]
                 break
-            unit = int(text[i + 2 : i + 6], 16)
+            unit = _hex(text[i + 2 : i + 6])
+            if unit is None:  # not valid JSON: keep the text as the model wrote it
+                out.append(text[i : i + 2])
+                i += 2
+                continue
             if not 0xD800 <= unit < 0xE000:
                 out.append(chr(unit))
                 i += 6
@@ -277,7 +287,7 @@ class _InputDecoder:
             if len(pair) < 6 and "\\u".startswith(pair[:2]) and unit < 0xDC00:
                 self._escape = text[i:]
                 break
-            low = int(pair[2:], 16) if len(pair) == 6 and pair.startswith("\\u") else 0
+            low = (_hex(pair[2:]) or 0) if len(pair) == 6 and pair.startswith("\\u") else 0
             if unit < 0xDC00 and 0xDC00 <= low < 0xE000:
                 out.append(chr(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)))
                 i += 12

@@ -97,7 +97,7 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
     """
     system: list[TextPart] = []
     messages: list[Message] = []
-    for raw in body.get("messages") or ():
+    for raw in _list(body.get("messages")):
         if not isinstance(raw, Mapping):
             continue
         message = _parse_message(raw)
@@ -130,7 +130,7 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
         max_tokens=max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None,
         temperature=_number_or_none(body.get("temperature")),
         top_p=_number_or_none(body.get("top_p")),
-        stop=(stop,) if isinstance(stop, str) else tuple(s for s in stop or () if isinstance(s, str)),
+        stop=(stop,) if isinstance(stop, str) else tuple(s for s in _list(stop) if isinstance(s, str)),
         stream=body.get("stream") is True,
         include_usage=isinstance(stream_options, Mapping) and stream_options.get("include_usage") is True,
         reasoning=Reasoning(effort=effort) if isinstance(effort, str) else None,
@@ -165,7 +165,7 @@ def _parse_message(raw: Mapping[str, Any]) -> Message | None:
         if isinstance(reasoning, str) and reasoning:
             parts.append(ThinkingPart(reasoning))
         parts.extend(_parse_content(raw.get("content")))
-        for call in raw.get("tool_calls") or ():
+        for call in _list(raw.get("tool_calls")):
             part = _parse_tool_call(call)
             if part is not None:
                 parts.append(part)
@@ -469,15 +469,23 @@ def render_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
 
 def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
     """An OpenAI ``usage`` object (Chat Completions or Responses naming) → :class:`Usage`."""
-    prompt = raw.get("prompt_tokens", raw.get("input_tokens")) or 0
-    completion = raw.get("completion_tokens", raw.get("output_tokens")) or 0
-    pdet = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
-    cdet = raw.get("completion_tokens_details") or raw.get("output_tokens_details") or {}
-    # Some compatible servers (DeepSeek, vLLM builds) report cache hits at the top level.
-    cached = pdet.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
-    written = pdet.get("cache_write_tokens") or pdet.get("cache_creation_tokens") or 0
-    reasoning = cdet.get("reasoning_tokens") or 0
-    return Usage(int(prompt), int(completion), int(cached), int(written), int(reasoning))
+    pdet = _mapping(raw.get("prompt_tokens_details") or raw.get("input_tokens_details"))
+    cdet = _mapping(raw.get("completion_tokens_details") or raw.get("output_tokens_details"))
+    return Usage(
+        _count(raw.get("prompt_tokens", raw.get("input_tokens"))),
+        _count(raw.get("completion_tokens", raw.get("output_tokens"))),
+        # Some compatible servers (DeepSeek, vLLM builds) report cache hits at the top level.
+        _count(pdet.get("cached_tokens") or raw.get("prompt_cache_hit_tokens")),
+        _count(pdet.get("cache_write_tokens") or pdet.get("cache_creation_tokens")),
+        _count(cdet.get("reasoning_tokens")),
+    )
+
+
+def _count(value: object) -> int:
+    """A token count from a provider's JSON: an int (or a whole float); anything else is 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value)
 
 
 def usage_to_openai(usage: Usage) -> dict[str, Any]:
@@ -504,9 +512,9 @@ def finish_reason_from_openai(reason: object) -> FinishReason | None:
 
 def parse_response(obj: Mapping[str, Any]) -> ChatResponse:
     """A ``chat.completion`` object → :class:`ChatResponse` (choice 0)."""
-    choices = obj.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], Mapping) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    choices = _list(obj.get("choices"))
+    choice = _mapping(choices[0] if choices else None)
+    message = _mapping(choice.get("message"))
     parts: list[Part] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -518,7 +526,7 @@ def parse_response(obj: Mapping[str, Any]) -> ChatResponse:
         parts.extend(_parse_content(content))
     if isinstance(message.get("refusal"), str) and message["refusal"]:
         parts.append(TextPart(message["refusal"]))
-    for call in message.get("tool_calls") or ():
+    for call in _list(message.get("tool_calls")):
         part = _parse_tool_call(call)
         if part is not None:
             parts.append(part)
@@ -775,7 +783,7 @@ class ChatCompletionsSSEParser:
                     created if isinstance(created, int) else None,
                 )
             )
-        for choice in chunk.get("choices") or ():
+        for choice in _list(chunk.get("choices")):
             if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta")
@@ -799,7 +807,7 @@ class ChatCompletionsSSEParser:
         refusal = delta.get("refusal")
         if isinstance(refusal, str) and refusal:
             events.append(TextDelta(refusal))
-        for position, call in enumerate(delta.get("tool_calls") or ()):
+        for position, call in enumerate(_list(delta.get("tool_calls"))):
             if isinstance(call, Mapping):
                 self._tool_call(call, position, events)
 
@@ -833,3 +841,11 @@ def parse_sse(data: bytes) -> list[StreamEvent]:
     """All events of a complete Chat Completions SSE body (for tests and non-streamed upstreams)."""
     parser = ChatCompletionsSSEParser()
     return parser.feed(data) + parser.close()
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}

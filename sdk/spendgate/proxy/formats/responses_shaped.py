@@ -91,7 +91,7 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
     while messages and messages[0].role == "system":
         system.extend(p for p in messages.pop(0).parts if isinstance(p, TextPart))
 
-    tools = [t for t in (parse_tool(raw) for raw in body.get("tools") or ()) if t is not None]
+    tools = [t for t in (parse_tool(raw) for raw in _list(body.get("tools"))) if t is not None]
     stream_options = body.get("stream_options")
     max_tokens = next(
         (body[k] for k in ("max_output_tokens", "max_completion_tokens", "max_tokens") if _is_int(body.get(k))),
@@ -110,7 +110,7 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
         max_tokens=max_tokens,
         temperature=_number(body.get("temperature")),
         top_p=_number(body.get("top_p")),
-        stop=(stop,) if isinstance(stop, str) else tuple(s for s in stop or () if isinstance(s, str)),
+        stop=(stop,) if isinstance(stop, str) else tuple(s for s in _list(stop) if isinstance(s, str)),
         stream=body.get("stream") is True,
         include_usage=isinstance(stream_options, Mapping) and stream_options.get("include_usage") is True,
         reasoning=_parse_reasoning(body),
@@ -218,7 +218,7 @@ def _parse_input(items: object) -> list[Message]:
         elif kind == "reasoning":
             summary = item.get("summary")
             text = "".join(
-                s.get("text", "") for s in summary or () if isinstance(s, Mapping) and isinstance(s.get("text"), str)
+                s.get("text", "") for s in _list(summary) if isinstance(s, Mapping) and isinstance(s.get("text"), str)
             )
             signature = item.get("encrypted_content") if isinstance(item.get("encrypted_content"), str) else None
             if text or signature:
@@ -272,3 +272,7 @@ def _parse_output(output: object) -> str | tuple[TextPart | ImagePart, ...]:
     if isinstance(output, list):
         return tuple(p for p in _parse_content(output) if isinstance(p, TextPart | ImagePart))
     return "" if output is None else orjson.dumps(output).decode()
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
