@@ -75,10 +75,6 @@ SHUTDOWN_TIMEOUT_MS = 5_000
 unreachable endpoint therefore delays exit by at most this much."""
 
 
-class _Unset:
-    """Marker for "argument not passed", where ``None`` is a meaningful value."""
-
-
 @dataclass(frozen=True, slots=True)
 class SdkStats:
     """A snapshot of the SDK's counters (best effort: increments from several threads are not locked)."""
