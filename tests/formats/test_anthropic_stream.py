@@ -10,6 +10,7 @@ into Chat Completions as ``reasoning_content`` deltas; its signature cannot (no 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterable
 from typing import Any
 
@@ -397,3 +398,46 @@ def test_anthropic_through_canonical_and_back_is_what_the_upstream_sent() -> Non
 def test_usage_to_anthropic_never_goes_negative() -> None:
     # A provider whose cache counts exceed its prompt count (seen in the wild) must not yield -1.
     assert usage_to_anthropic(Usage(input_tokens=5, cache_read_tokens=8))["input_tokens"] == 0
+
+
+def _random_stream(rnd: random.Random) -> tuple[list[StreamEvent], dict[int, str]]:
+    """Canonical events in a random but legal order: interleaved text, thinking and tool calls."""
+    calls = {i: orjson.dumps({"n": i, "word": "x" * rnd.randint(0, 12)}).decode() for i in range(rnd.randint(0, 4))}
+    pending = {i: [args[j : j + 3] for j in range(0, len(args), 3)] for i, args in calls.items()}
+    opened: list[int] = []
+    events: list[StreamEvent] = [StreamStart("s", "m")]
+    while len(opened) < len(calls) or any(pending[i] for i in opened) or rnd.random() < 0.3:
+        roll = rnd.random()
+        if roll < 0.15:
+            events.append(TextDelta(rnd.choice(["a", "b c", " d"])))
+        elif roll < 0.25:
+            events.append(ThinkingDelta(rnd.choice(["t", "u v"]), rnd.choice([None, None, "sig"])))
+        elif roll < 0.5 and len(opened) < len(calls):
+            opened.append(len(opened))
+            events.append(ToolCallStart(opened[-1], f"call_{opened[-1]}", "tool"))
+        elif opened:
+            index = rnd.choice(opened)
+            if pending[index]:
+                events.append(ToolCallDelta(index, pending[index].pop(0)))
+    events.append(Finish("tool_calls" if calls else "stop"))
+    events.append(UsageEvent(Usage(5, 6)))
+    return events, calls
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_legal_event_order_gives_well_formed_blocks_and_whole_tool_inputs(seed: int) -> None:
+    events, calls = _random_stream(random.Random(seed))
+    sse = AnthropicSSEWriter().write_all(events)
+    open_index, last_index = None, -1
+    for frame in sse.split(b"\n\n")[:-1]:
+        data = orjson.loads(frame.split(b"data: ", 1)[1])
+        if data["type"] == "content_block_start":
+            assert open_index is None and data["index"] == last_index + 1
+            open_index = last_index = data["index"]
+        elif data["type"] in ("content_block_delta", "content_block_stop"):
+            assert data["index"] == open_index
+            open_index = None if data["type"] == "content_block_stop" else open_index
+    message, _ = anthropic_final(sse)
+    tools = {int(b.id.removeprefix("call_")): b.input for b in message.content if b.type == "tool_use"}
+    assert tools == {i: json.loads(args) for i, args in calls.items()}
+    assert message.stop_reason == ("tool_use" if calls else "end_turn")

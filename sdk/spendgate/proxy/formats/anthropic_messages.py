@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -588,19 +589,24 @@ def _continues_tool_turn_without_thinking(messages: list[dict[str, Any]]) -> boo
 # Usage, stop reasons, responses
 
 
+def _count(value: object) -> int:
+    """A token count from a provider's JSON: a non-negative int, 0 for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return max(0, int(value))
+
+
 def usage_from_anthropic(raw: Mapping[str, Any]) -> Usage:
     """An Anthropic ``usage`` object → :class:`Usage` (input includes both cache counts)."""
-    uncached = raw.get("input_tokens") or 0
-    written = raw.get("cache_creation_input_tokens") or 0
-    read = raw.get("cache_read_input_tokens") or 0
+    written = _count(raw.get("cache_creation_input_tokens"))
+    read = _count(raw.get("cache_read_input_tokens"))
     details = raw.get("output_tokens_details")
-    thinking = details.get("thinking_tokens") if isinstance(details, Mapping) else 0
     return Usage(
-        input_tokens=int(uncached) + int(written) + int(read),
-        output_tokens=int(raw.get("output_tokens") or 0),
-        cache_read_tokens=int(read),
-        cache_write_tokens=int(written),
-        reasoning_tokens=int(thinking or 0),
+        input_tokens=_count(raw.get("input_tokens")) + written + read,
+        output_tokens=_count(raw.get("output_tokens")),
+        cache_read_tokens=read,
+        cache_write_tokens=written,
+        reasoning_tokens=_count(details.get("thinking_tokens")) if isinstance(details, Mapping) else 0,
     )
 
 
@@ -621,7 +627,8 @@ def usage_to_anthropic(usage: Usage) -> dict[str, Any]:
 def parse_response(obj: Mapping[str, Any]) -> ChatResponse:
     """An Anthropic ``message`` object → :class:`ChatResponse` (server-tool blocks are skipped)."""
     parts: list[Part] = []
-    for block in obj.get("content") or ():
+    content = obj.get("content")
+    for block in content if isinstance(content, list) else ():
         if not isinstance(block, Mapping):
             continue
         kind = block.get("type")
@@ -635,12 +642,12 @@ def parse_response(obj: Mapping[str, Any]) -> ChatResponse:
             parts.append(ThinkingPart(str(block.get("thinking") or ""), signature if signature else None))
         elif kind == "redacted_thinking":
             parts.append(ThinkingPart(str(block.get("data") or ""), redacted=True))
-    usage = obj.get("usage")
+    usage, stop_reason = obj.get("usage"), obj.get("stop_reason")
     return ChatResponse(
         id=str(obj.get("id") or ""),
         model=str(obj.get("model") or ""),
         content=tuple(parts),
-        finish_reason=finish_reason_from_anthropic(obj.get("stop_reason")),
+        finish_reason=finish_reason_from_anthropic(stop_reason if isinstance(stop_reason, str) else None),
         usage=usage_from_anthropic(usage) if isinstance(usage, Mapping) else None,
     )
 
@@ -1025,6 +1032,17 @@ def sse_event(name: str, data: Mapping[str, Any]) -> bytes:
 _MESSAGE_STOP = sse_event("message_stop", {"type": "message_stop"})
 
 
+@dataclass(slots=True)
+class _Held:
+    """Content held back while a tool block is open: one future block, filled as events arrive."""
+
+    kind: str  # "text" | "thinking" | "redacted" | "tool"
+    pieces: list[str] = field(default_factory=list)
+    signature: str | None = None
+    id: str = ""
+    name: str = ""
+
+
 class AnthropicSSEWriter:
     """Canonical stream events → Anthropic SSE bytes, the way the ``anthropic`` SDK reads them.
 
@@ -1036,9 +1054,12 @@ class AnthropicSSEWriter:
     or 0) and ``message_delta`` the real counts (the SDK takes those). ``message_delta`` waits
     for both the finish reason and the usage, or for :meth:`close`.
 
-    Tool calls: the first one streams live. A tool call that opens while another is open is held,
-    with its fragments, until the open one can no longer grow (finish, other content or the end),
-    because an Anthropic block cannot be reopened and providers may interleave parallel calls.
+    Tool calls: an Anthropic block cannot be reopened, and a provider may still send arguments
+    for a call after other content (parallel calls interleaved, text between fragments). So while
+    a tool block is open only its own fragments stream live; everything else (text, thinking,
+    further calls with their fragments) is held, in order, and written whole at the finish or the
+    end. Text and thinking before the first tool call stream live; with OpenAI's usual order (calls
+    one after the other) the first call streams live and the others follow at the finish.
     """
 
     def __init__(self, *, model: str | None = None, input_tokens: int | None = None) -> None:
@@ -1049,7 +1070,8 @@ class AnthropicSSEWriter:
         self._index = -1  # index of the last block opened
         self._open: str | None = None  # "text" | "thinking" | "signed" (thinking with signature) | "tool"
         self._active_tool: int | None = None
-        self._held: dict[int, tuple[str, str, list[str]]] = {}  # tool index → (id, name, fragments)
+        self._held: list[_Held] = []
+        self._held_tools: dict[int, _Held] = {}
         self._tools_seen = 0
         self._reason: str | None = None
         self.usage: Usage | None = None
@@ -1103,21 +1125,73 @@ class AnthropicSSEWriter:
         self._active_tool = index
         return out
 
-    def _flush_tools(self) -> bytes:
-        """Close the open block, then write every held tool call whole, in index order."""
+    def _text(self, text: str) -> bytes:
+        out = b"" if self._open == "text" else self._open_block("text", {"type": "text", "text": ""})
+        return out + self._delta({"type": "text_delta", "text": text})
+
+    def _thinking(self, text: str, signature: str | None) -> bytes:
+        out = b""
+        if text:
+            # A signature ends a thinking block: later thinking is a new block.
+            if self._open != "thinking":
+                out += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            out += self._delta({"type": "thinking_delta", "thinking": text})
+        if signature:
+            if self._open != "thinking":
+                out += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            out += self._delta({"type": "signature_delta", "signature": signature})
+            self._open = "signed"
+        return out
+
+    def _redacted(self, data: str) -> bytes:
+        return self._open_block("redacted", {"type": "redacted_thinking", "data": data}) + self._close_block()
+
+    def _hold(self, event: StreamEvent) -> None:
+        last = self._held[-1] if self._held else None
+        if isinstance(event, TextDelta):
+            if last is None or last.kind != "text":
+                last = _Held("text")
+                self._held.append(last)
+            last.pieces.append(event.text)
+        elif isinstance(event, ThinkingDelta):
+            if event.redacted:
+                self._held.append(_Held("redacted", [event.text]))
+                return
+            if last is None or last.kind != "thinking" or last.signature is not None:
+                last = _Held("thinking")
+                self._held.append(last)
+            last.pieces.append(event.text)
+            last.signature = event.signature or last.signature
+        elif isinstance(event, ToolCallStart):
+            held = _Held("tool", id=event.id, name=event.name)
+            self._held.append(held)
+            self._held_tools[event.index] = held
+        elif isinstance(event, ToolCallDelta) and event.index in self._held_tools:
+            self._held_tools[event.index].pieces.append(event.arguments_fragment)
+
+    def _release(self) -> bytes:
+        """Close the open block, then write everything held, each held item as one whole block."""
         out = self._close_block()
-        for index in sorted(self._held):
-            id_, name, fragments = self._held[index]
-            out += self._open_tool(index, id_, name)
-            if fragments:
-                out += self._delta({"type": "input_json_delta", "partial_json": "".join(fragments)})
+        for held in self._held:
+            joined = "".join(held.pieces)
+            if held.kind == "text":
+                out += self._text(joined) if joined else b""
+            elif held.kind == "thinking":
+                out += self._thinking(joined, held.signature)
+            elif held.kind == "redacted":
+                out += self._redacted(joined)
+            else:
+                out += self._open_tool(-1, held.id, held.name)
+                if joined:
+                    out += self._delta({"type": "input_json_delta", "partial_json": joined})
             out += self._close_block()
         self._held.clear()
+        self._held_tools.clear()
         return out
 
     def _end(self) -> bytes:
         self._ended = True
-        out = self._flush_tools()
+        out = self._release()
         self.stop_reason = self._reason or ("tool_use" if self._tools_seen else "end_turn")
         usage = usage_to_anthropic(self.usage) if self.usage is not None else {"output_tokens": 0}
         delta = {"stop_reason": self.stop_reason, "stop_sequence": None}
@@ -1133,27 +1207,21 @@ class AnthropicSSEWriter:
         if isinstance(event, StreamStart):
             return b"" if self._started else self._start(event.id, event.model)
         out = self._ensure_started()
-        if isinstance(event, TextDelta):
-            if event.text:
-                if self._open != "text":
-                    out += self._flush_tools() + self._open_block("text", {"type": "text", "text": ""})
-                out += self._delta({"type": "text_delta", "text": event.text})
-        elif isinstance(event, ThinkingDelta):
-            out += self._thinking(event)
-        elif isinstance(event, ToolCallStart):
-            if self._open == "tool" or self._held:
-                self._held[event.index] = (event.id, event.name, [])
-            else:
-                out += self._open_tool(event.index, event.id, event.name)
-        elif isinstance(event, ToolCallDelta):
-            if event.arguments_fragment:
-                if event.index == self._active_tool:
+        if isinstance(event, TextDelta | ThinkingDelta | ToolCallStart | ToolCallDelta):
+            if isinstance(event, ToolCallDelta) and event.index == self._active_tool:
+                if event.arguments_fragment:
                     out += self._delta({"type": "input_json_delta", "partial_json": event.arguments_fragment})
-                elif event.index in self._held:
-                    self._held[event.index][2].append(event.arguments_fragment)
+            elif self._active_tool is not None:
+                self._hold(event)  # the open tool block may still grow
+            elif isinstance(event, TextDelta):
+                out += self._text(event.text) if event.text else b""
+            elif isinstance(event, ThinkingDelta):
+                out += self._redacted(event.text) if event.redacted else self._thinking(event.text, event.signature)
+            elif isinstance(event, ToolCallStart):
+                out += self._open_tool(event.index, event.id, event.name)
         elif isinstance(event, Finish):
             self._reason = finish_reason_to_anthropic(event.reason)
-            out += self._flush_tools()
+            out += self._release()
             if self.usage is not None:
                 out += self._end()
         elif isinstance(event, UsageEvent):
@@ -1166,29 +1234,8 @@ class AnthropicSSEWriter:
             out += sse_event("error", stream_error_to_anthropic(event))
         return out
 
-    def _thinking(self, event: ThinkingDelta) -> bytes:
-        out = b""
-        if event.redacted:
-            out += self._flush_tools() + self._open_block("redacted", {"type": "redacted_thinking", "data": event.text})
-            return out + self._close_block()
-        if event.text:
-            # A signature ends a thinking block: later thinking is a new block.
-            if self._open != "thinking":
-                out += self._flush_tools() + self._open_block(
-                    "thinking", {"type": "thinking", "thinking": "", "signature": ""}
-                )
-            out += self._delta({"type": "thinking_delta", "thinking": event.text})
-        if event.signature:
-            if self._open != "thinking":
-                out += self._flush_tools() + self._open_block(
-                    "thinking", {"type": "thinking", "thinking": "", "signature": ""}
-                )
-            out += self._delta({"type": "signature_delta", "signature": event.signature})
-            self._open = "signed"
-        return out
-
     def close(self) -> bytes:
-        """End the message if it has not ended: held tool calls, ``message_delta`` and ``message_stop``."""
+        """End the message if it has not ended: held content, ``message_delta`` and ``message_stop``."""
         if self._ended:
             return b""
         return self._ensure_started() + self._end()
