@@ -41,11 +41,11 @@ from spendgate.proxy.errors import (
 )
 from spendgate.proxy.features import classify
 from spendgate.proxy.keys import KeyDirectory, KeyFileError, Principal
+from spendgate.proxy.providers import Provider, create_provider
 from spendgate.proxy.redact import redact
 from spendgate.proxy.routing import RETRYABLE_STATUSES, RoutingPolicy
 from spendgate.proxy.spans import CallRecord, SpanExportWorker, invocation_params
 from spendgate.proxy.stream import StreamTap, Usage, usage_from_openai
-from spendgate.proxy.upstream import Upstream
 
 logger = logging.getLogger("spendgate.proxy")
 
@@ -76,8 +76,8 @@ class ProxyState:
         self.control = control
         """Verdicts (and, with a collector, keys) from the control stream; None until started."""
         self.control_client: ControlClient | None = None
-        self.upstreams = {name: Upstream(name, p) for name, p in settings.providers.items()}
-        self.routes: dict[str, tuple[ModelRoute, Upstream]] = {
+        self.upstreams: dict[str, Provider] = {name: create_provider(name, p) for name, p in settings.providers.items()}
+        self.routes: dict[str, tuple[ModelRoute, Provider]] = {
             m.name: (m, self.upstreams[m.provider]) for m in settings.models
         }
         self.capture = settings.telemetry.capture_content
@@ -278,7 +278,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         changed = True
     feature = classify(body)
     rule_name = None
-    attempts: list[tuple[ModelRoute, Upstream]] = [(route, upstream)]
+    attempts: list[tuple[ModelRoute, Provider]] = [(route, upstream)]
     policy = state.routing
     if policy is not None:
         rule_name, names = policy.plan(

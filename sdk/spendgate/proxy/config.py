@@ -54,24 +54,49 @@ class Timeouts(_Model):
     total: float | None = Field(None, gt=0, description="cap on a whole call; none by default")
 
 
-class ProviderSettings(_Model):
-    """One upstream: an OpenAI-compatible endpoint (OpenAI, Azure-style, vLLM, Ollama, ...)."""
+ProviderType = Literal["openai", "anthropic", "bedrock"]
 
-    type: Literal["openai"] = "openai"
-    base_url: str
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+"""Base URL per provider type when none is configured (Bedrock's follows from its region)."""
+
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+
+
+class ProviderSettings(_Model):
+    """One upstream: an OpenAI-compatible endpoint (OpenAI, Azure-style, vLLM, Ollama, ...), the
+    Anthropic Messages API, or AWS Bedrock (``spendgate/proxy/providers/``)."""
+
+    type: ProviderType = "openai"
+    base_url: str | None = Field(
+        None, description="default: https://api.openai.com/v1 (openai), https://api.anthropic.com (anthropic)"
+    )
     api_key_env: str | None = None
     api_key: str | None = Field(None, description="resolved from api_key_env at load; never logged")
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(256, ge=1)
+    anthropic_version: str = Field(DEFAULT_ANTHROPIC_VERSION, description="anthropic-version header (anthropic)")
+    region: str | None = Field(None, description="AWS region (bedrock)")
 
     @field_validator("base_url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"must be an http(s) URL such as https://api.openai.com/v1, got {value!r}")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _default_url(self) -> ProviderSettings:
+        if self.base_url is None and self.type in DEFAULT_BASE_URLS:
+            # frozen model: set through object.__setattr__ once, at validation
+            object.__setattr__(self, "base_url", DEFAULT_BASE_URLS[self.type])
+        return self
 
     def __repr__(self) -> str:  # keep the key out of reprs and tracebacks
         return f"ProviderSettings(type={self.type!r}, base_url={self.base_url!r})"

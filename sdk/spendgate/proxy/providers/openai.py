@@ -1,0 +1,70 @@
+"""OpenAI-compatible upstreams (OpenAI, Azure-style, vLLM, Ollama, ...): Chat Completions in and out.
+
+The passthrough hot path in ``app.py`` posts to :attr:`OpenAIProvider.chat_url` directly with the
+session, exactly as before providers existed; the hooks below serve the translation path (an
+Anthropic-shaped or Responses-shaped request answered by an OpenAI-compatible model).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import yarl
+
+from spendgate.proxy.formats import openai_chat, responses_shaped
+from spendgate.proxy.formats.canonical import ChatResponse
+from spendgate.proxy.formats.cursor import map_context_overflow
+from spendgate.proxy.providers.base import Endpoint, EventParser, Provider
+
+if TYPE_CHECKING:
+    from spendgate.proxy.config import ProviderSettings
+    from spendgate.proxy.formats.canonical import ChatRequest
+
+
+class OpenAIProvider(Provider):
+    """An OpenAI-compatible endpoint; ``base_url`` includes the version (``https://api.openai.com/v1``)."""
+
+    format = "openai"
+    system = "openai"
+    default_base_url = "https://api.openai.com/v1"
+
+    def __init__(self, name: str, settings: ProviderSettings) -> None:
+        super().__init__(name, settings)
+        # Parsed once: aiohttp would otherwise parse the URL string on every request.
+        self.chat_url = yarl.URL(self.base_url + "/chat/completions")
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
+
+    def url_for(self, endpoint: Endpoint, model: str, *, stream: bool) -> yarl.URL:
+        if endpoint != "chat":
+            raise ValueError(f"OpenAI-compatible providers have no {endpoint} endpoint")
+        return self.chat_url
+
+    def render(self, req: ChatRequest) -> bytes:
+        # Responses-only fields with a Chat Completions equivalent (verbosity, response_format, ...).
+        extra = responses_shaped.chat_extra(req) if req.source_format == "responses" else None
+        return orjson.dumps(openai_chat.render_request(req, extra=extra))
+
+    def stream_parser(self) -> EventParser:
+        return openai_chat.ChatCompletionsSSEParser()
+
+    def parse_response(self, data: bytes) -> ChatResponse:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            obj = None
+        return openai_chat.parse_response(obj if isinstance(obj, dict) else {})
+
+    def error_to_openai(self, status: int, data: bytes) -> tuple[int, dict[str, Any]]:
+        # Compatible servers word overflows their own way (vLLM, Mistral, Gemini): one code for all.
+        status, body = map_context_overflow(status, data)
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
+            return status, obj
+        text = body.decode(errors="replace")[:500] or f"upstream error (HTTP {status})"
+        return status, {"error": {"message": text, "type": "server_error", "param": None, "code": None}}
