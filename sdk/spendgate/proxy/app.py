@@ -27,12 +27,10 @@ from aiohttp import web
 from spendgate.proxy import attribution, estimate
 from spendgate.proxy.budget_reply import pause_response
 from spendgate.proxy.config import ModelRoute, ProxySettings
-from spendgate.proxy.control import ControlClient, ControlState, start_control
+from spendgate.proxy.control import start_control
 from spendgate.proxy.errors import (
     CORS_HEADERS,
-    AuthenticationFailed,
     BadRequest,
-    BodyTooLarge,
     ModelNotAllowed,
     ModelNotFound,
     ProxyError,
@@ -40,11 +38,13 @@ from spendgate.proxy.errors import (
     sse_error_event,
 )
 from spendgate.proxy.features import classify
-from spendgate.proxy.keys import KeyDirectory, KeyFileError, Principal
-from spendgate.proxy.providers import Provider, create_provider
+from spendgate.proxy.inbound import authenticate, path_prefix, read_json, trace_ids
+from spendgate.proxy.keys import KeyDirectory, KeyFileError
+from spendgate.proxy.providers import Provider
 from spendgate.proxy.redact import redact
-from spendgate.proxy.routing import RETRYABLE_STATUSES, RoutingPolicy
+from spendgate.proxy.routing import RETRYABLE_STATUSES
 from spendgate.proxy.spans import CallRecord, SpanExportWorker, invocation_params
+from spendgate.proxy.state import SETTINGS, STATE, ProxyState
 from spendgate.proxy.stream import StreamTap, Usage, usage_from_openai
 
 logger = logging.getLogger("spendgate.proxy")
@@ -58,104 +58,6 @@ _STREAM_HEADERS = {
     "Access-Control-Allow-Origin": "*",
 }
 KEY_RELOAD_INTERVAL_S = 1.0
-
-
-class ProxyState:
-    """What the handlers share: routes, upstreams, keys and the span worker. Read-only per request."""
-
-    def __init__(
-        self,
-        settings: ProxySettings,
-        keys: KeyDirectory,
-        worker: SpanExportWorker | None,
-        control: ControlState | None = None,
-    ) -> None:
-        self.settings = settings
-        self.keys = keys
-        self.worker = worker
-        self.control = control
-        """Verdicts (and, with a collector, keys) from the control stream; None until started."""
-        self.control_client: ControlClient | None = None
-        self.upstreams: dict[str, Provider] = {name: create_provider(name, p) for name, p in settings.providers.items()}
-        self.routes: dict[str, tuple[ModelRoute, Provider]] = {
-            m.name: (m, self.upstreams[m.provider]) for m in settings.models
-        }
-        self.capture = settings.telemetry.capture_content
-        self.max_body = settings.max_body_bytes
-        self.pause_form = settings.pause_response
-        self.routing = RoutingPolicy(settings.routing) if RoutingPolicy.needed(settings.routing) else None
-
-
-SETTINGS = web.AppKey("settings", ProxySettings)
-STATE = web.AppKey("state", ProxyState)
-
-
-def _authenticate(state: ProxyState, headers: Any) -> Principal:
-    auth = headers.get("Authorization")
-    if auth is None:
-        key = headers.get("x-api-key")  # Anthropic-style clients
-        if not key:
-            raise AuthenticationFailed(
-                "Missing virtual key: send 'Authorization: Bearer sg-...' (create one with `spendgate keys create`).",
-                code="missing_api_key",
-            )
-    else:
-        scheme, _, key = auth.partition(" ")
-        if scheme.lower() != "bearer" or not key:
-            raise AuthenticationFailed(
-                "Malformed Authorization header: expected 'Bearer sg-...'.", code="invalid_api_key"
-            )
-    try:
-        return state.keys.lookup(key.strip())
-    except LookupError as exc:
-        raise AuthenticationFailed(f"Invalid virtual key: {exc.args[0]}.", code="invalid_api_key") from None
-
-
-def _prefix(request: web.Request) -> dict[str, str]:
-    segment = request.match_info.get("attrs")
-    if not segment:
-        return {}
-    try:
-        return attribution.parse_path_prefix(segment)
-    except ValueError as exc:
-        raise BadRequest(str(exc), code="invalid_attribution_prefix") from None
-
-
-async def _read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge(
-            f"Request body is {request.content_length} bytes; this gateway accepts at most {limit}.",
-            code="request_too_large",
-        )
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise BodyTooLarge(
-            f"Request body is over this gateway's limit of {limit} bytes.", code="request_too_large"
-        ) from None
-    if not raw:
-        raise BadRequest("Request body is empty: expected a JSON object.", code="invalid_json")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("Request body must be a JSON object.", code="invalid_json")
-    return raw, body
-
-
-def _trace_ids(headers: Any) -> tuple[int, int | None]:
-    """Trace id and parent span id from a W3C ``traceparent``; a fresh trace otherwise."""
-    tp = headers.get("traceparent")
-    if tp and len(tp) >= 55:
-        try:
-            trace_id, parent = int(tp[3:35], 16), int(tp[36:52], 16)
-        except ValueError:
-            pass
-        else:
-            if trace_id and parent:
-                return trace_id, parent
-    return random.getrandbits(128), None
 
 
 def _pass_headers(upstream_headers: Any, content_type: str | None) -> dict[str, str]:
@@ -213,9 +115,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     headers = request.headers
     try:
-        principal = _authenticate(state, headers)
-        prefix = _prefix(request)
-        raw, body = await _read_json(request, state.max_body)
+        principal = authenticate(state.keys, headers)
+        prefix = path_prefix(request)
+        raw, body = await read_json(request, state.max_body)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequest(
@@ -298,7 +200,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         changed = True
     payload = orjson.dumps(body) if changed else raw
 
-    trace_id, parent_id = _trace_ids(headers)
+    trace_id, parent_id = trace_ids(headers)
     rec = CallRecord(
         start_ns=start_ns,
         route=request.path,
@@ -447,7 +349,7 @@ async def list_models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the configured models this key may use, in OpenAI's list shape."""
     state = request.app[STATE]
     try:
-        principal = _authenticate(state, request.headers)
+        principal = authenticate(state.keys, request.headers)
     except ProxyError as exc:
         return exc.response()
     data = [

@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from spendgate.proxy.formats.cursor import DEFAULT_MAX_TOKENS_FLOOR
+
 DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_KEYS_FILE = "spendgate-data/keys.yaml"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -199,6 +201,22 @@ class RoutingSettings(_Model):
     )
 
 
+class CursorSettings(_Model):
+    """The Cursor route (``/cursor/v1/...``, docs/cursor.md)."""
+
+    max_tokens_floor: int | None = Field(
+        DEFAULT_MAX_TOKENS_FLOOR,
+        ge=1,
+        description="least max_tokens a tool-using turn gets (Cursor's can cut tool JSON short); null = off",
+    )
+    pause_response: Literal["error", "message"] = Field(
+        "message", description="a paused call answers as a chat message by default: Cursor shows it in the chat pane"
+    )
+    custom_tool_calls: Literal["raw", "json"] = Field(
+        "raw", description="how custom (grammar) tool calls such as ApplyPatch reach Cursor (formats/cursor.py)"
+    )
+
+
 class ProxySettings(_Model):
     """Everything ``spendgate proxy`` needs."""
 
@@ -210,6 +228,7 @@ class ProxySettings(_Model):
     telemetry: TelemetrySettings = TelemetrySettings()
     control: ControlSettings = ControlSettings()
     routing: RoutingSettings = RoutingSettings()
+    cursor: CursorSettings = CursorSettings()
     pause_response: Literal["error", "message"] = Field(
         "error",
         description="a paused call gets HTTP 402 with an OpenAI-style error, or a 200 assistant message",

@@ -1,0 +1,52 @@
+"""What the proxy's handlers share: settings, keys, providers, routes, policy and the span worker.
+
+Built once by ``create_app`` and only read on the request path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from spendgate.proxy.config import ModelRoute, ProxySettings
+from spendgate.proxy.providers import Provider, create_provider
+from spendgate.proxy.routing import RoutingPolicy
+
+if TYPE_CHECKING:
+    from spendgate.proxy.control import ControlClient, ControlState
+    from spendgate.proxy.keys import KeyDirectory
+    from spendgate.proxy.spans import SpanExportWorker
+
+
+class ProxyState:
+    """What the handlers share: routes, upstreams, keys and the span worker. Read-only per request."""
+
+    def __init__(
+        self,
+        settings: ProxySettings,
+        keys: KeyDirectory,
+        worker: SpanExportWorker | None,
+        control: ControlState | None = None,
+    ) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.worker = worker
+        self.control = control
+        """Verdicts (and, with a collector, keys) from the control stream; None until started."""
+        self.control_client: ControlClient | None = None
+        self.upstreams: dict[str, Provider] = {name: create_provider(name, p) for name, p in settings.providers.items()}
+        self.routes: dict[str, tuple[ModelRoute, Provider]] = {
+            m.name: (m, self.upstreams[m.provider]) for m in settings.models
+        }
+        self.capture = settings.telemetry.capture_content
+        self.max_body = settings.max_body_bytes
+        self.pause_form = settings.pause_response
+        self.routing = RoutingPolicy(settings.routing) if RoutingPolicy.needed(settings.routing) else None
+        self.translating = any(p.format != "openai" for p in self.upstreams.values())
+        """Some provider speaks another format: the chat route must check whether a call needs translation."""
+        self.cursor = settings.cursor
+
+
+SETTINGS = web.AppKey("settings", ProxySettings)
+STATE = web.AppKey("state", ProxyState)
