@@ -176,6 +176,8 @@ class ExportManager:
             [sys.executable, "-m", "spendgate_collector.exporters.process"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            # Out of the terminal's process group: Ctrl-C reaches the collector, which stops it.
+            start_new_session=True,
         )
         assert proc.stdin is not None and proc.stdout is not None
         entries = [c.model_dump(mode="json") for c in self._configs]

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import pickle
+import signal
 import struct
 import sys
 import threading
@@ -97,6 +99,14 @@ def _stats(forwarder: Any) -> dict[str, dict[str, Any]]:
     return {name: dataclasses.asdict(s) for name, s in forwarder.stats().items()}
 
 
+class _Stop(Exception):
+    """SIGTERM: stop as on ``("stop",)``."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Stop
+
+
 def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     """Run until ``("stop",)`` or end of input; return the exit status."""
     from .config import ExporterConfig
@@ -144,6 +154,8 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
             elif kind == "idle?":
                 idle = forwarder.idle()  # before the stats: they then show at least what idle saw
                 link.send(("idle", message[1], idle, _stats(forwarder)))
+    except _Stop:
+        pass
     finally:
         stop_stats.set()
         pusher.join()
@@ -153,7 +165,14 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
 
 
 def main() -> int:
-    return serve(sys.stdin.buffer, sys.stdout.buffer)
+    # The collector stops this process itself (``("stop",)``, or end of input if it died): Ctrl-C in
+    # a terminal must not kill it mid-batch; a SIGTERM stops it cleanly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Messages own stdout: anything a library prints goes to stderr instead of into the stream.
+    link = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return serve(sys.stdin.buffer, link)
 
 
 if __name__ == "__main__":
