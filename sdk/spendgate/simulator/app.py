@@ -1,7 +1,8 @@
 """The simulated provider's HTTP routes: thin aiohttp handlers around the pure replies of responses.py.
 
 Routes: ``POST /v1/chat/completions`` (and ``/chat/completions``), ``POST /v1/messages`` and
-``/v1/messages/count_tokens`` (Anthropic's shapes, see anthropic.py), ``GET /v1/models`` (and
+``/v1/messages/count_tokens`` (Anthropic's shapes, see anthropic.py), ``POST /model/{modelId}/invoke``
+and ``/model/{modelId}/invoke-with-response-stream`` (Bedrock's, SigV4-checked, see bedrock.py), ``GET /v1/models`` (and
 ``/models``), ``GET``/``DELETE /_sim/requests`` (what was received, for tests) and ``GET /healthz``.
 This server is the "direct" baseline of the proxy benchmark, so the request path does as little as
 it can: replies are cached by raw body, recorded requests are parsed only when someone asks.
@@ -19,7 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from spendgate.simulator import anthropic
+from spendgate.simulator import anthropic, bedrock
 from spendgate.simulator.config import SimulatorConfig
 from spendgate.simulator.responses import (
     Reply,
@@ -61,6 +62,7 @@ class _Simulator:
         self._ttft = config.ttft_ms / 1000
         self._models_body = orjson.dumps(models_object(config.models))
         self._prompt_cache = anthropic.PromptCache()
+        self._bedrock = bedrock.BedrockRoutes(cache=self._prompt_cache, chunks=config.chunks)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -149,14 +151,32 @@ class _Simulator:
         denied = self._unauthorized_anthropic(request)
         return self._send(denied or anthropic.count_tokens_reply(raw))
 
-    async def _answer(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+    async def bedrock_invoke(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        self._record(request, raw)
+        stream = request.path.endswith("/invoke-with-response-stream")
+        # The signature covers the path exactly as sent (still percent-encoded).
+        url = f"{request.scheme}://{request.host}{request.raw_path}"
+        model_id = request.match_info["model_id"]
+        reply = self._bedrock.answer(request.method, url, request.headers, raw, model_id, stream=stream)
+        request_id = (("x-amzn-RequestId", bedrock.request_id(raw)),)
+        if reply.status != 200:
+            return web.Response(
+                status=reply.status, body=reply.body, content_type=_JSON, headers=dict(reply.headers + request_id)
+            )
+        headers = {"Content-Type": bedrock.EVENT_STREAM_CONTENT_TYPE} if reply.stream else {}
+        return await self._answer(request, reply, headers={**headers, **dict(reply.headers + request_id)})
+
+    async def _answer(
+        self, request: web.Request, reply: Reply, headers: dict[str, str] | None = None
+    ) -> web.StreamResponse:
         """Send a built reply: an error at once, else the stream or the body after the simulated wait."""
         if reply.status != 200:
             return self._send(reply)
 
         delay = (self.config.chunk_delay_ms if reply.slow_ms is None else reply.slow_ms) / 1000
         if reply.stream:
-            return await self._stream(request, reply, delay)
+            return await self._stream(request, reply, delay, headers or _SSE_HEADERS)
 
         # A non-streamed answer takes as long as the streamed one would have.
         wait = self._ttft + delay * reply.delta_events
@@ -164,10 +184,12 @@ class _Simulator:
             await asyncio.sleep(wait)
         if reply.drop_after is not None:
             self._cut(request)  # the response below is never sent: the connection is closed
-        return web.Response(body=reply.body, content_type=_JSON)
+        return web.Response(body=reply.body, content_type=_JSON, headers=headers)
 
-    async def _stream(self, request: web.Request, reply: Reply, delay: float) -> web.StreamResponse:
-        response = web.StreamResponse(headers=_SSE_HEADERS)
+    async def _stream(
+        self, request: web.Request, reply: Reply, delay: float, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers=headers)
         if self._ttft > 0:
             await asyncio.sleep(self._ttft)
         events = reply.events
@@ -226,6 +248,9 @@ def create_app(config: SimulatorConfig | None = None) -> web.Application:
     app.router.add_post("/chat/completions", sim.chat_completions)
     app.router.add_post("/v1/messages", sim.messages)
     app.router.add_post("/v1/messages/count_tokens", sim.count_tokens)
+    # Model ids may hold "/" (inference profile ARNs), hence the pattern.
+    app.router.add_post("/model/{model_id:.+}/invoke", sim.bedrock_invoke)
+    app.router.add_post("/model/{model_id:.+}/invoke-with-response-stream", sim.bedrock_invoke)
     app.router.add_get("/v1/models", sim.models)
     app.router.add_get("/models", sim.models)
     app.router.add_get("/_sim/requests", sim.recorded_requests)
