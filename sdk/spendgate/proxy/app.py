@@ -18,16 +18,18 @@ import logging
 import math
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
 from spendgate.proxy import attribution, estimate
+from spendgate.proxy.admission import Plan, new_record
 from spendgate.proxy.budget_reply import pause_response
 from spendgate.proxy.config import ModelRoute, ProxySettings
 from spendgate.proxy.control import start_control
+from spendgate.proxy.cursor_route import cursor_chat_completions
 from spendgate.proxy.errors import (
     CORS_HEADERS,
     BadRequest,
@@ -38,14 +40,21 @@ from spendgate.proxy.errors import (
     sse_error_event,
 )
 from spendgate.proxy.features import classify
+from spendgate.proxy.formats import openai_chat
 from spendgate.proxy.inbound import authenticate, path_prefix, read_json, trace_ids
 from spendgate.proxy.keys import KeyDirectory, KeyFileError
+from spendgate.proxy.messages_route import count_tokens, messages
 from spendgate.proxy.providers import Provider
 from spendgate.proxy.redact import redact
 from spendgate.proxy.routing import RETRYABLE_STATUSES
 from spendgate.proxy.spans import CallRecord, SpanExportWorker, invocation_params
 from spendgate.proxy.state import SETTINGS, STATE, ProxyState
 from spendgate.proxy.stream import StreamTap, Usage, usage_from_openai
+from spendgate.proxy.translate import Call, serve
+
+if TYPE_CHECKING:
+    from spendgate.proxy.attribution import Attribution
+    from spendgate.proxy.keys import Principal
 
 logger = logging.getLogger("spendgate.proxy")
 
@@ -194,6 +203,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         )
         attempts = [state.routes[n] for n in names]
         route, upstream = attempts[0]
+    if state.translating and any(u.format != "openai" for _, u in attempts):
+        # Another provider format somewhere in the chain: through the canonical model (translate.py).
+        plan = Plan(attempts, rule=rule_name, verdict=verdict_applied)
+        return await _serve_translated(
+            request, state, start_ns, principal, attrib, feature, raw, body, plan, wants_usage
+        )
     target = route.target
     if target != model:
         body["model"] = target
@@ -345,6 +360,41 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             state.worker.record(rec)
 
 
+async def _serve_translated(
+    request: web.Request,
+    state: ProxyState,
+    start_ns: int,
+    principal: Principal,
+    attrib: Attribution,
+    feature: str,
+    raw: bytes,
+    body: dict[str, Any],
+    plan: Plan,
+    wants_usage: bool,
+) -> web.StreamResponse:
+    """A Chat Completions call that a non-OpenAI provider may serve: parse, then ``translate.serve``.
+
+    ``body`` may already ask for usage (the hot path adds it); ``wants_usage`` is what the client asked.
+    """
+    model = body["model"]
+    req = openai_chat.parse_request(body)
+    rec = new_record(
+        request,
+        state,
+        start_ns=start_ns,
+        principal=principal,
+        attrib=attrib,
+        feature=feature,
+        model=model,
+        plan=plan,
+        stream=req.stream,
+        body=body,
+        raw=raw,
+    )
+    call = Call("openai", req, body, plan.attempts, rec, wants_usage=req.stream and wants_usage)
+    return await serve(request, state, call)
+
+
 async def list_models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the configured models this key may use, in OpenAI's list shape."""
     state = request.app[STATE]
@@ -389,7 +439,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def _not_found(request: web.Request) -> web.Response:
     return error_response(
         404,
-        f"Unknown route {request.method} {request.path}; this gateway serves /v1/chat/completions and /v1/models.",
+        f"Unknown route {request.method} {request.path}; this gateway serves /v1/chat/completions, "
+        "/v1/models, /v1/messages and /cursor/v1/... (docs/proxy.md).",
         "invalid_request_error",
         code="unknown_route",
     )
@@ -449,6 +500,10 @@ def create_app(
         for base in ("/v1", ""):
             app.router.add_post(f"{prefix}{base}/chat/completions", chat_completions)
             app.router.add_get(f"{prefix}{base}/models", list_models)
+        app.router.add_post(f"{prefix}/v1/messages", messages)
+        app.router.add_post(f"{prefix}/v1/messages/count_tokens", count_tokens)
+        app.router.add_post(f"{prefix}/cursor/v1/chat/completions", cursor_chat_completions)
+        app.router.add_get(f"{prefix}/cursor/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
     app.router.add_route("*", "/{tail:.*}", _not_found)

@@ -7,12 +7,15 @@ Anthropic-shaped or Responses-shaped request answered by an OpenAI-compatible mo
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import yarl
 
 from spendgate.proxy.formats import openai_chat, responses_shaped
+from spendgate.proxy.formats.anthropic_messages import EFFORT_BUDGETS
 from spendgate.proxy.formats.canonical import ChatResponse
 from spendgate.proxy.formats.cursor import map_context_overflow
 from spendgate.proxy.providers.base import Endpoint, EventParser, Provider
@@ -20,6 +23,18 @@ from spendgate.proxy.providers.base import Endpoint, EventParser, Provider
 if TYPE_CHECKING:
     from spendgate.proxy.config import ProviderSettings
     from spendgate.proxy.formats.canonical import ChatRequest
+
+
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+"""OpenAI models that take ``reasoning_effort`` (as ``formats.openai_chat`` tells them apart)."""
+
+
+def effort_for(budget_tokens: int) -> str:
+    """The OpenAI effort closest to an Anthropic thinking budget (``anthropic_messages.EFFORT_BUDGETS``, reversed)."""
+    for effort in ("low", "medium", "high"):
+        if budget_tokens <= EFFORT_BUDGETS[effort]:
+            return effort
+    return "high"
 
 
 class OpenAIProvider(Provider):
@@ -43,6 +58,19 @@ class OpenAIProvider(Provider):
         return self.chat_url
 
     def render(self, req: ChatRequest) -> bytes:
+        reasoning = req.reasoning
+        if (
+            reasoning is not None
+            and reasoning.enabled
+            and reasoning.effort is None
+            and reasoning.budget_tokens
+            and _REASONING_MODEL.match(req.model.rsplit("/", 1)[-1])
+        ):
+            # Anthropic-style thinking budget → an effort; only for models that take one (others
+            # refuse reasoning_effort with a 400).
+            req = dataclasses.replace(
+                req, reasoning=dataclasses.replace(reasoning, effort=effort_for(reasoning.budget_tokens))
+            )
         # Responses-only fields with a Chat Completions equivalent (verbosity, response_format, ...).
         extra = responses_shaped.chat_extra(req) if req.source_format == "responses" else None
         return orjson.dumps(openai_chat.render_request(req, extra=extra))

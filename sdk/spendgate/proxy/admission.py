@@ -1,0 +1,144 @@
+"""Admitting a call on the translating routes: budget verdict, routing plan and the span record.
+
+The Chat Completions hot path in ``app.py`` does the same steps inline; ``/v1/messages`` and the
+Cursor route share them from here so that budgets (pause, route) and the routing policy
+(rules, weighted targets, fallbacks) behave the same whichever door a call came through.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from spendgate.proxy.errors import ModelNotAllowed, ModelNotFound, ProxyError
+from spendgate.proxy.inbound import trace_ids
+from spendgate.proxy.redact import redact
+from spendgate.proxy.spans import CallRecord, invocation_params
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from spendgate.proxy.attribution import Attribution
+    from spendgate.proxy.config import ModelRoute
+    from spendgate.proxy.keys import Principal
+    from spendgate.proxy.providers import Provider
+    from spendgate.proxy.state import ProxyState
+
+
+class ControlUnavailable(ProxyError):
+    """Fail-closed proxy without control state yet."""
+
+    status = 503
+    type = "api_error"
+
+
+@dataclass(slots=True)
+class Plan:
+    """Where a call goes: targets in order, the rule that chose them, and any verdict applied."""
+
+    attempts: list[tuple[ModelRoute, Provider]]
+    rule: str | None = None
+    verdict: str | None = None
+    pause: Any = None
+    """The pausing verdict, when the call must be refused (the route answers in its own format)."""
+
+
+def lookup_model(state: ProxyState, principal: Principal, model: str) -> tuple[ModelRoute, Provider]:
+    """The configured route for ``model``; raises ``ModelNotFound`` / ``ModelNotAllowed``."""
+    found = state.routes.get(model)
+    if found is None:
+        raise ModelNotFound(
+            f"The model '{model}' does not exist on this gateway; GET /v1/models lists the configured ones.",
+            code="model_not_found",
+            param="model",
+        )
+    if not principal.allows(model):
+        raise ModelNotAllowed(
+            f"Virtual key {principal.key_id} may not use model '{model}'.", code="model_not_allowed", param="model"
+        )
+    return found
+
+
+def plan_call(
+    state: ProxyState,
+    principal: Principal,
+    attrib: Attribution,
+    model: str,
+    *,
+    feature: str | None,
+    prompt_tokens: int,
+) -> Plan:
+    """The call's plan; raises ``ModelNotFound`` / ``ModelNotAllowed`` / ``ControlUnavailable``."""
+    found = lookup_model(state, principal, model)
+    name, verdict_applied = model, None
+    control = state.control
+    if control is not None:
+        if control.should_refuse:
+            raise ControlUnavailable(
+                "The gateway has not received its key and budget state from the collector yet; retry shortly.",
+                code="control_state_unavailable",
+            )
+        verdict = control.verdict_for(principal, attrib.repo, model)
+        if verdict is not None:
+            if verdict.action == "pause":
+                return Plan([found], pause=verdict)
+            if verdict.route_to in state.routes:  # a route to a model this proxy does not serve is ignored
+                name, verdict_applied = verdict.route_to, "route"
+    policy = state.routing
+    if policy is None:
+        return Plan([state.routes[name]], verdict=verdict_applied)
+    rule, names = policy.plan(
+        name,
+        feature=feature,
+        user=principal.user,
+        team=principal.team,
+        cost_center=principal.cost_center,
+        repo=attrib.repo,
+        prompt_tokens=prompt_tokens,
+    )
+    return Plan([state.routes[n] for n in names], rule=rule, verdict=verdict_applied)
+
+
+def new_record(
+    request: web.Request,
+    state: ProxyState,
+    *,
+    start_ns: int,
+    principal: Principal,
+    attrib: Attribution,
+    feature: str | None,
+    model: str,
+    plan: Plan,
+    stream: bool,
+    body: dict[str, Any],
+    raw: bytes,
+) -> CallRecord:
+    """The span record of an admitted call, as the hot path fills it."""
+    route, provider = plan.attempts[0]
+    trace_id, parent_id = trace_ids(request.headers)
+    rec = CallRecord(
+        start_ns=start_ns or time.time_ns(),
+        route=request.path,
+        trace_id=trace_id,
+        span_id=random.getrandbits(64),
+        parent_span_id=parent_id,
+        principal=principal,
+        attribution=attrib,
+        feature=feature,
+        requested_model=model,
+        served_model=route.target,
+        provider_id=provider.name,
+        provider_system=provider.system,
+        server_address=provider.host,
+        server_port=provider.port,
+        stream=stream,
+        params=invocation_params(body),
+        verdict=plan.verdict,
+        routing_rule=plan.rule,
+    )
+    if state.capture:
+        rec.input_text = redact(raw.decode(errors="replace"))
+        rec.output_text = ""
+    return rec
