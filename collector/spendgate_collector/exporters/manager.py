@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .enrich import forward_fields
-from .forwarder import ATTEMPT_RESULTS, DROP_REASONS, HANDOFF_MAX_BYTES, ExporterStats
+from .forwarder import ATTEMPT_RESULTS, DROP_REASONS, HANDOFF_MAX_BYTES, LOG_EVERY_S, ExporterStats
 from .process import frame, read_frame
 
 if TYPE_CHECKING:
@@ -147,6 +147,8 @@ class ExportManager:
         self._unacked: collections.OrderedDict[int, _Pending] = collections.OrderedDict()
         self._unacked_bytes = 0
         self._overflow: dict[str, int] = dict.fromkeys((c.name for c in self._configs), 0)
+        self._overflow_pending = 0
+        self._overflow_warned = -LOG_EVERY_S
         self._seq = itertools.count(1)
         self._idle_tokens = itertools.count(1)
         self._idle_replies: dict[int, bool] = {}
@@ -251,9 +253,7 @@ class ExportManager:
             while self._handoff_bytes > HANDOFF_MAX_BYTES and len(self._handoff) > 1:
                 dropped, _, dropped_size = self._handoff.popleft()
                 self._handoff_bytes -= dropped_size
-                spans = sum(spans for _, spans, _ in dropped)
-                for name in self._overflow:
-                    self._overflow[name] += spans
+                self._overflow_pending += sum(spans for _, spans, _ in dropped)  # counted by the shipper
             self._cond.notify_all()
 
     # --- shipper thread
@@ -267,6 +267,11 @@ class ExportManager:
                 requests, inserted, _ = self._handoff.popleft()
                 self._handoff_bytes -= sum(len(p) for p, _, _ in requests)
                 self._shipping = True
+                overflow, self._overflow_pending = self._overflow_pending, 0
+                for name in self._overflow:
+                    self._overflow[name] += overflow
+            if overflow:
+                self._count_overflow(overflow)
             try:
                 seq = next(self._seq)
                 pending = _Pending(
@@ -288,6 +293,16 @@ class ExportManager:
                 with self._cond:
                     self._shipping = False
                     self._cond.notify_all()
+
+    def _count_overflow(self, spans: int) -> None:
+        for name in self._overflow:
+            self._metrics.dropped.labels(name, "overflow").inc(spans)
+        now = time.monotonic()
+        if now - self._overflow_warned >= LOG_EVERY_S:
+            self._overflow_warned = now
+            logger.warning(
+                "exporters: hand-off full (the exporters' process is not keeping up); %d spans dropped", spans
+            )
 
     def _write(self, data: bytes) -> None:
         proc = self._proc
