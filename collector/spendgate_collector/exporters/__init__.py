@@ -4,10 +4,12 @@
       - {name: tempo, protocol: grpc, endpoint: "http://tempo:4317"}
       - {name: phoenix, protocol: http, endpoint: "http://phoenix:6006/v1/traces", llm_only: true}
 
-Modules: ``config`` (one exporter's settings), ``enrich`` (rewrite a stored request: cost,
-attribution, filters), ``wire`` (the lean OTLP schema and encoder it uses), ``queue`` (persistent
-per-exporter FIFO in SQLite), ``senders`` (one gRPC / HTTP attempt, classified retryable or
-permanent), ``manager`` (hand-off from the pipeline, enqueuer and worker threads, stats, metrics).
+Modules: ``config`` (one exporter's settings), ``manager`` (the collector's side: hand-off from the
+pipeline, the exporters' process, stats, metrics), ``process`` (that process's main loop and the
+messages between the two), ``forwarder`` (the engine it runs: enqueuer and worker threads),
+``enrich`` (rewrite a stored request: cost, attribution, filters), ``wire`` (the lean OTLP schema and
+encoder it uses), ``queue`` (persistent per-exporter FIFO in SQLite), ``senders`` (one gRPC / HTTP
+attempt, classified retryable or permanent).
 """
 
 from __future__ import annotations
