@@ -79,8 +79,19 @@ class PhaseResult:
 class Target:
     """One endpoint to load: URL, headers and body, and a pooled session (``async with``)."""
 
-    def __init__(self, name: str, url: str, body: bytes, headers: dict[str, str], *, max_connections: int = 64) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        max_connections: int = 64,
+        done: bytes = DONE,
+    ) -> None:
         self.name = name
+        self.done = done
+        """How a complete stream ends (Anthropic streams end with ``message_stop``, not ``[DONE]``)."""
         self.url = url
         self.body = body
         self.headers = headers
@@ -120,8 +131,8 @@ async def _one_call(target: Target, expect_usage: bool, result: PhaseResult) -> 
             size += len(chunk)
             tail = chunk[-_TAIL_BYTES:] if len(chunk) >= _TAIL_BYTES else (tail + chunk)[-_TAIL_BYTES:]
     end = time.perf_counter_ns()
-    if first is None or not tail.endswith(DONE):
-        raise BadResponse(f"stream did not end with [DONE] (last bytes {tail[-60:]!r})")
+    if first is None or not tail.endswith(target.done):
+        raise BadResponse(f"stream did not end with {target.done!r} (last bytes {tail[-60:]!r})")
     if expect_usage and b'"prompt_tokens"' not in tail:
         raise BadResponse("stream carried no usage event")
     result.ttfb_ms.append((first - start) / 1e6)
