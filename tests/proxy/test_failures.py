@@ -143,3 +143,47 @@ def test_provider_key_never_returned_to_client(gateway: Gateway) -> None:
     )
     assert PROVIDER_KEY not in resp.text
     assert PROVIDER_KEY not in str(resp.headers)
+
+
+@pytest.fixture
+def cookie_upstream() -> Iterator[tuple[ServerHandle, list[str | None]]]:
+    """Sets a cookie on every answer and records the Cookie header it receives."""
+    seen: list[str | None] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(request.headers.get("Cookie"))
+        resp = web.json_response(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "gpt-4.1",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
+        resp.set_cookie("__cf_bm", "tracking-" + str(len(seen)))
+        return resp
+
+    def make() -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", chat)
+        return app
+
+    with serve_app(make) as srv:
+        yield srv, seen
+
+
+def test_provider_cookies_are_never_replayed(tmp_path: Path, cookie_upstream: tuple[ServerHandle, list]) -> None:
+    srv, seen = cookie_upstream
+    # By host name: aiohttp's default jar ignores cookies from bare IP addresses, which would hide the bug.
+    url = f"http://localhost:{srv.port}/v1"
+    gen = start_gateway(tmp_path, srv, providers={"sim": {"base_url": url}})
+    gw = next(gen)
+    try:
+        for user in ("ana@acme.com", "bo@acme.com"):
+            gw.client(user).chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        gen.close()
+    assert seen == [None, None]  # ana's provider cookie never reaches bo's call

@@ -159,6 +159,10 @@ class Provider(ABC):
                 headers=self.headers,  # session defaults: no per-request header merge on the hot path
                 skip_auto_headers=("User-Agent",),
                 raise_for_status=False,
+                # One session serves every developer: a provider's Set-Cookie (e.g. a CDN's bot
+                # cookie) must never be replayed on someone else's call. No jar also means no
+                # per-request cookie filtering on the hot path.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
