@@ -108,7 +108,9 @@ def test_streaming_tool_use(server: ServerHandle) -> None:
     httpx.delete(server.url + "/_sim/requests")
     provider = bedrock_provider(server.url)
     status, events, reads = asyncio.run(
-        _stream(provider, _request("Weather and time in Paris?", stream=True, tools=(WEATHER, TIME)))
+        # [[sim:slow=5]] spaces the frames out, so "decoded as they arrive" does not depend on how
+        # the kernel happens to coalesce a fast local stream into one read.
+        _stream(provider, _request("Weather and time in Paris? [[sim:slow=5]]", stream=True, tools=(WEATHER, TIME)))
     )
 
     assert status == 200
