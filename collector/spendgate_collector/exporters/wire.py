@@ -14,15 +14,15 @@ The schema is built on first use in a private descriptor pool; importing this mo
 from __future__ import annotations
 
 import functools
-import struct
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
+from spendgate_semconv import otlp_wire
+
 _F = descriptor_pb2.FieldDescriptorProto
 _PACKAGE = "spendgate.export.v1"
-_pack_double = struct.Struct("<d").pack
 
 
 def _add(
@@ -121,44 +121,8 @@ def event_name(raw: bytes) -> str:
 
 # --- writing attributes
 
-_SMALL = [bytes((i,)) for i in range(128)]
-
-
-def _varint_bytes(n: int) -> bytes:
-    if 0 <= n < 0x80:
-        return _SMALL[n]
-    if n < 0:
-        n += 1 << 64  # int64 two's complement, as protobuf writes negative varints
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _ld(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint_bytes(len(payload)) + payload
-
-
-@functools.lru_cache(maxsize=4096)
-def _key_prefix(key: str) -> bytes:
-    return _ld(b"\x0a", key.encode())
-
-
-def key_value(key: str, value: str | float | int | bool) -> bytes:
-    """A raw ``KeyValue`` for a scalar ``value`` (str, bool, int or float)."""
-    if value.__class__ is str:
-        any_value = _ld(b"\x0a", value.encode())  # type: ignore[union-attr]
-    elif isinstance(value, bool):  # before int: bool is an int
-        any_value = b"\x10\x01" if value else b"\x10\x00"
-    elif isinstance(value, int):
-        any_value = b"\x18" + _varint_bytes(value)
-    elif isinstance(value, float):
-        any_value = b"\x21" + _pack_double(value)
-    else:
-        any_value = _ld(b"\x0a", str(value).encode())
-    return _key_prefix(key) + _ld(b"\x12", any_value)
+# The writer is shared with the proxy's encoder (``spendgate_semconv.otlp_wire``).
+key_value = otlp_wire.key_value
 
 
 # --- reading an OTLP export response
