@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -169,14 +171,24 @@ async def _demo(base: str, keys: dict[str, str], worker: Any, collector: Any, ec
     echo(format_table(rows, ["developer", "team", "repo"]))
 
 
+def _command_name() -> str:
+    """How the user can call us from their shell: ``spendgate`` when on PATH, else the script's path."""
+    if shutil.which("spendgate"):
+        return "spendgate"
+    return os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0].endswith("spendgate") else "spendgate"
+
+
 def _howto(base: str, keys_file: Path, collector: Any, echo: Any) -> None:
     month = datetime.now(UTC).strftime("%Y-%m")
+    sg = _command_name()
     echo(f"""try it (in another terminal):
-  KEY=$(spendgate keys create --keys-file {keys_file} --user you@acme.com --team platform --repo acme-api)
+  KEY=$({sg} keys create --keys-file {keys_file} --user you@acme.com --team platform --repo acme-api)
   curl -N {base}/chat/completions -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\
        -d '{{"model": "gpt-4.1-mini", "stream": true, "messages": [{{"role": "user", "content": "hello"}}]}}'
-  spendgate report --api {collector.api_url} --month {month} --by team,repo
-  curl '{collector.api_url}/api/chargeback.csv?month={month}'
+  {sg} report --api {collector.api_url} --month {month} --by team,repo
+  {sg} budgets set platform --team platform --limit 0.01 --api {collector.api_url}   # then watch the 402
+  {sg} status --api {collector.api_url}
+Cursor: base URL {base.removesuffix("/v1")}/cursor/v1 (behind public HTTPS), API key = the sg- key; see docs/cursor.md
 Ctrl-C stops everything.""")
 
 
