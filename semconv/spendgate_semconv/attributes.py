@@ -245,6 +245,9 @@ class RepoSource:
     SDK = "sdk"
     """Set by application code through the spendgate SDK."""
 
+    CURSOR_ADMIN_API = "cursor-admin-api"
+    """A Cursor-billed event read from the Cursor Admin API: no repository is known for it."""
+
     NONE = "none"
     """No source named a repository."""
 
@@ -257,3 +260,6 @@ class UsageSource:
 
     ESTIMATE = "estimate"
     """Counted by the proxy from the text it saw, because the provider never reported usage."""
+
+    CURSOR_ADMIN_API = "cursor-admin-api"
+    """Token counts and cost Cursor reported for its own billed traffic (Admin API usage events)."""
