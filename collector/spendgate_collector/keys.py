@@ -107,3 +107,13 @@ class KeyDirectory:
     def lookup(self, key_id: str) -> Principal | None:
         """The principal bound to ``key_id``, or ``None``."""
         return self._principals.get(key_id)
+
+    def lookup_user(self, user: str) -> Principal | None:
+        """A principal whose user is ``user`` (case-insensitive; the Cursor connector knows only emails).
+
+        With several keys for one user, the one with a team wins, then the first in the file.
+        """
+        self.refresh()
+        wanted = user.strip().lower()
+        matches = [p for p in self._principals.values() if p.user and p.user.strip().lower() == wanted]
+        return next((p for p in matches if p.team), matches[0] if matches else None)
