@@ -27,6 +27,8 @@ from .budgets_api import BudgetsApi
 from .config import CollectorConfig, split_host_port
 from .control import ControlServer
 from .costing import PricingStage
+from .cursor_admin import CursorAdminPoller
+from .cursor_admin.config import build_poller
 from .errors import ConfigError
 from .keys import KeyDirectory
 from .metrics import CollectorMetrics
@@ -84,6 +86,8 @@ class Collector:
         self._budget_timer_stop: asyncio.Event | None = None
         # Exporters (exporters/): forward stored spans, priced, to other OTLP backends; None when none.
         self.exporters: ExportManager | None = None
+        # Cursor-billed spend (cursor_admin/): the Admin API poller; None unless cursor_admin.enabled.
+        self.cursor_admin: CursorAdminPoller | None = None
         self._started = False
         self._stopped = False
         self._stop_lock: asyncio.Lock | None = None
@@ -195,6 +199,12 @@ class Collector:
         if cfg.control is not None:
             self.control = ControlServer(cfg.control, self.verdicts, cfg.keys_file, heartbeat_s=cfg.control_heartbeat_s)
             await self._bind("control", cfg.control, self.control.start)
+        # Cursor-billed spend (cursor_admin/): it writes through the pipeline's writer thread.
+        self.cursor_admin = build_poller(
+            cfg.cursor_admin, self.store, cfg.db, keys=self.keys, writer=self.pipeline.write_records
+        )
+        if self.cursor_admin is not None:
+            await self.cursor_admin.start()
         self._pricer = pricer
         logger.info(
             "collector started: otlp grpc=%s http=%s api=%s control=%s db=%s",
@@ -322,6 +332,8 @@ class Collector:
             if self.control is not None:
                 stops.append(self.control.stop())  # proxies keep their last state and resubscribe
             await asyncio.gather(*stops, return_exceptions=True)
+            if self.cursor_admin is not None:  # before the pipeline, whose writer thread it uses
+                await self.cursor_admin.shutdown()
             if self.pipeline is not None:
                 await self.pipeline.shutdown(timeout)
             if self.exporters is not None:  # after the pipeline: its last batches are queued for export

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from . import env
+from .cursor_admin.config import CursorAdminConfig
 from .errors import ConfigError
 from .exporters.config import ExporterConfig, validate_exporters
 
@@ -102,6 +103,10 @@ class CollectorConfig(BaseModel):
     """OTLP exporters that forward stored spans with cost and attribution added (``exporters/config.py``)."""
     exporters_queue_file: Path | None = None
     """SQLite file of the exporters' persistent queue; default: ``<db stem>-export-queue.db`` beside ``db``."""
+
+    # --- Cursor-billed spend from the Cursor Admin API (docs/cursor-admin.md, cursor_admin/)
+    cursor_admin: CursorAdminConfig = Field(default_factory=CursorAdminConfig)
+    """The Admin API poller: ``{enabled, base_url, api_key_env, poll_interval_s, page_size, requests_per_minute}``."""
 
     @property
     def exporters_queue_path(self) -> Path:

@@ -29,7 +29,7 @@ from .metrics import CollectorMetrics
 from .normalize import Normalizer
 from .otlp import parse_export_request
 from .records import SpendRecord
-from .store.base import SpendStore
+from .store.base import CompanionWrites, SpendStore, WriteResult
 
 if TYPE_CHECKING:
     from .budgets import BudgetEngine
@@ -164,6 +164,17 @@ class Pipeline:
     async def export(self, payload: bytes, receiver: str) -> ExportOutcome:
         """Admit a request and wait until its spans are durable (or it failed)."""
         return await self.submit_nowait(payload, receiver)
+
+    async def write_records(self, records: Sequence[SpendRecord], companion: CompanionWrites) -> WriteResult:
+        """Store already-built records (the Cursor Admin API poller's) on the writer thread.
+
+        The store has one writer connection, so anything else that writes must take turns with the
+        batches on that thread rather than open a transaction of its own.
+        """
+        if self._closing or self._executor is None:
+            raise ShuttingDown("collector is not accepting writes")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._store.write, records, companion)
 
     def stats(self) -> PipelineStats:
         return PipelineStats(
