@@ -1,0 +1,100 @@
+"""Benchmark: µs per ``parse_workspace`` call on a 128K-token Cursor request (repo from the prompt).
+
+The body is a reconstruction of a long Cursor agent turn (CURSOR.md: full history re-sent every
+turn, 370+ messages, ~128K tokens): a ~20 KB system prompt with ``<user_info>`` near its end, then
+~370 user / assistant / tool messages with code, ~512 KB of text in all (~4 chars per token). It
+is parsed JSON, as the proxy holds it. Cases:
+
+- ``sentence``: the path sentence in the system prompt (the common case);
+- ``first_user``: ``<user_info>`` in the first user message instead (newer prompts);
+- ``privacy``: a ``<user_info>`` block without a path (privacy mode: the parser reads its window
+  and finds nothing);
+- ``no_marker``: no Cursor markers at all (another client: the worst case, every window scanned);
+- ``anthropic``: the same conversation Anthropic-shaped (``system`` blocks).
+
+Run ``python benchmarks/bench_workspace.py [--quick]``; ``benchmarks/run.py`` calls ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any
+
+from spendgate.proxy.workspace import RepoMapper, parse_workspace
+
+TARGET_CHARS = 128_000 * 4
+USER_INFO = (
+    "<user_info>\nThe user's OS version is darwin 24.5.0. The absolute path of the user's workspace is "
+    "/Users/jane/src/acme-api. The user's shell is /bin/zsh.\n</user_info>\n"
+)
+PRIVACY_INFO = "<user_info>\nThe user's OS version is darwin 24.5.0. The user's shell is /bin/zsh.\n</user_info>\n"
+CODE = (
+    "def handler(request):\n    payload = json.loads(request.body)\n    for item in payload['items']:\n"
+    "        if item.get('price', 0) > LIMIT:\n            raise ValueError(f'too expensive: {item}')\n"
+    "    return Response(status=204)\n"
+)
+
+
+def _system_prompt(info: str) -> str:
+    rules = "<making_code_changes>\nNever output code to the USER unless requested. Use the edit tools.\n" * 250
+    return "You are an AI coding assistant, powered by Claude Sonnet 4.6. You operate in Cursor.\n" + rules + info
+
+
+def build_body(case: str) -> dict[str, Any]:
+    info = {"sentence": USER_INFO, "anthropic": USER_INFO, "privacy": PRIVACY_INFO}.get(case, "")
+    system = _system_prompt(info)
+    first_user = (USER_INFO if case == "first_user" else "") + "<user_query>make the tests pass</user_query>"
+    messages: list[dict[str, Any]] = [{"role": "user", "content": first_user}]
+    size = len(system) + len(first_user)
+    i = 0
+    while size < TARGET_CHARS:
+        i += 1
+        text = f"Step {i}: reading src/handlers/h{i}.py\n" + CODE * 6
+        role = ("assistant", "user", "tool")[i % 3]
+        messages.append({"role": role, "content": text, **({"tool_call_id": f"call_{i}"} if role == "tool" else {})})
+        size += len(text)
+    if case == "anthropic":
+        return {"model": "claude-sonnet-4-6", "system": [{"type": "text", "text": system}], "messages": messages}
+    return {"model": "claude-sonnet-4-6", "messages": [{"role": "system", "content": system}, *messages]}
+
+
+def _median_us(body: dict[str, Any], rounds: int) -> float:
+    mapper = RepoMapper()
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        mapper.repo_for(parse_workspace(body))
+        samples.append((time.perf_counter_ns() - start) / 1000)
+    return statistics.median(samples)
+
+
+def main(quick: bool = False) -> dict[str, Any]:
+    """Median µs of ``parse_workspace`` + ``RepoMapper.repo_for`` per body shape."""
+    rounds = 200 if quick else 5000
+    results: dict[str, Any] = {"rounds": rounds, "cases": {}}
+    for case in ("sentence", "first_user", "privacy", "no_marker", "anthropic"):
+        body = build_body(case)
+        chars = len(json.dumps(body))
+        results["cases"][case] = {
+            "body_chars": chars,
+            "messages": len(body["messages"]),
+            "median_us": round(_median_us(body, rounds), 2),
+            "repo": RepoMapper().repo_for(parse_workspace(body)),
+        }
+    lines = [f"parse_workspace on a ~128K-token body ({rounds} rounds, median):"]
+    for case, r in results["cases"].items():
+        lines.append(
+            f"  {case:11s} {r['median_us']:8.2f} µs   body {r['body_chars'] / 1e6:.2f} MB, "
+            f"{r['messages']} messages -> {r['repo']}"
+        )
+    results["report"] = "\n".join(lines)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    print(main(parser.parse_args().quick)["report"])
