@@ -37,6 +37,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "Show budgets, spend, verdicts in force and connected proxies.",
         "collector",
     ),
+    "cursor": (
+        "spendgate.cursor.cli:cursor_group",
+        "Cursor helpers: install the repo-attribution hooks in a repository.",
+        "proxy",
+    ),
     "simulate-provider": (
         "spendgate.simulator.cli:simulate_provider_command",
         "Run a simulated OpenAI-compatible provider for demos and tests.",
