@@ -38,6 +38,10 @@ def install_hooks_cmd(
 
     Other hooks in the file are kept; running it again replaces only spendgate's entries.
 
+    Note: the gateway side (POST /hooks/cursor joining reports to calls) is not built yet, so
+    today the hook's reports are answered 404 and ignored (the hook still exits 0 at once).
+    See docs/cursor-attribution.md.
+
     Example:
 
         spendgate cursor install-hooks ~/src/acme-api --gateway https://spend.acme.dev
