@@ -20,7 +20,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, proxy_id: _Optional[str] = ..., resume_version: _Optional[int] = ..., epoch: _Optional[int] = ..., proxy_version: _Optional[str] = ...) -> None: ...
 
 class ControlUpdate(_message.Message):
-    __slots__ = ("version", "epoch", "snapshot", "keys_upsert", "keys_removed", "verdicts_upsert", "verdicts_removed", "heartbeat", "server_time_unix_ms")
+    __slots__ = ("version", "epoch", "snapshot", "keys_upsert", "keys_removed", "verdicts_upsert", "verdicts_removed", "heartbeat", "server_time_unix_ms", "budgets_upsert", "budgets_removed")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,8 @@ class ControlUpdate(_message.Message):
     VERDICTS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_UPSERT_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     version: int
     epoch: int
     snapshot: bool
@@ -39,7 +41,9 @@ class ControlUpdate(_message.Message):
     verdicts_removed: _containers.RepeatedScalarFieldContainer[str]
     heartbeat: bool
     server_time_unix_ms: int
-    def __init__(self, version: _Optional[int] = ..., epoch: _Optional[int] = ..., snapshot: _Optional[bool] = ..., keys_upsert: _Optional[_Iterable[_Union[KeyEntry, _Mapping]]] = ..., keys_removed: _Optional[_Iterable[str]] = ..., verdicts_upsert: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ..., verdicts_removed: _Optional[_Iterable[str]] = ..., heartbeat: _Optional[bool] = ..., server_time_unix_ms: _Optional[int] = ...) -> None: ...
+    budgets_upsert: _containers.RepeatedCompositeFieldContainer[BudgetState]
+    budgets_removed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[int] = ..., epoch: _Optional[int] = ..., snapshot: _Optional[bool] = ..., keys_upsert: _Optional[_Iterable[_Union[KeyEntry, _Mapping]]] = ..., keys_removed: _Optional[_Iterable[str]] = ..., verdicts_upsert: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ..., verdicts_removed: _Optional[_Iterable[str]] = ..., heartbeat: _Optional[bool] = ..., server_time_unix_ms: _Optional[int] = ..., budgets_upsert: _Optional[_Iterable[_Union[BudgetState, _Mapping]]] = ..., budgets_removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class KeyEntry(_message.Message):
     __slots__ = ("key_id", "hash", "prefix", "user", "team", "cost_center", "repo", "models", "expires_at_unix_ms", "disabled", "revoked_at_unix_ms", "created_at_unix_ms")
@@ -120,3 +124,23 @@ class Verdict(_message.Message):
     route_to: str
     override_hint: str
     def __init__(self, id: _Optional[str] = ..., action: _Optional[_Union[Verdict.Action, str]] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., budget_id: _Optional[str] = ..., reason: _Optional[str] = ..., spend_usd: _Optional[float] = ..., limit_usd: _Optional[float] = ..., since_ms: _Optional[int] = ..., until_ms: _Optional[int] = ..., route_from: _Optional[str] = ..., route_to: _Optional[str] = ..., override_hint: _Optional[str] = ...) -> None: ...
+
+class BudgetState(_message.Message):
+    __slots__ = ("budget_id", "scope", "limit_usd", "spend_usd", "period_start_ms", "period_end_ms", "state", "lifted")
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_USD_FIELD_NUMBER: _ClassVar[int]
+    SPEND_USD_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_MS_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_MS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LIFTED_FIELD_NUMBER: _ClassVar[int]
+    budget_id: str
+    scope: Scope
+    limit_usd: float
+    spend_usd: float
+    period_start_ms: int
+    period_end_ms: int
+    state: str
+    lifted: bool
+    def __init__(self, budget_id: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., limit_usd: _Optional[float] = ..., spend_usd: _Optional[float] = ..., period_start_ms: _Optional[int] = ..., period_end_ms: _Optional[int] = ..., state: _Optional[str] = ..., lifted: _Optional[bool] = ...) -> None: ...
