@@ -259,6 +259,7 @@ class Collector:
             self.verdicts,
             default_timezone=cfg.default_timezone,
             notify=lambda transition: webhooks.notify(transition.event()),
+            state_refresh_s=cfg.control_budget_refresh_s,
         )
         await asyncio.to_thread(self.budgets.open)
         for spec in cfg.budgets:  # validated with the config; unchanged ones are left alone

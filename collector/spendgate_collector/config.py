@@ -71,6 +71,9 @@ class CollectorConfig(BaseModel):
     """Control-plane gRPC address: proxies subscribe here for keys and verdicts (see ``control.py``)."""
     control_heartbeat_s: float = Field(5.0, gt=0, le=60)
     """Seconds of silence on a control stream before a heartbeat; proxies reconnect after 3x this."""
+    control_budget_refresh_s: float = Field(5.0, ge=0, le=3600)
+    """Seconds between two spend-driven updates of one budget's state on the control stream (transitions
+    are sent at once): bounds the stream's churn, and is part of how stale the budget headers can be."""
     keys_file: Path | None = None
     """Keys YAML from ``spendgate keys``: attribution for spans that carry only a key id."""
     prices: Path | None = None

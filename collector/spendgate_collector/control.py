@@ -1,11 +1,12 @@
-"""The control-plane gRPC server: streams the key directory and budget verdicts to every proxy.
+"""The control-plane gRPC server: streams the key directory, budget verdicts and budget states to proxies.
 
-Two sources feed one ``ControlLog``: the verdict board (budgets write it from the pipeline's
-thread) and the keys file (polled for changes every ``keys_poll_s``). The log gives every change one
-version in a single gap-free sequence per ``epoch`` (random per collector lifetime), keeps a bounded
-history for resuming proxies, and ``ControlServer`` streams it: a snapshot or the missed deltas
-first, then each change as it happens, and a heartbeat after ``heartbeat_s`` of silence. The wire
-contract is ``spendgate_semconv/control.proto``; ``docs/control-plane.md`` explains the guarantees.
+Two sources feed one ``ControlLog``: the verdict board (budgets write verdicts and rate-limited
+budget states to it from the pipeline's thread) and the keys file (polled for changes every
+``keys_poll_s``). The log gives every change one version in a single gap-free sequence per ``epoch``
+(random per collector lifetime), keeps a bounded history for resuming proxies, and ``ControlServer``
+streams it: a snapshot or the missed deltas first, then each change as it happens, and a heartbeat
+after ``heartbeat_s`` of silence. The wire contract is ``spendgate_semconv/control.proto``;
+``docs/control-plane.md`` explains the guarantees.
 
 Lifecycle: ``start()`` binds and returns; ``stop(grace)`` ends every stream cleanly (proxies
 resubscribe elsewhere or later) and is idempotent; ``stop(None)`` drops streams abruptly, as a crash
@@ -31,7 +32,7 @@ import grpc
 from spendgate_semconv import control_pb2, control_pb2_grpc
 
 from .key_entries import KeyFileError, file_stamp, read_key_entries
-from .verdicts import PAUSE, ROUTE, Verdict, VerdictBoard
+from .verdicts import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
 
 logger = logging.getLogger(__name__)
 
@@ -52,20 +53,24 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def scope_message(s: Scope) -> control_pb2.Scope:
+    """A board scope as its wire message (``None`` fields become empty strings)."""
+    return control_pb2.Scope(
+        user=s.user or "",
+        team=s.team or "",
+        cost_center=s.cost_center or "",
+        repo=s.repo or "",
+        key_id=s.key_id or "",
+        model=s.model or "",
+    )
+
+
 def verdict_message(verdict: Verdict) -> control_pb2.Verdict:
     """A board verdict as its wire message (``None`` scope fields become empty strings)."""
-    s = verdict.scope
     return control_pb2.Verdict(
         id=verdict.id,
         action=_ACTIONS.get(verdict.action, control_pb2.Verdict.ACTION_UNSPECIFIED),
-        scope=control_pb2.Scope(
-            user=s.user or "",
-            team=s.team or "",
-            cost_center=s.cost_center or "",
-            repo=s.repo or "",
-            key_id=s.key_id or "",
-            model=s.model or "",
-        ),
+        scope=scope_message(verdict.scope),
         budget_id=verdict.budget_id,
         reason=verdict.reason,
         spend_usd=verdict.spend_usd,
@@ -78,8 +83,22 @@ def verdict_message(verdict: Verdict) -> control_pb2.Verdict:
     )
 
 
+def budget_state_message(b: BudgetState) -> control_pb2.BudgetState:
+    """A board budget state as its wire message."""
+    return control_pb2.BudgetState(
+        budget_id=b.budget_id,
+        scope=scope_message(b.scope),
+        limit_usd=b.limit_usd,
+        spend_usd=b.spend_usd,
+        period_start_ms=b.period_start_ms,
+        period_end_ms=b.period_end_ms,
+        state=b.state,
+        lifted=b.lifted,
+    )
+
+
 class ControlLog:
-    """Keys and verdicts with one version sequence, a bounded history of deltas and asyncio waiters.
+    """Keys, verdicts and budget states with one version sequence, a bounded history of deltas and asyncio waiters.
 
     Only the event loop touches it (the board follower copies board changes in), so it needs no lock.
     Stored updates are never mutated after they are appended: every stream sends the same objects.
@@ -91,6 +110,7 @@ class ControlLog:
         self.max_history = max_history
         self.keys: dict[str, control_pb2.KeyEntry] = {}
         self.verdicts: dict[str, control_pb2.Verdict] = {}
+        self.budgets: dict[str, control_pb2.BudgetState] = {}
         self._version = 0
         self._history: deque[control_pb2.ControlUpdate] = deque()
         self._changed = asyncio.Event()
@@ -111,6 +131,8 @@ class ControlLog:
         keys_removed: Iterable[str] = (),
         verdicts_upsert: Iterable[control_pb2.Verdict] = (),
         verdicts_removed: Iterable[str] = (),
+        budgets_upsert: Iterable[control_pb2.BudgetState] = (),
+        budgets_removed: Iterable[str] = (),
     ) -> int:
         """Record one change and return the new version; a change that alters nothing keeps the version."""
         k_ups = [k for k in keys_upsert if self.keys.get(k.key_id) != k]
@@ -119,7 +141,10 @@ class ControlLog:
         v_ups = [v for v in verdicts_upsert if self.verdicts.get(v.id) != v]
         v_up_ids = {v.id for v in v_ups}
         v_rms = [i for i in dict.fromkeys(verdicts_removed) if i in self.verdicts and i not in v_up_ids]
-        if not (k_ups or k_rms or v_ups or v_rms):
+        b_ups = [b for b in budgets_upsert if self.budgets.get(b.budget_id) != b]
+        b_up_ids = {b.budget_id for b in b_ups}
+        b_rms = [i for i in dict.fromkeys(budgets_removed) if i in self.budgets and i not in b_up_ids]
+        if not (k_ups or k_rms or v_ups or v_rms or b_ups or b_rms):
             return self._version
         for k in k_ups:
             self.keys[k.key_id] = k
@@ -129,6 +154,10 @@ class ControlLog:
             self.verdicts[v.id] = v
         for i in v_rms:
             del self.verdicts[i]
+        for b in b_ups:
+            self.budgets[b.budget_id] = b
+        for i in b_rms:
+            del self.budgets[i]
         self._version += 1
         self._history.append(
             control_pb2.ControlUpdate(
@@ -138,6 +167,8 @@ class ControlLog:
                 keys_removed=k_rms,
                 verdicts_upsert=v_ups,
                 verdicts_removed=v_rms,
+                budgets_upsert=b_ups,
+                budgets_removed=b_rms,
                 server_time_unix_ms=_now_ms(),
             )
         )
@@ -154,6 +185,7 @@ class ControlLog:
             snapshot=True,
             keys_upsert=self.keys.values(),
             verdicts_upsert=self.verdicts.values(),
+            budgets_upsert=self.budgets.values(),
             server_time_unix_ms=_now_ms(),
         )
 
@@ -300,6 +332,7 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
             "version": log.version if log else 0,
             "keys": len(log.keys) if log else 0,
             "verdicts": len(log.verdicts) if log else 0,
+            "budgets": len(log.budgets) if log else 0,
             "subscribes": self._subscribes,
             "snapshots_sent": self._snapshots_sent,
             "proxies": [
@@ -324,11 +357,14 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         changes = self._board.changes_since(self._board_version)
         if changes is None:
             # The board's history no longer reaches back (or it restarted): converge by difference.
-            version, verdicts = self._board.snapshot()
+            version, verdicts, budgets = self._board.state()
             current = {v.id: verdict_message(v) for v in verdicts}
+            states = {b.budget_id: budget_state_message(b) for b in budgets}
             self.log.apply(
                 verdicts_upsert=current.values(),
                 verdicts_removed=[i for i in self.log.verdicts if i not in current],
+                budgets_upsert=states.values(),
+                budgets_removed=[i for i in self.log.budgets if i not in states],
             )
             self._board_version = version
             return
@@ -336,6 +372,8 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
             self.log.apply(
                 verdicts_upsert=[verdict_message(v) for v in change.upserts],
                 verdicts_removed=change.removals,
+                budgets_upsert=[budget_state_message(b) for b in change.budgets],
+                budgets_removed=change.budgets_removed,
             )
             self._board_version = change.version
 

@@ -30,6 +30,10 @@ SPENDGATE_COLLECTOR_CONTROL = "SPENDGATE_COLLECTOR_CONTROL"
 SPENDGATE_COLLECTOR_CONTROL_HEARTBEAT_S = "SPENDGATE_COLLECTOR_CONTROL_HEARTBEAT_S"
 """Seconds of silence on a control stream before the collector sends a heartbeat. Default: 5."""
 
+SPENDGATE_COLLECTOR_CONTROL_BUDGET_REFRESH_S = "SPENDGATE_COLLECTOR_CONTROL_BUDGET_REFRESH_S"
+"""Seconds between two spend-driven updates of one budget's state (spend, limit, reset) on the control
+stream; state transitions are sent at once. Default: 5."""
+
 SPENDGATE_COLLECTOR_KEYS_FILE = "SPENDGATE_COLLECTOR_KEYS_FILE"
 """Keys YAML written by ``spendgate keys``, for attribution by key id. Default: none."""
 

@@ -1,4 +1,7 @@
-"""The verdict board: the versioned set of pause / route verdicts the collector pushes to proxies.
+"""The verdict board: the versioned set of pause / route verdicts (and budget states) pushed to proxies.
+
+Budget states ride along so proxies can tell clients where their budget stands (response
+headers); the engine refreshes them at most every few seconds per budget, never per span.
 
 Budgets write to it (from the pipeline's writer thread); the control-plane server reads it (on the
 event loop) and streams a snapshot, then every change, to each subscribed proxy. Each change bumps
@@ -79,12 +82,32 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetState:
+    """Where one budget stands in its current period, as proxies show it in response headers."""
+
+    budget_id: str
+    scope: Scope
+    limit_usd: float
+    """The limit in force (the budget's, raised by a ``raise`` override)."""
+    spend_usd: float
+    period_start_ms: int
+    period_end_ms: int
+    """Unix ms when the period ends and the budget resets."""
+    state: str
+    """``ok`` or the action of the highest threshold reached (``alert``, ``route``, ``pause``)."""
+    lifted: bool = False
+    """True while a ``lift`` override is active."""
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
-    """One versioned change: verdicts put in force (or replaced) and verdict ids lifted."""
+    """One versioned change: verdicts put in force (or replaced), verdict ids lifted, budget states."""
 
     version: int
     upserts: tuple[Verdict, ...] = ()
     removals: tuple[str, ...] = ()
+    budgets: tuple[BudgetState, ...] = ()
+    budgets_removed: tuple[str, ...] = ()
 
 
 @dataclass
@@ -93,6 +116,7 @@ class VerdictBoard:
 
     max_history: int = MAX_HISTORY
     _verdicts: dict[str, Verdict] = field(default_factory=dict)
+    _budgets: dict[str, BudgetState] = field(default_factory=dict)
     _history: deque[Change] = field(default_factory=deque)
     _version: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -102,22 +126,35 @@ class VerdictBoard:
     def version(self) -> int:
         return self._version
 
-    def apply(self, upserts: tuple[Verdict, ...] = (), removals: tuple[str, ...] = ()) -> int:
-        """Put ``upserts`` in force and lift ``removals`` as one change; returns the new version.
+    def apply(
+        self,
+        upserts: tuple[Verdict, ...] = (),
+        removals: tuple[str, ...] = (),
+        *,
+        budgets: tuple[BudgetState, ...] = (),
+        budgets_removed: tuple[str, ...] = (),
+    ) -> int:
+        """Put ``upserts`` in force, lift ``removals`` and set budget states as one change; returns the version.
 
-        A change that alters nothing (same verdicts, unknown ids) does not bump the version.
+        A change that alters nothing (same verdicts and states, unknown ids) does not bump the version.
         """
         with self._lock:
             ups = tuple(v for v in upserts if self._verdicts.get(v.id) != v)
             rms = tuple(i for i in removals if i in self._verdicts and i not in {v.id for v in ups})
-            if not ups and not rms:
+            b_ups = tuple(b for b in budgets if self._budgets.get(b.budget_id) != b)
+            b_rms = tuple(i for i in budgets_removed if i in self._budgets and i not in {b.budget_id for b in b_ups})
+            if not (ups or rms or b_ups or b_rms):
                 return self._version
             for v in ups:
                 self._verdicts[v.id] = v
             for i in rms:
                 del self._verdicts[i]
+            for b in b_ups:
+                self._budgets[b.budget_id] = b
+            for i in b_rms:
+                del self._budgets[i]
             self._version += 1
-            self._history.append(Change(self._version, ups, rms))
+            self._history.append(Change(self._version, ups, rms, b_ups, b_rms))
             while len(self._history) > self.max_history:
                 self._history.popleft()
             waiters, self._waiters = self._waiters, []
@@ -131,6 +168,11 @@ class VerdictBoard:
         """The version and every verdict in force."""
         with self._lock:
             return self._version, list(self._verdicts.values())
+
+    def state(self) -> tuple[int, list[Verdict], list[BudgetState]]:
+        """The version, every verdict in force and every budget state, read together."""
+        with self._lock:
+            return self._version, list(self._verdicts.values()), list(self._budgets.values())
 
     def changes_since(self, version: int) -> list[Change] | None:
         """Changes after ``version`` in order; None when the history no longer reaches back that far."""

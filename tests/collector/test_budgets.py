@@ -436,3 +436,54 @@ def test_budgets_in_different_time_zones_count_each_record_in_their_own_day(h: H
     assert (3.0, 6.0) == (h.spend("berlin"), h.spend("nyc"))
     assert 1_000_000_000 == h.engine.storage.total("nyc", ns("2026-11-09T05:00:00"))[0]
     assert 4_000_000_000 == h.engine.storage.total("berlin", ns("2026-11-10T23:00:00"))[0]
+
+
+# --- budget states on the board (what proxies turn into response headers)
+
+
+def _budget_states(h: Harness) -> dict[str, Any]:
+    return {b.budget_id: b for b in h.board.state()[2]}
+
+
+def test_budget_state_is_published_at_once_on_change_and_spend_is_rate_limited(h: Harness, clock: Clock) -> None:
+    h.engine.put_budget(PLATFORM, actor="test")
+    b = _budget_states(h)["platform"]
+    assert (Scope(team="platform"), 100.0, 0.0, "ok", False) == (b.scope, b.limit_usd, b.spend_usd, b.state, b.lifted)
+    assert (ns("2026-11-01T00:00:00"), ns("2026-12-01T00:00:00")) == (
+        b.period_start_ms * 1_000_000,
+        b.period_end_ms * 1_000_000,
+    )
+    version = h.board.version
+    # Spend within the refresh interval (5 s by default) is held back: no board change per batch.
+    h.write([h.record(10.0)])
+    clock.now += 2_000_000_000
+    h.write([h.record(5.0)])
+    h.engine.tick()
+    assert (version, 0.0) == (h.board.version, _budget_states(h)["platform"].spend_usd)
+    # Once the interval has passed, the timer publishes the total in one change.
+    clock.now += 3_000_000_000
+    h.engine.tick()
+    assert (version + 1, 15.0) == (h.board.version, _budget_states(h)["platform"].spend_usd)
+    h.engine.tick()
+    assert version + 1 == h.board.version  # nothing new, nothing sent
+    # A transition is sent at once, with its verdicts in the same change.
+    h.write([h.record(70.0)])
+    b = _budget_states(h)["platform"]
+    assert (version + 2, 85.0, "alert") == (h.board.version, b.spend_usd, b.state)
+
+
+def test_budget_state_follows_overrides_periods_and_deletion(h: Harness, clock: Clock) -> None:
+    h.engine.put_budget({**PLATFORM, "period": "day"}, actor="test")
+    h.write([h.record(111.0)])
+    assert "pause" == _budget_states(h)["platform"].state
+    h.engine.add_override("platform", {"action": "raise", "limit_usd": 500, "for": "1h", "reason": "x"}, actor="lead")
+    b = _budget_states(h)["platform"]
+    assert (500.0, "ok", False) == (b.limit_usd, b.state, b.lifted)
+    h.engine.add_override("platform", {"action": "lift", "for": "1h", "reason": "x"}, actor="lead")
+    assert _budget_states(h)["platform"].lifted
+    clock.set("2026-11-11T00:00:00")
+    h.engine.tick()
+    b = _budget_states(h)["platform"]
+    assert (0.0, "ok", ns("2026-11-12T00:00:00")) == (b.spend_usd, b.state, b.period_end_ms * 1_000_000)
+    h.engine.delete_budget("platform", actor="test")
+    assert {} == _budget_states(h)

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from spendgate_collector.verdicts import PAUSE, Scope, Verdict
+from spendgate_collector.verdicts import PAUSE, BudgetState, Scope, Verdict
 from spendgate_semconv import control_pb2, control_pb2_grpc
 
 
@@ -44,6 +44,29 @@ def verdict(
         route_from=route_from,
         route_to=route_to,
         override_hint="ask #finops, or run `spendgate budgets override`",
+    )
+
+
+def budget_state(
+    budget_id: str,
+    *,
+    limit_usd: float = 10.0,
+    spend_usd: float = 0.0,
+    period_end_ms: int = 4_102_444_800_000,  # 2100-01-01
+    state: str = "ok",
+    lifted: bool = False,
+    **scope: str,
+) -> BudgetState:
+    """A board budget state with readable defaults; ``scope`` takes ``Scope`` field names."""
+    return BudgetState(
+        budget_id=budget_id,
+        scope=Scope(**scope),
+        limit_usd=limit_usd,
+        spend_usd=spend_usd,
+        period_start_ms=1_000,
+        period_end_ms=period_end_ms,
+        state=state,
+        lifted=lifted,
     )
 
 

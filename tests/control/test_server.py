@@ -18,7 +18,7 @@ from spendgate_collector.config import CollectorConfig, load_config
 from spendgate_collector.control import ControlServer
 from spendgate_collector.verdicts import ROUTE, VerdictBoard
 from spendgate_semconv import control_pb2
-from tests.control.support import Subscriber, subscribed, verdict, wait_until
+from tests.control.support import Subscriber, budget_state, subscribed, verdict, wait_until
 
 
 def _server(board: VerdictBoard, keys_file: Path | None, **kwargs: object) -> ControlServer:
@@ -97,6 +97,41 @@ def test_subscribe_gets_a_snapshot_then_every_change_as_a_gap_free_delta(tmp_pat
                 assert all(not u.snapshot for u in (d1, d2, d3, d4, d5))
                 assert list(range(versions[0], versions[0] + 6)) == versions
                 assert {snap.epoch} == {u.epoch for u in (d1, d2, d3, d4, d5)}
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_budget_states_ride_the_same_gap_free_sequence_as_verdicts(tmp_path: Path) -> None:
+    board = VerdictBoard()
+    board.apply(budgets=(budget_state("platform", limit_usd=10, spend_usd=1, team="platform"),))
+
+    async def scenario() -> None:
+        server = _server(board, None)
+        await server.start()
+        try:
+            async with subscribed(server.port) as sub:
+                snap = await sub.read()
+                (b,) = snap.budgets_upsert
+                assert ("platform", "platform", 10.0, 1.0, "ok") == (
+                    b.budget_id,
+                    b.scope.team,
+                    b.limit_usd,
+                    b.spend_usd,
+                    b.state,
+                )
+                board.apply(budgets=(budget_state("platform", limit_usd=10, spend_usd=8.5, team="platform"),))
+                d1 = await sub.read_change()
+                assert [8.5] == [b.spend_usd for b in d1.budgets_upsert]
+                board.apply((verdict("team-pause", team="platform"),))
+                d2 = await sub.read_change()
+                assert (["team-pause"], []) == ([v.id for v in d2.verdicts_upsert], list(d2.budgets_upsert))
+                board.apply(budgets_removed=("platform",))
+                d3 = await sub.read_change()
+                assert ["platform"] == list(d3.budgets_removed)
+                assert [snap.version + 1, snap.version + 2, snap.version + 3] == [d1.version, d2.version, d3.version]
+                assert server.log is not None and {} == dict(server.log.budgets)
         finally:
             await server.stop()
 

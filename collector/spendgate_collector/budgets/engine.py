@@ -24,6 +24,12 @@ pause/route verdicts are put on or taken off the board, and ``notify`` receives 
 Spend only raises the level; a new period, an override, a higher limit or deleting the budget can
 lower it.
 
+**Budget states.** Beside verdicts, the board carries one ``BudgetState`` per budget (spend, limit
+in force, period end, state) that proxies turn into response headers. Spend would change it on
+every batch, so it is republished at most every ``state_refresh_s`` per budget (a budget whose
+spend moved sooner is marked dirty and sent by ``tick``); a transition, a new period, an override
+or a budget edit publishes at once. The stream so carries O(budgets / refresh) updates, not O(spans).
+
 Thread-safety: one lock. The pipeline's writer thread holds it across the store write (so no budget
 change can fall between computing a batch's deltas and applying them); API threads and the timer
 take it for their changes. The lock is always taken before any SQLite lock, so they cannot deadlock.
@@ -41,7 +47,7 @@ from zoneinfo import ZoneInfo
 
 from ..records import SpendRecord
 from ..store.base import SpendStore, WriteResult
-from ..verdicts import PAUSE, ROUTE, Scope, Verdict, VerdictBoard
+from ..verdicts import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
 from .model import (
     LIFT,
     OK,
@@ -63,6 +69,8 @@ from .storage import AuditEntry, BudgetStorage
 logger = logging.getLogger(__name__)
 
 NANOS_PER_USD = 1_000_000_000
+DEFAULT_STATE_REFRESH_S = 5.0
+"""Seconds between two spend-driven republishings of one budget's state (transitions go at once)."""
 ENGINE_ACTOR = "spendgate"
 """Actor of what the engine does on its own (transitions, expiries)."""
 
@@ -165,6 +173,9 @@ class _Live:
     """``(index in the record key, value)`` for each scope field."""
     other_period: Period | None = None
     """The last period other than the current one a record fell in."""
+    published: BudgetState | None = None
+    """The budget state last put on the board, and when (engine clock)."""
+    published_ns: int = 0
 
     def matches(self, key: _RecordKey) -> bool:
         return all(key[i] == value for i, value in self.matchers)
@@ -189,6 +200,8 @@ class _Changes:
     states: list[tuple[str, int, int, str, int]] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
+    budgets: list[BudgetState] = field(default_factory=list)
+    budgets_removed: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -215,6 +228,19 @@ def _state_name(budget: Budget, level: int) -> str:
     return budget.thresholds[level - 1].action if level else OK
 
 
+def _scope(budget: Budget) -> Scope:
+    """The budget's scope in the board's terms (``developer`` is a verdict's ``user``)."""
+    scope = budget.scope_dict
+    return Scope(
+        user=scope.get("developer"),
+        team=scope.get("team"),
+        cost_center=scope.get("cost_center"),
+        repo=scope.get("repo"),
+        key_id=scope.get("key_id"),
+        model=scope.get("model"),
+    )
+
+
 class BudgetEngine:
     """Budgets, their running totals and states, writing verdicts to ``board``."""
 
@@ -226,6 +252,7 @@ class BudgetEngine:
         default_timezone: str = "UTC",
         notify: Callable[[Transition], None] | None = None,
         clock: Callable[[], int] = time.time_ns,
+        state_refresh_s: float = DEFAULT_STATE_REFRESH_S,
     ) -> None:
         self.storage = storage
         self.board = board
@@ -241,6 +268,9 @@ class BudgetEngine:
         """``[start, end)`` inside every budget's current period (empty when there are none)."""
         self._transitions = 0
         self._counted = 0
+        self._state_refresh_ns = round(state_refresh_s * 1e9)
+        self._dirty: set[str] = set()
+        """Budgets whose spend moved since their state was last published."""
 
     # --- start
 
@@ -401,17 +431,28 @@ class BudgetEngine:
             live.level = level
             live.since_ns = now
             self._sync_verdicts(live, now, changes, rebuild=False)
+        for bid in plan.current:
+            self._note_state(self._live[bid], now, changes, force=bid in plan.levels)
         # States and audit lines were written in the spend transaction already.
         self._publish(changes)
 
     # --- timer and checks
 
     def tick(self) -> None:
-        """Start new periods and expire overrides that are due; cheap when nothing is."""
+        """Start new periods, expire overrides and publish budget states that are due; cheap when nothing is."""
         with self._lock:
             now = self._clock()
             if now >= self._next_check_ns:
                 self._check(now)
+            if self._dirty:
+                changes = _Changes()
+                for bid in list(self._dirty):
+                    live = self._live.get(bid)
+                    if live is None:
+                        self._dirty.discard(bid)
+                    else:
+                        self._note_state(live, now, changes, force=False)
+                self._publish(changes)
 
     def _check(self, now: int) -> None:
         changes = _Changes()
@@ -500,6 +541,32 @@ class BudgetEngine:
                 (live.budget.id, live.period.start_ns, level, _state_name(live.budget, level), live.since_ns)
             )
         self._sync_verdicts(live, now, changes, rebuild=rebuild or moved)
+        self._note_state(live, now, changes, force=True)
+
+    def _budget_state(self, live: _Live, now: int) -> BudgetState:
+        limit = self._effective_limit(live, now)
+        return BudgetState(
+            budget_id=live.budget.id,
+            scope=_scope(live.budget),
+            limit_usd=limit if limit is not None else live.budget.limit_usd,
+            spend_usd=round(live.spend_nanos / NANOS_PER_USD, 6),
+            period_start_ms=live.period.start_ns // 1_000_000,
+            period_end_ms=live.period.end_ns // 1_000_000,
+            state=_state_name(live.budget, live.level),
+            lifted=limit is None,
+        )
+
+    def _note_state(self, live: _Live, now: int, changes: _Changes, *, force: bool) -> None:
+        """Publish the budget's state now when forced or its refresh is due; else mark it dirty for ``tick``."""
+        bid = live.budget.id
+        if not force and now - live.published_ns < self._state_refresh_ns:
+            self._dirty.add(bid)
+            return
+        self._dirty.discard(bid)
+        state = self._budget_state(live, now)
+        if state != live.published:
+            live.published, live.published_ns = state, now
+            changes.budgets.append(state)
 
     def _sync_verdicts(self, live: _Live, now: int, changes: _Changes, *, rebuild: bool) -> None:
         """Make the board hold exactly the pause/route verdicts of the live level."""
@@ -522,21 +589,13 @@ class BudgetEngine:
 
     def _verdict(self, live: _Live, vid: str, t: Threshold, limit: float | None) -> Verdict:
         b = live.budget
-        scope = b.scope_dict
         reason = describe_spend(b, live.spend_nanos, limit)
         if t.action == ROUTE:
             reason += f"; {t.route_from or 'every model'} is served as {t.route_to} until the period ends"
         return Verdict(
             id=vid,
             action=t.action,
-            scope=Scope(
-                user=scope.get("developer"),
-                team=scope.get("team"),
-                cost_center=scope.get("cost_center"),
-                repo=scope.get("repo"),
-                key_id=scope.get("key_id"),
-                model=scope.get("model"),
-            ),
+            scope=_scope(b),
             budget_id=b.id,
             reason=reason,
             spend_usd=round(live.spend_nanos / NANOS_PER_USD, 6),
@@ -559,8 +618,13 @@ class BudgetEngine:
         self._publish(changes)
 
     def _publish(self, changes: _Changes) -> None:
-        if changes.upserts or changes.removals:
-            self.board.apply(tuple(changes.upserts), tuple(changes.removals))
+        if changes.upserts or changes.removals or changes.budgets or changes.budgets_removed:
+            self.board.apply(
+                tuple(changes.upserts),
+                tuple(changes.removals),
+                budgets=tuple(changes.budgets),
+                budgets_removed=tuple(changes.budgets_removed),
+            )
         for t in changes.transitions:
             self._transitions += 1
             logger.info(
@@ -641,7 +705,8 @@ class BudgetEngine:
             del self._live[budget_id]
             self._reindex()
             self._schedule()
-            changes = _Changes(removals=list(live.verdicts))
+            self._dirty.discard(budget_id)
+            changes = _Changes(removals=list(live.verdicts), budgets_removed=[budget_id])
             if live.level:
                 t = Transition(
                     live.budget,
