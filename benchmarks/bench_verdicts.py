@@ -1,4 +1,4 @@
-"""Benchmark: ns per ``ControlState.verdict_for`` call, the verdict check on the proxy's request path.
+"""Benchmark: ns per ``ControlState.verdict_for`` and ``budget_for`` call, the budget checks on the request path.
 
 Run ``python benchmarks/bench_verdicts.py`` (about 2 s; ``--quick`` for a smoke run). A runner calls
 ``main(quick)``, which returns the results as a dict. The state holds 0, 10 or 200 verdicts in force,
@@ -6,6 +6,11 @@ shaped like a real organisation's: mostly team- and repo-scoped pauses, some per
 few model routes and one org-wide route, none of which match the calling developers (the common case:
 the check runs and lets the call through), plus one pause that matches a few of them. The callers
 are a rotating set of developers in 20 teams and 50 repos asking for a handful of models.
+
+``budget_for`` (the tightest budget a call is within, for the ``x-spendgate-budget*`` response
+headers) is measured the same way with 0, 10 or 200 budget states held: one budget per team, the
+rest on repos and developers of which a few match, and one org-wide budget, so every caller is
+within one to three budgets (the common case once budgets exist).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from spendgate.proxy.control import ControlState
@@ -68,6 +74,39 @@ def _state(count: int, rng: random.Random) -> ControlState:
     return state
 
 
+def _budget_states(count: int, rng: random.Random) -> list[control_pb2.BudgetState]:
+    out = []
+    for i in range(count):
+        scope = control_pb2.Scope()
+        if i == 0:
+            pass  # org-wide
+        elif i <= 20:
+            scope.team = f"team-{i - 1}"
+        elif i % 2:
+            scope.repo = f"repo-{rng.randrange(200)}"  # a quarter of them are repos callers use
+        else:
+            scope.user = f"dev-{rng.randrange(4_000)}@acme.example"
+        out.append(
+            control_pb2.BudgetState(
+                budget_id=f"b{i}",
+                scope=scope,
+                limit_usd=1_000.0,
+                spend_usd=rng.uniform(0, 900),
+                period_start_ms=1,
+                period_end_ms=4_102_444_800_000,
+                state="ok",
+            )
+        )
+    return out
+
+
+def _budget_state(count: int, rng: random.Random) -> ControlState:
+    state = ControlState()
+    update = control_pb2.ControlUpdate(version=1, epoch=1, snapshot=True, budgets_upsert=_budget_states(count, rng))
+    state.apply(update)
+    return state
+
+
 def _callers(rng: random.Random) -> list[tuple[Principal, str, str]]:
     return [
         (
@@ -79,14 +118,15 @@ def _callers(rng: random.Random) -> list[tuple[Principal, str, str]]:
     ]
 
 
-def _ns_per_call(state: ControlState, callers: list[tuple[Principal, str, str]], calls: int, rounds: int) -> float:
-    verdict_for = state.verdict_for
+def _ns_per_call(
+    check: Callable[..., object], callers: list[tuple[Principal, str, str]], calls: int, rounds: int
+) -> float:
     batch = (callers * (calls // len(callers) + 1))[:calls]
     samples = []
     for _ in range(rounds):
         start = time.perf_counter_ns()
         for principal, repo, model in batch:
-            verdict_for(principal, repo, model)
+            check(principal, repo, model)
         samples.append((time.perf_counter_ns() - start) / calls)
     return statistics.median(samples)
 
@@ -95,17 +135,35 @@ def main(quick: bool = False) -> dict[str, Any]:
     rng = random.Random(7)
     callers = _callers(rng)
     calls, rounds = (5_000, 3) if quick else (200_000, 7)
-    results: dict[str, Any] = {"calls_per_round": calls, "rounds": rounds, "ns_per_call": {}, "hits": {}}
+    results: dict[str, Any] = {
+        "calls_per_round": calls,
+        "rounds": rounds,
+        "ns_per_call": {},
+        "hits": {},
+        "budget_for_ns_per_call": {},
+        "budget_hits": {},
+    }
     for size in SIZES:
         state = _state(size, rng)
-        results["ns_per_call"][str(size)] = round(_ns_per_call(state, callers, calls, rounds), 1)
+        results["ns_per_call"][str(size)] = round(_ns_per_call(state.verdict_for, callers, calls, rounds), 1)
         results["hits"][str(size)] = sum(state.verdict_for(p, r, m) is not None for p, r, m in callers)
+    for size in SIZES:
+        state = _budget_state(size, rng)
+        results["budget_for_ns_per_call"][str(size)] = round(_ns_per_call(state.budget_for, callers, calls, rounds), 1)
+        results["budget_hits"][str(size)] = sum(state.budget_for(p, r, m) is not None for p, r, m in callers)
     lines = [f"verdict_for, median ns per call over {rounds} rounds of {calls} calls:"]
     for size in SIZES:
         key = str(size)
         lines.append(
             f"  {size:>4} verdicts in force: {results['ns_per_call'][key]:>8.1f} ns"
             f"  ({results['hits'][key]} of {CALLERS} callers matched)"
+        )
+    lines.append(f"budget_for (response headers), median ns per call over {rounds} rounds of {calls} calls:")
+    for size in SIZES:
+        key = str(size)
+        lines.append(
+            f"  {size:>4} budgets held:       {results['budget_for_ns_per_call'][key]:>8.1f} ns"
+            f"  ({results['budget_hits'][key]} of {CALLERS} callers within a budget)"
         )
     results["report"] = "\n".join(lines)
     return results

@@ -11,10 +11,10 @@ import pytest
 
 from spendgate.proxy.control import ActiveVerdict, ControlProtocolError, ControlState
 from spendgate.proxy.keys import KeyDirectory, Principal, create_key, hash_key, read_key_file
-from spendgate_collector.control import verdict_message
-from spendgate_collector.verdicts import ROUTE
+from spendgate_collector.control import budget_state_message, verdict_message
+from spendgate_collector.verdicts import ROUTE, BudgetState
 from spendgate_semconv import control_pb2
-from tests.control.support import verdict
+from tests.control.support import budget_state, verdict
 
 EPOCH = 42
 ANA = Principal("key_ana", "ana@acme.com", team="platform", cost_center="CC-1", repo="acme-api")
@@ -227,3 +227,78 @@ def test_a_lapsed_pause_gives_way_to_a_route_still_in_force() -> None:
     )
     assert "lapsed" == _id(state.verdict_for(ANA, None, "m", now_ms=4_000))
     assert "r" == _id(state.verdict_for(ANA, None, "m", now_ms=6_000))
+
+
+# --- budget states: the tightest budget a call is within, for response headers
+
+
+def _budgets(*states: BudgetState) -> ControlState:
+    state = ControlState()
+    state.apply(
+        control_pb2.ControlUpdate(
+            version=1, epoch=EPOCH, snapshot=True, budgets_upsert=[budget_state_message(b) for b in states]
+        )
+    )
+    return state
+
+
+def _budget_id(state: ControlState, principal: Principal, **kwargs: object) -> str | None:
+    found = state.budget_for(principal, None, "gpt-4o", **kwargs)  # type: ignore[arg-type]
+    return found.budget_id if found else None
+
+
+def test_no_budgets_means_no_budget_for_anyone() -> None:
+    assert None is ControlState().budget_for(ANA, "acme-api", "gpt-4o")
+    assert None is _budgets().budget_for(ANA, "acme-api", "gpt-4o")
+
+
+def test_budget_for_answers_the_tightest_budget_in_scope_with_its_headers() -> None:
+    state = _budgets(
+        budget_state("platform", limit_usd=10, spend_usd=4, team="platform"),  # 6 left
+        budget_state("org", limit_usd=100, spend_usd=97),  # 3 left
+        budget_state("bo", limit_usd=1, spend_usd=0.25, state="alert", user="bo@acme.com"),  # 0.75 left
+        budget_state("ios", limit_usd=1, spend_usd=0, repo="acme-ios", model="o3"),  # another model
+    )
+    assert "org" == _budget_id(state, ANA)
+    found = state.budget_for(BO, None, "gpt-4o")
+    assert found is not None
+    assert {
+        "x-spendgate-budget": "bo",
+        "x-spendgate-budget-remaining-usd": "0.750000",
+        "x-spendgate-budget-limit-usd": "1.000000",
+        "x-spendgate-budget-reset": "2100-01-01T00:00:00Z",
+        "x-spendgate-budget-state": "alert",
+    }.items() <= found.headers.items()
+    assert "x-spendgate-budget-reset" in found.headers["Access-Control-Expose-Headers"]
+
+
+def test_a_principal_outside_every_budget_gets_none() -> None:
+    state = _budgets(budget_state("platform", spend_usd=1, team="platform"), budget_state("mine", repo="acme-api"))
+    assert "platform" == _budget_id(state, ANA)
+    assert None is state.budget_for(BO, None, "gpt-4o")
+    assert "mine" == _budget_id(_budgets(budget_state("mine", repo="acme-api")), ANA)
+    assert None is state.budget_for(BO, "acme-api-fork", "gpt-4o")
+
+
+def test_lifted_and_ended_budgets_give_no_headers() -> None:
+    state = _budgets(
+        budget_state("lifted", limit_usd=1, spend_usd=0.9, lifted=True, team="platform"),
+        budget_state("ended", period_end_ms=5_000, user="ana@acme.com"),
+    )
+    assert None is state.budget_for(ANA, None, "m")
+    assert "ended" == _budget_id(state, ANA, now_ms=4_999)
+
+
+def test_budget_deltas_refresh_and_remove_in_order() -> None:
+    state = _budgets(
+        budget_state("platform", limit_usd=10, spend_usd=4, team="platform"),
+        budget_state("org", limit_usd=100, spend_usd=97),
+    )
+    spent = budget_state_message(budget_state("org", limit_usd=100, spend_usd=50))
+    assert state.apply(control_pb2.ControlUpdate(version=2, epoch=EPOCH, budgets_upsert=[spent]))
+    assert "platform" == _budget_id(state, ANA)
+    assert state.apply(control_pb2.ControlUpdate(version=3, epoch=EPOCH, budgets_removed=["platform"]))
+    assert ("org", 3, 1) == (_budget_id(state, ANA), state.version, len(state.budgets()))
+    # A replay changes nothing.
+    assert not state.apply(control_pb2.ControlUpdate(version=2, epoch=EPOCH, budgets_removed=["org"]))
+    assert "org" == _budget_id(state, ANA)

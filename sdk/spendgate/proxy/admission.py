@@ -1,4 +1,4 @@
-"""Admitting a call on the translating routes: budget verdict, routing plan and the span record.
+"""Admitting a call on the translating routes: budget verdict and headers, routing plan, the span record.
 
 The Chat Completions hot path in ``app.py`` does the same steps inline; ``/v1/messages`` and the
 Cursor route share them from here so that budgets (pause, route) and the routing policy
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,8 @@ class Plan:
     verdict: str | None = None
     pause: Any = None
     """The pausing verdict, when the call must be refused (the route answers in its own format)."""
+    budget_headers: Mapping[str, str] | None = None
+    """``x-spendgate-budget*`` headers of the tightest budget the call is within, for a successful reply."""
 
 
 def lookup_model(state: ProxyState, principal: Principal, model: str) -> tuple[ModelRoute, Provider]:
@@ -72,7 +75,7 @@ def plan_call(
 ) -> Plan:
     """The call's plan; raises ``ModelNotFound`` / ``ModelNotAllowed`` / ``ControlUnavailable``."""
     found = lookup_model(state, principal, model)
-    name, verdict_applied = model, None
+    name, verdict_applied, budget_headers = model, None, None
     control = state.control
     if control is not None:
         if control.should_refuse:
@@ -86,9 +89,12 @@ def plan_call(
                 return Plan([found], pause=verdict)
             if verdict.route_to in state.routes:  # a route to a model this proxy does not serve is ignored
                 name, verdict_applied = verdict.route_to, "route"
+        budget = control.budget_for(principal, attrib.repo, model)
+        if budget is not None:
+            budget_headers = budget.headers
     policy = state.routing
     if policy is None:
-        return Plan([state.routes[name]], verdict=verdict_applied)
+        return Plan([state.routes[name]], verdict=verdict_applied, budget_headers=budget_headers)
     rule, names = policy.plan(
         name,
         feature=feature,
@@ -98,7 +104,7 @@ def plan_call(
         repo=attrib.repo,
         prompt_tokens=prompt_tokens,
     )
-    return Plan([state.routes[n] for n in names], rule=rule, verdict=verdict_applied)
+    return Plan([state.routes[n] for n in names], rule=rule, verdict=verdict_applied, budget_headers=budget_headers)
 
 
 def new_record(

@@ -161,6 +161,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     route, upstream = found
     stream = body.get("stream") is True
     verdict_applied = None
+    budget_headers = None
     control = state.control
     if control is not None:
         if control.should_refuse:
@@ -179,6 +180,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             if rerouted is not None:  # a route to a model this proxy does not serve is ignored
                 route, upstream = rerouted
                 verdict_applied = "route"
+        budget = control.budget_for(principal, attrib.repo, model)
+        if budget is not None:
+            budget_headers = budget.headers
     stream_options = body.get("stream_options")
     wants_usage = stream and isinstance(stream_options, dict) and stream_options.get("include_usage") is True
     changed = False
@@ -205,7 +209,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         route, upstream = attempts[0]
     if state.translating and any(u.format != "openai" for _, u in attempts):
         # Another provider format somewhere in the chain: through the canonical model (translate.py).
-        plan = Plan(attempts, rule=rule_name, verdict=verdict_applied)
+        plan = Plan(attempts, rule=rule_name, verdict=verdict_applied, budget_headers=budget_headers)
         return await _serve_translated(
             request, state, start_ns, principal, attrib, feature, raw, body, plan, wants_usage
         )
@@ -291,20 +295,23 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             data = await resp.read()
             rec.ttft_ns = time.time_ns()
             rec.status_code = resp.status
+            out_headers = _pass_headers(resp.headers, content_type or None)
             if resp.status == 200:
                 _note_json_response(rec, data)
+                if budget_headers:
+                    out_headers.update(budget_headers)
             else:
                 rec.error_type = str(resp.status)
                 rec.error_message = _error_detail(data)
-            return web.Response(
-                status=resp.status, body=data, headers=_pass_headers(resp.headers, content_type or None)
-            )
+            return web.Response(status=resp.status, body=data, headers=out_headers)
 
         out = web.StreamResponse(status=200, headers=_STREAM_HEADERS)
         for name in _PASS_HEADERS:
             value = resp.headers.get(name)
             if value is not None:
                 out.headers[name] = value
+        if budget_headers:
+            out.headers.update(budget_headers)
         await out.prepare(request)
         rec.status_code = 200
         tap = StreamTap(strip_usage=not wants_usage)

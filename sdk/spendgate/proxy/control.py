@@ -1,6 +1,6 @@
 """The proxy's end of the control stream: ``ControlState`` (what the request path reads) and ``ControlClient``.
 
-The collector streams the key directory and budget verdicts (``spendgate_semconv/control.proto``).
+The collector streams the key directory, budget verdicts and budget states (``spendgate_semconv/control.proto``).
 ``ControlClient`` is one asyncio task that subscribes, applies the snapshot then each delta into a
 ``ControlState``, and resubscribes after any failure with capped exponential backoff and jitter,
 resuming from the last version it applied. Failures include a stream that goes silent for
@@ -10,12 +10,15 @@ connection even when TCP has not noticed). While disconnected the state stays as
 
 ``ControlState`` is a plain object changed only by that task on the proxy's event loop; the request
 path reads it with no lock and no await. ``verdict_for`` costs one attribute check when no verdict
-is in force. Before the first snapshot, ``ready`` is False and ``should_refuse`` says what the
-``on_no_state`` policy wants: ``fail_open`` serves with the local key file, ``fail_closed`` refuses.
+is in force, and ``budget_for`` (the tightest budget a call is within, for response headers; see
+``budget_state.py``) one when no budget exists. Before the first snapshot, ``ready`` is False and
+``should_refuse`` says what the ``on_no_state`` policy wants: ``fail_open`` serves with the local
+key file, ``fail_closed`` refuses.
 
     client = await start_control(settings, keys)   # settings.control; returns at once
     ...
     client.state.verdict_for(principal, repo, model)
+    client.state.budget_for(principal, repo, model)   # -> BudgetStatus | None
     await client.stop()                            # idempotent
 """
 
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from spendgate.proxy.budget_state import BudgetIndex, BudgetStatus, status_from
 from spendgate.proxy.keys import KeyDirectory, KeyRecord, Principal
 from spendgate_semconv import control_pb2
 
@@ -270,6 +274,9 @@ class ControlState:
         self._verdicts: dict[str, ActiveVerdict] = {}
         # None when no verdict is in force: the request path's whole cost is then one attribute check.
         self._index: _VerdictIndex | None = None
+        self._budgets: dict[str, BudgetStatus] = {}
+        # Likewise None when no budget exists (or every one is lifted).
+        self._budget_index: BudgetIndex | None = None
         self._ready = asyncio.Event()
         if standalone:
             self._ready.set()
@@ -302,6 +309,33 @@ class ControlState:
             now_ms,
         )
 
+    def budget_for(
+        self, principal: _Caller, repo: str | None = None, model: str | None = None, *, now_ms: int | None = None
+    ) -> BudgetStatus | None:
+        """The tightest budget (least remaining) this call is within, or None; its ``headers`` go on the reply.
+
+        Arguments as ``verdict_for``. A budget whose period has ended is skipped until the collector's
+        update for the new period arrives.
+        """
+        index = self._budget_index
+        if index is None:
+            return None
+        return index.find(
+            (
+                principal.key_id,
+                principal.user,
+                repo if repo is not None else principal.repo,
+                principal.team,
+                principal.cost_center,
+                model,
+            ),
+            now_ms,
+        )
+
+    def budgets(self) -> list[BudgetStatus]:
+        """Every budget state held."""
+        return list(self._budgets.values())
+
     def verdicts(self) -> list[ActiveVerdict]:
         """Every verdict held (including any past ``until_ms`` not yet lifted by the collector)."""
         return list(self._verdicts.values())
@@ -318,6 +352,8 @@ class ControlState:
         if update.snapshot:
             self._verdicts = {v.id: verdict_from(v) for v in update.verdicts_upsert}
             self._reindex()
+            self._budgets = {b.budget_id: status_from(b) for b in update.budgets_upsert}
+            self._reindex_budgets()
             if self.keys is not None:
                 self.keys.replace([record_from(k) for k in update.keys_upsert])
             self.epoch, self.version = update.epoch, update.version
@@ -345,6 +381,14 @@ class ControlState:
                 verdicts.pop(verdict_id, None)
             self._verdicts = verdicts
             self._reindex()
+        if update.budgets_upsert or update.budgets_removed:
+            budgets = dict(self._budgets)
+            for b in update.budgets_upsert:
+                budgets[b.budget_id] = status_from(b)
+            for budget_id in update.budgets_removed:
+                budgets.pop(budget_id, None)
+            self._budgets = budgets
+            self._reindex_budgets()
         if self.keys is not None:
             if update.keys_upsert:
                 self.keys.upsert([record_from(k) for k in update.keys_upsert])
@@ -356,6 +400,11 @@ class ControlState:
 
     def _reindex(self) -> None:
         self._index = _VerdictIndex(list(self._verdicts.values())) if self._verdicts else None
+
+    def _reindex_budgets(self) -> None:
+        # Built whole, then swapped in: the request path never sees a half-built index.
+        index = BudgetIndex(list(self._budgets.values()))
+        self._budget_index = index if index else None
 
     async def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until ``ready`` (or ``timeout`` seconds); returns ``ready``."""
@@ -374,6 +423,7 @@ class ControlState:
             "epoch": self.epoch,
             "version": self.version,
             "verdicts": len(self._verdicts),
+            "budgets": len(self._budgets),
             "keys": len(self.keys) if self.keys is not None else None,
             "last_heard_s_ago": None if heard is None else round(time.monotonic() - heard, 3),
             "snapshots": self.snapshots,

@@ -106,5 +106,6 @@ async def cursor_chat_completions(request: web.Request) -> web.StreamResponse:
         wants_usage=req.stream and req.include_usage,
         cursor=True,
         custom_mode=settings.custom_tool_calls,
+        budget_headers=plan.budget_headers,
     )
     return await serve(request, state, call)

@@ -85,7 +85,15 @@ async def messages(request: web.Request) -> web.StreamResponse:
         body=body,
         raw=raw,
     )
-    call = Call("anthropic", req, body, plan.attempts, rec, forward_headers=_forward_headers(headers))
+    call = Call(
+        "anthropic",
+        req,
+        body,
+        plan.attempts,
+        rec,
+        forward_headers=_forward_headers(headers),
+        budget_headers=plan.budget_headers,
+    )
     return await serve(request, state, call)
 
 

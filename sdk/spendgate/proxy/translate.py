@@ -98,6 +98,8 @@ class Call:
     custom_mode: Literal["raw", "json"] = "raw"
     forward_headers: Mapping[str, str] | None = None
     """Client headers a same-format provider should see (``anthropic-beta``)."""
+    budget_headers: Mapping[str, str] | None = None
+    """``x-spendgate-budget*`` headers (``budget_state.py``), added to a successful reply only."""
 
     @property
     def stream(self) -> bool:
@@ -176,6 +178,14 @@ def _passed_headers(upstream_headers: Any) -> dict[str, str]:
     return out
 
 
+def _ok_headers(call: Call, upstream_headers: Any) -> dict[str, str]:
+    """Headers of a successful reply: the provider's passed ones plus the call's budget state."""
+    out = _passed_headers(upstream_headers)
+    if call.budget_headers:
+        out.update(call.budget_headers)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Serving
 
@@ -240,11 +250,11 @@ async def serve(request: web.Request, state: ProxyState, call: Call) -> web.Stre
         if passthrough:
             if call.stream and reply.streaming:
                 tap = AnthropicTap()
-                return await _pipe(request, reply, tap, rec)
+                return await _pipe(request, reply, tap, rec, _ok_headers(call, reply.headers))
             data = await reply.read()
             rec.ttft_ns = time.time_ns()
             _note_anthropic_json(rec, data)
-            return web.Response(body=data, content_type="application/json", headers=_passed_headers(reply.headers))
+            return web.Response(body=data, content_type="application/json", headers=_ok_headers(call, reply.headers))
 
         if call.stream:
             return await _stream(request, call, reply, progress)
@@ -334,9 +344,11 @@ async def _send(state: ProxyState, call: Call) -> tuple[Reply | web.Response, bo
     raise AssertionError("a call has at least one target")
 
 
-async def _pipe(request: web.Request, reply: Reply, tap: AnthropicTap, rec: CallRecord) -> web.StreamResponse:
+async def _pipe(
+    request: web.Request, reply: Reply, tap: AnthropicTap, rec: CallRecord, headers: dict[str, str]
+) -> web.StreamResponse:
     """Same format both sides: the provider's stream goes out byte for byte."""
-    out = web.StreamResponse(status=200, headers={**STREAM_HEADERS, **_passed_headers(reply.headers)})
+    out = web.StreamResponse(status=200, headers={**STREAM_HEADERS, **headers})
     await out.prepare(request)
     feed, write = tap.feed, out.write
     try:
@@ -363,7 +375,7 @@ async def _stream(request: web.Request, call: Call, reply: Reply, progress: _Pro
     else:
         writer = openai_chat.ChatCompletionsSSEWriter(include_usage=call.wants_usage, model=call.req.model)
     rewriter = CustomCallStream(custom_tool_names(call.req), mode=call.custom_mode) if call.cursor else None
-    out = web.StreamResponse(status=200, headers={**STREAM_HEADERS, **_passed_headers(reply.headers)})
+    out = web.StreamResponse(status=200, headers={**STREAM_HEADERS, **_ok_headers(call, reply.headers)})
     await out.prepare(request)
     write, note, render = out.write, progress.note, writer.write
 
@@ -440,7 +452,7 @@ def _json_answer(call: Call, resp: ChatResponse, progress: _Progress, reply: Rep
     data = orjson.dumps(body)
     if progress.text is not None:
         progress.text.append(data.decode())
-    return web.Response(body=data, content_type="application/json", headers=_passed_headers(reply.headers))
+    return web.Response(body=data, content_type="application/json", headers=_ok_headers(call, reply.headers))
 
 
 def _note_anthropic_json(rec: CallRecord, data: bytes) -> None:
