@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,19 @@ def _connect_host(address: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
+
+
+def _budget_clock(offset_s: float) -> Callable[[], int]:
+    """The budgets' clock: the wall clock, shifted by the ``clock_offset_s`` test hook when set."""
+    if not offset_s:
+        return time.time_ns
+    offset_ns = round(offset_s * 1e9)
+    logger.warning(
+        "CLOCK OFFSET IN EFFECT: budgets see now %+g s from the real time (clock_offset_s, a test hook); "
+        "periods, resets and overrides follow that shifted clock",
+        offset_s,
+    )
+    return lambda: time.time_ns() + offset_ns
 
 
 class Collector:
@@ -259,6 +273,7 @@ class Collector:
             self.verdicts,
             default_timezone=cfg.default_timezone,
             notify=lambda transition: webhooks.notify(transition.event()),
+            clock=_budget_clock(cfg.clock_offset_s),
             state_refresh_s=cfg.control_budget_refresh_s,
         )
         await asyncio.to_thread(self.budgets.open)

@@ -100,6 +100,9 @@ class CollectorConfig(BaseModel):
     """Budgets declared in the config, upserted at every start (``budgets/model.py`` fields)."""
     webhooks: list[dict[str, Any]] = Field(default_factory=list)
     """Where budget transitions are posted: ``{url, format: json|slack, headers, max_attempts, deadline_s}``."""
+    clock_offset_s: float = 0.0
+    """Test and demo hook: seconds added to "now" for budget periods (e.g. 86400 moves a day ahead, so a
+    ``day`` budget starts its next period). Logged loudly at start when non-zero; never set in production."""
 
     # --- export to other OTLP backends (docs/export.md, exporters/)
     exporters: list[ExporterConfig] = Field(default_factory=list)

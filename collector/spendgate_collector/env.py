@@ -71,3 +71,8 @@ SPENDGATE_COLLECTOR_EXPORTERS = "SPENDGATE_COLLECTOR_EXPORTERS"
 
 SPENDGATE_COLLECTOR_EXPORTERS_QUEUE_FILE = "SPENDGATE_COLLECTOR_EXPORTERS_QUEUE_FILE"
 """SQLite file of the exporters' persistent queue. Default: ``<db stem>-export-queue.db`` beside the database."""
+
+SPENDGATE_COLLECTOR_CLOCK_OFFSET_S = "SPENDGATE_COLLECTOR_CLOCK_OFFSET_S"
+"""Test and demo hook only: seconds (float, may be negative) added to "now" when budgets place spend
+in periods and decide when a period ends, e.g. ``86400`` to start a ``day`` budget's next period at
+once. Logged as a warning at start when non-zero. Default: 0."""
