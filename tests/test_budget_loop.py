@@ -3,8 +3,13 @@
 A team budget is crossed by traffic split across both proxies; both pause the team within the
 lag; other teams are untouched; the collector restarts and the proxies keep enforcing the last
 state, resubscribe and converge; an override lifts the pause on both; a ``route`` threshold
-rewrites the model on both.
+rewrites the model on both; a successful reply to a call within a budget carries the budget's
+state in ``x-spendgate-budget*`` headers; and the next period (reached by restarting the collector
+with its ``clock_offset_s`` test hook) lifts a pause on both proxies.
 """
+
+# Expected value first in every assert (house style), which ruff's SIM300 calls a Yoda condition.
+# ruff: noqa: SIM300
 
 from __future__ import annotations
 
@@ -16,7 +21,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -65,8 +72,14 @@ class Loop:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api}"
 
-    def start_collector(self) -> None:
-        env = {**os.environ, "SPENDGATE_COLLECTOR_CONTROL_HEARTBEAT_S": "1"}
+    def start_collector(self, **extra_env: str) -> None:
+        env = {
+            **os.environ,
+            "SPENDGATE_COLLECTOR_CONTROL_HEARTBEAT_S": "1",
+            # Budget states reach the proxies at most this often (default 5 s): 1 s keeps the test short.
+            "SPENDGATE_COLLECTOR_CONTROL_BUDGET_REFRESH_S": "1",
+            **extra_env,
+        }
         self.procs["collector"] = subprocess.Popen(
             [
                 *SPENDGATE,
@@ -106,6 +119,20 @@ class Loop:
     def budget(self, budget_id: str, body: dict) -> None:
         resp = httpx.put(f"{self.api_url}/api/budgets/{budget_id}", json=body, headers={"X-Spendgate-Actor": "test"})
         assert resp.status_code in (200, 201), resp.text
+
+    def status(self, budget_id: str) -> dict[str, Any]:
+        rows = httpx.get(f"{self.api_url}/api/budgets/status").json()["budgets"]
+        return next(row for row in rows if row["id"] == budget_id)
+
+    def pause_both(self, users: tuple[str, str] = ("ana@acme.com", "bo@acme.com")) -> None:
+        """Traffic from two developers, split across the two proxies, until both refuse them."""
+        sent = 0
+        while self.call(self.proxies[0], users[0]).status_code != 402:
+            assert self.call(self.proxies[1], users[1]).status_code in (200, 402)
+            sent += 1
+            assert sent < 200, "the budget never paused the team"
+        for port, user in zip(self.proxies, users, strict=True):
+            _wait(lambda p=port, u=user: self.call(p, u).status_code == 402, 10, "both proxies to pause")
 
 
 @pytest.fixture
@@ -239,3 +266,79 @@ def test_route_threshold_rewrites_the_model_on_both_proxies(loop: Loop) -> None:
         _wait(lambda p=port: loop.call(p, "cy@acme.com").json()["model"] == "gpt-4.1-mini", 10, "both proxies to route")
     # Routing is per team: the platform team still gets what it asks for.
     assert loop.call(loop.proxies[0], "ana@acme.com").json()["model"] == "gpt-4.1"
+
+
+BUDGET_HEADERS = (
+    "x-spendgate-budget",
+    "x-spendgate-budget-remaining-usd",
+    "x-spendgate-budget-limit-usd",
+    "x-spendgate-budget-reset",
+    "x-spendgate-budget-state",
+)
+
+
+def test_budget_headers_tell_a_client_within_a_budget_where_it_stands(loop: Loop) -> None:
+    p0, p1 = loop.proxies
+    loop.budget("platform", {"scope": {"team": "platform"}, "period": "day", "limit_usd": 5.0})
+    # The state is pushed as soon as the budget exists: no spend needed for the headers to appear.
+    for port in loop.proxies:
+        _wait(lambda p=port: "x-spendgate-budget" in loop.call(p, "ana@acme.com").headers, 10, "budget headers")
+    period_end = datetime.fromisoformat(loop.status("platform")["period"]["end"])
+
+    def budget_headers(resp: httpx.Response) -> tuple[str, ...]:
+        assert resp.status_code == 200, resp.text
+        return tuple(resp.headers.get(name, "") for name in BUDGET_HEADERS)
+
+    budget, remaining, limit, reset, state = budget_headers(loop.call(p0, "ana@acme.com"))
+    assert ("platform", "5.000000", period_end, "ok") == (budget, limit, datetime.fromisoformat(reset), state)
+    assert 0 < float(remaining) <= 5.0
+    # Spend shows in `remaining` after the export interval plus the collector's refresh.
+    _wait(
+        lambda: float(loop.call(p1, "bo@acme.com").headers["x-spendgate-budget-remaining-usd"]) < 5.0,
+        15,
+        "spend to lower the remaining budget",
+    )
+    spent = loop.status("platform")["spend_usd"]
+    # The headers never show more spend than the collector has counted (1e-6: they are rounded to 6 places).
+    assert 0 < 5.0 - float(budget_headers(loop.call(p1, "bo@acme.com"))[1]) <= spent + 1e-6
+
+    key = loop.keys["ana@acme.com"]
+    auth = {"Authorization": f"Bearer {key}"}
+    # Streamed Chat Completions (headers go out before the first chunk) ...
+    with httpx.stream(
+        "POST", f"http://127.0.0.1:{p0}/v1/chat/completions", json={**BODY, "stream": True}, headers=auth, timeout=30
+    ) as resp:
+        resp.read()
+        assert "platform" == budget_headers(resp)[0]
+    # ... the Anthropic Messages door (translated to the OpenAI-format provider) ...
+    messages = {"model": "gpt-4.1", "max_tokens": 64, "messages": BODY["messages"]}
+    resp = httpx.post(f"http://127.0.0.1:{p1}/v1/messages", json=messages, headers={"x-api-key": key}, timeout=30)
+    assert "platform" == budget_headers(resp)[0]
+    # ... and the Cursor route.
+    resp = httpx.post(f"http://127.0.0.1:{p0}/cursor/v1/chat/completions", json=BODY, headers=auth, timeout=30)
+    assert "platform" == budget_headers(resp)[0]
+
+    # A developer outside every budget sees none of them.
+    resp = loop.call(p0, "cy@acme.com")
+    assert 200 == resp.status_code
+    assert [] == [name for name in BUDGET_HEADERS if name in resp.headers]
+
+
+def test_the_next_period_lifts_a_pause_on_both_proxies(loop: Loop) -> None:
+    loop.budget("platform", {"scope": {"team": "platform"}, "period": "day", "limit_usd": 0.003})
+    loop.pause_both()
+    paused = loop.status("platform")
+    assert "pause" == paused["state"] and paused["spend_usd"] > 0.003
+
+    # The collector comes back one day ahead (test hook): its budgets are in the next period.
+    loop.stop_collector()
+    loop.start_collector(SPENDGATE_COLLECTOR_CLOCK_OFFSET_S="86400")
+    for port, user in zip(loop.proxies, ("ana@acme.com", "bo@acme.com"), strict=True):
+        _wait(lambda p=port, u=user: loop.call(p, u).status_code == 200, 20, "the new period to reach a proxy")
+    status = loop.status("platform")
+    assert (paused["period"]["end"], 0.0, "ok", []) == (
+        status["period"]["start"],
+        status["spend_usd"],
+        status["state"],
+        status["verdicts"],
+    )
