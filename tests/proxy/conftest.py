@@ -60,8 +60,20 @@ class Gateway:
                 return spans
             time.sleep(0.02)
 
-    def clear(self) -> None:
-        self.worker.force_flush(10)
+    def clear(self, settle_s: float = 0.15) -> None:
+        """Forget the spans so far, including one whose call the client saw end a moment ago.
+
+        The handler records a call's span as its response ends, so the client can be ahead of
+        it: wait until no new span has arrived for ``settle_s`` before clearing.
+        """
+        seen = -1
+        while True:
+            self.worker.force_flush(10)
+            count = len(self.exporter.get_finished_spans())
+            if count == seen:
+                break
+            seen = count
+            time.sleep(settle_s)
         self.exporter.clear()
 
 
