@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,29 +24,26 @@ import orjson
 from aiohttp import web
 
 from spendgate.proxy import attribution, estimate
-from spendgate.proxy.admission import Plan, new_record
+from spendgate.proxy.admission import Plan, new_record, plan_call
 from spendgate.proxy.budget_reply import pause_response
-from spendgate.proxy.config import ModelRoute, ProxySettings
+from spendgate.proxy.config import ProxySettings
 from spendgate.proxy.control import start_control
 from spendgate.proxy.cursor_route import cursor_chat_completions
 from spendgate.proxy.errors import (
     CORS_HEADERS,
     BadRequest,
-    ModelNotAllowed,
-    ModelNotFound,
     ProxyError,
     error_response,
     sse_error_event,
 )
 from spendgate.proxy.features import classify
 from spendgate.proxy.formats import openai_chat
-from spendgate.proxy.inbound import authenticate, path_prefix, read_json, trace_ids
+from spendgate.proxy.inbound import authenticate, path_prefix, read_json
 from spendgate.proxy.keys import KeyDirectory, KeyFileError
 from spendgate.proxy.messages_route import count_tokens, messages
-from spendgate.proxy.providers import Provider
 from spendgate.proxy.redact import redact
 from spendgate.proxy.routing import RETRYABLE_STATUSES
-from spendgate.proxy.spans import CallRecord, SpanExportWorker, invocation_params
+from spendgate.proxy.spans import CallRecord, SpanExportWorker
 from spendgate.proxy.state import SETTINGS, STATE, ProxyState
 from spendgate.proxy.stream import StreamTap, Usage, usage_from_openai
 from spendgate.proxy.translate import Call, serve
@@ -134,19 +130,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 code="missing_required_parameter",
                 param="model",
             )
-        found = state.routes.get(model)
-        if found is None:
-            raise ModelNotFound(
-                f"The model '{model}' does not exist on this gateway; GET /v1/models lists the configured ones.",
-                code="model_not_found",
-                param="model",
-            )
-        if not principal.allows(model):
-            raise ModelNotAllowed(
-                f"Virtual key {principal.key_id} may not use model '{model}'.",
-                code="model_not_allowed",
-                param="model",
-            )
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest(
@@ -155,34 +138,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 param="messages",
             )
         attrib = attribution.resolve(headers, prefix, principal.repo)
+        feature = classify(body)
+        # Model lookup, budget verdicts and routing: the same plan every route uses (admission.py).
+        plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
     except ProxyError as exc:
         return exc.response()
 
-    route, upstream = found
     stream = body.get("stream") is True
-    verdict_applied = None
-    budget_headers = None
-    control = state.control
-    if control is not None:
-        if control.should_refuse:
-            return error_response(
-                503,
-                "The gateway has not received its key and budget state from the collector yet; retry shortly.",
-                "api_error",
-                code="control_state_unavailable",
-            )
-        verdict = control.verdict_for(principal, attrib.repo, model)
-        if verdict is not None:
-            if verdict.action == "pause":
-                # Refused before any provider is called; calls already in flight finish normally.
-                return pause_response(verdict, form=state.pause_form, model=model, stream=stream)
-            rerouted = state.routes.get(verdict.route_to or "")
-            if rerouted is not None:  # a route to a model this proxy does not serve is ignored
-                route, upstream = rerouted
-                verdict_applied = "route"
-        budget = control.budget_for(principal, attrib.repo, model)
-        if budget is not None:
-            budget_headers = budget.headers
+    if plan.pause is not None:
+        # Refused before any provider is called; calls already in flight finish normally.
+        return pause_response(plan.pause, form=state.pause_form, model=model, stream=stream)
+    budget_headers = plan.budget_headers
     stream_options = body.get("stream_options")
     wants_usage = stream and isinstance(stream_options, dict) and stream_options.get("include_usage") is True
     changed = False
@@ -191,25 +157,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         extra = stream_options if isinstance(stream_options, dict) else {}
         body["stream_options"] = {**extra, "include_usage": True}
         changed = True
-    feature = classify(body)
-    rule_name = None
-    attempts: list[tuple[ModelRoute, Provider]] = [(route, upstream)]
-    policy = state.routing
-    if policy is not None:
-        rule_name, names = policy.plan(
-            route.name,
-            feature=feature,
-            user=principal.user,
-            team=principal.team,
-            cost_center=principal.cost_center,
-            repo=attrib.repo,
-            prompt_tokens=len(raw) // 4,
-        )
-        attempts = [state.routes[n] for n in names]
-        route, upstream = attempts[0]
+    attempts = plan.attempts
+    route, upstream = attempts[0]
     if state.translating and any(u.format != "openai" for _, u in attempts):
         # Another provider format somewhere in the chain: through the canonical model (translate.py).
-        plan = Plan(attempts, rule=rule_name, verdict=verdict_applied, budget_headers=budget_headers)
         return await _serve_translated(
             request, state, start_ns, principal, attrib, feature, raw, body, plan, wants_usage
         )
@@ -219,30 +170,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         changed = True
     payload = orjson.dumps(body) if changed else raw
 
-    trace_id, parent_id = trace_ids(headers)
-    rec = CallRecord(
+    rec = new_record(
+        request,
+        state,
         start_ns=start_ns,
-        route=request.path,
-        trace_id=trace_id,
-        span_id=random.getrandbits(64),
-        parent_span_id=parent_id,
         principal=principal,
-        attribution=attrib,
+        attrib=attrib,
         feature=feature,
-        requested_model=model,
-        served_model=target,
-        provider_id=upstream.name,
-        provider_system=upstream.system,
-        server_address=upstream.host,
-        server_port=upstream.port,
+        model=model,
+        plan=plan,
         stream=stream,
-        params=invocation_params(body),
-        verdict=verdict_applied,
-        routing_rule=rule_name,
+        body=body,
+        raw=raw,
     )
-    if state.capture:
-        rec.input_text = redact(raw.decode(errors="replace"))
-        rec.output_text = ""
 
     tap: StreamTap | None = None
     resp: aiohttp.ClientResponse | None = None
@@ -279,6 +219,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 )
             if i < last and resp.status in RETRYABLE_STATUSES:
                 # Nothing has reached the client yet, so the next target can still take the call.
+                policy = state.routing
                 waited = policy.cool_down(route.name, resp.headers.get("retry-after")) if policy else 0.0
                 rec.note_attempt(route.name, upstream.name, str(resp.status), resp.status, waited)
                 resp.release()
