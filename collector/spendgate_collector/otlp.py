@@ -26,6 +26,8 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
+from spendgate_semconv.otlp_wire import read_varint as _varint
+
 from .errors import InvalidPayload
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -110,17 +112,6 @@ def parse_export_request(payload: bytes) -> Any:
         return lean_request_class().FromString(payload)
     except DecodeError as exc:
         raise InvalidPayload(f"undecodable OTLP protobuf: {exc}") from None
-
-
-def _varint(raw: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = raw[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
 
 
 def _decode_fast(raw: bytes) -> Any:

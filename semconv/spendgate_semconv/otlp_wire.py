@@ -1,4 +1,4 @@
-"""Protobuf wire-format writing for OTLP attributes, shared by the proxy's and the collector's encoders.
+"""Protobuf wire-format writing (and varint reading) for OTLP, shared by the proxy's and the collector's encoders.
 
 The proxy encodes its spans straight to OTLP bytes, and the collector's exporters splice cost and
 attribution into spans they forward; both write ``KeyValue``/``AnyValue`` messages by hand because
@@ -33,6 +33,18 @@ def varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+def read_varint(raw: bytes, pos: int) -> tuple[int, int]:
+    """The varint starting at ``raw[pos]`` and the position after it (raises ``IndexError`` if cut short)."""
+    result = shift = 0
+    while True:
+        byte = raw[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
 
 
 def ld(tag: bytes, payload: bytes) -> bytes:

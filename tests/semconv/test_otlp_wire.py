@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from spendgate_semconv.otlp_wire import any_value, key_value, varint
+from spendgate_semconv.otlp_wire import any_value, key_value, read_varint, varint
 
 
 @pytest.mark.parametrize(
@@ -26,3 +26,9 @@ def test_key_value_and_varint() -> None:
     assert (kv.key, kv.value.int_value) == ("llm.token_count.prompt", 1234)
     assert varint(300) == b"\xac\x02"
     assert len(varint(-1)) == 10
+
+
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 2**35, 2**64 - 1])
+def test_read_varint_reads_what_varint_writes(n: int) -> None:
+    data = b"\xff" + varint(n) + b"\x01"
+    assert read_varint(data, 1) == (n, len(data) - 1)

@@ -20,6 +20,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
 from spendgate_semconv import otlp_wire
+from spendgate_semconv.otlp_wire import read_varint as _varint
 
 _F = descriptor_pb2.FieldDescriptorProto
 _PACKAGE = "spendgate.export.v1"
@@ -66,17 +67,6 @@ def parse_request(payload: bytes) -> Any:
 
 
 # --- reading keys and event names out of raw messages
-
-
-def _varint(raw: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = raw[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
 
 
 def _string_field(raw: bytes, number: int) -> str:
