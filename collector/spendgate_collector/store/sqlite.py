@@ -307,15 +307,8 @@ class SQLiteStore:
                 where.append("month <= ?")
                 params.append(flt.end.strftime("%Y-%m"))
         else:
-            if flt.start is not None:
-                where.append("day >= ?")
-                params.append(flt.start.isoformat())
-            if flt.end is not None:
-                where.append("day <= ?")
-                params.append(flt.end.isoformat())
-        for name, value in flt.equals:
-            where.append(f"{name} = ?")  # names come from query.DIMENSIONS only
-            params.append(value)
+            _day_range(flt, where, params)
+        _equals(flt, where, params)
         exprs = ["substr(day, 1, 7) AS month" if (g == "month" and not monthly) else g for g in group_by]
         sums = ", ".join(f"SUM({m}) AS {m}" for m in ROLLUP_MEASURES)
         sql = f"SELECT {', '.join([*exprs, sums])} FROM {table}"
@@ -348,15 +341,8 @@ class SQLiteStore:
     def unpriced(self, flt: SpendFilter) -> list[Row]:
         where = ["unpriced_requests > 0"]
         params: list[Any] = []
-        if flt.start is not None:
-            where.append("day >= ?")
-            params.append(flt.start.isoformat())
-        if flt.end is not None:
-            where.append("day <= ?")
-            params.append(flt.end.isoformat())
-        for name, value in flt.equals:
-            where.append(f"{name} = ?")
-            params.append(value)
+        _day_range(flt, where, params)
+        _equals(flt, where, params)
         sql = (
             "SELECT model, provider, SUM(unpriced_requests) AS requests, "
             "SUM(unpriced_input_tokens) AS input_tokens, SUM(unpriced_output_tokens) AS output_tokens, "
@@ -495,3 +481,20 @@ def _present(row: dict[str, Any], group_by: Sequence[str]) -> Row:
     else:
         out["cost_usd"] = round((row["cost_nanos"] or 0) / NANOS_PER_USD, 9)
     return out
+
+
+def _day_range(flt: SpendFilter, where: list[str], params: list[Any]) -> None:
+    """Add the filter's day range to a query on ``rollup_daily``."""
+    if flt.start is not None:
+        where.append("day >= ?")
+        params.append(flt.start.isoformat())
+    if flt.end is not None:
+        where.append("day <= ?")
+        params.append(flt.end.isoformat())
+
+
+def _equals(flt: SpendFilter, where: list[str], params: list[Any]) -> None:
+    """Add the filter's equality conditions (names come from ``query.DIMENSIONS`` only)."""
+    for name, value in flt.equals:
+        where.append(f"{name} = ?")
+        params.append(value)
