@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from spendgate.proxy.config import ModelRoute, ProxySettings
+from spendgate.proxy.hook_window import HookWindows
 from spendgate.proxy.providers import Provider, create_provider
 from spendgate.proxy.routing import RoutingPolicy
 
@@ -46,6 +47,8 @@ class ProxyState:
         self.translating = any(p.format != "openai" for p in self.upstreams.values())
         """Some provider speaks another format: the chat route must check whether a call needs translation."""
         self.cursor = settings.cursor
+        self.hook_windows = HookWindows()
+        """Live Cursor hook attribution per developer (``POST /hooks/cursor`` and the control stream)."""
 
 
 SETTINGS = web.AppKey("settings", ProxySettings)
