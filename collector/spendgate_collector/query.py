@@ -48,6 +48,9 @@ class SpendFilter:
     end: date | None = None
     equals: tuple[tuple[str, str], ...] = field(default=())
     """``(dimension, value)`` pairs, all of which must match."""
+    within: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+    """``(dimension, values)`` pairs: the dimension must be one of the values (an empty tuple matches
+    nothing). Access control adds these (a lead sees only their teams); users never set them."""
 
     def covers_whole_months(self) -> bool:
         """True when the range starts on a 1st and ends on a month's last day (or is open)."""

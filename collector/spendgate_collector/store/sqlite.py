@@ -289,7 +289,7 @@ class SQLiteStore:
         limit: int | None = None,
         force_daily: bool = False,
     ) -> list[Row]:
-        dims_used = set(group_by) | {name for name, _ in flt.equals}
+        dims_used = set(group_by) | {name for name, _ in flt.equals} | {name for name, _ in flt.within}
         monthly = (
             not force_daily
             and "day" not in dims_used
@@ -494,7 +494,13 @@ def _day_range(flt: SpendFilter, where: list[str], params: list[Any]) -> None:
 
 
 def _equals(flt: SpendFilter, where: list[str], params: list[Any]) -> None:
-    """Add the filter's equality conditions (names come from ``query.DIMENSIONS`` only)."""
+    """Add the filter's equality and ``IN`` conditions (names come from ``query.DIMENSIONS`` only)."""
     for name, value in flt.equals:
         where.append(f"{name} = ?")
         params.append(value)
+    for name, values in flt.within:
+        if not values:
+            where.append("0")  # one of no values: nothing matches
+            continue
+        where.append(f"{name} IN ({', '.join('?' * len(values))})")
+        params.extend(values)
