@@ -20,7 +20,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, proxy_id: _Optional[str] = ..., resume_version: _Optional[int] = ..., epoch: _Optional[int] = ..., proxy_version: _Optional[str] = ...) -> None: ...
 
 class ControlUpdate(_message.Message):
-    __slots__ = ("version", "epoch", "snapshot", "keys_upsert", "keys_removed", "verdicts_upsert", "verdicts_removed", "heartbeat", "server_time_unix_ms", "budgets_upsert", "budgets_removed")
+    __slots__ = ("version", "epoch", "snapshot", "keys_upsert", "keys_removed", "verdicts_upsert", "verdicts_removed", "heartbeat", "server_time_unix_ms", "budgets_upsert", "budgets_removed", "windows_upsert")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class ControlUpdate(_message.Message):
     SERVER_TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_UPSERT_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_UPSERT_FIELD_NUMBER: _ClassVar[int]
     version: int
     epoch: int
     snapshot: bool
@@ -43,7 +44,40 @@ class ControlUpdate(_message.Message):
     server_time_unix_ms: int
     budgets_upsert: _containers.RepeatedCompositeFieldContainer[BudgetState]
     budgets_removed: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[int] = ..., epoch: _Optional[int] = ..., snapshot: _Optional[bool] = ..., keys_upsert: _Optional[_Iterable[_Union[KeyEntry, _Mapping]]] = ..., keys_removed: _Optional[_Iterable[str]] = ..., verdicts_upsert: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ..., verdicts_removed: _Optional[_Iterable[str]] = ..., heartbeat: _Optional[bool] = ..., server_time_unix_ms: _Optional[int] = ..., budgets_upsert: _Optional[_Iterable[_Union[BudgetState, _Mapping]]] = ..., budgets_removed: _Optional[_Iterable[str]] = ...) -> None: ...
+    windows_upsert: _containers.RepeatedCompositeFieldContainer[AttributionWindow]
+    def __init__(self, version: _Optional[int] = ..., epoch: _Optional[int] = ..., snapshot: _Optional[bool] = ..., keys_upsert: _Optional[_Iterable[_Union[KeyEntry, _Mapping]]] = ..., keys_removed: _Optional[_Iterable[str]] = ..., verdicts_upsert: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ..., verdicts_removed: _Optional[_Iterable[str]] = ..., heartbeat: _Optional[bool] = ..., server_time_unix_ms: _Optional[int] = ..., budgets_upsert: _Optional[_Iterable[_Union[BudgetState, _Mapping]]] = ..., budgets_removed: _Optional[_Iterable[str]] = ..., windows_upsert: _Optional[_Iterable[_Union[AttributionWindow, _Mapping]]] = ...) -> None: ...
+
+class AttributionWindow(_message.Message):
+    __slots__ = ("user", "repo", "branch", "repo_url", "workspace_root", "since_unix_ns", "until_unix_ns")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    REPO_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
+    REPO_URL_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_ROOT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    repo: str
+    branch: str
+    repo_url: str
+    workspace_root: str
+    since_unix_ns: int
+    until_unix_ns: int
+    def __init__(self, user: _Optional[str] = ..., repo: _Optional[str] = ..., branch: _Optional[str] = ..., repo_url: _Optional[str] = ..., workspace_root: _Optional[str] = ..., since_unix_ns: _Optional[int] = ..., until_unix_ns: _Optional[int] = ...) -> None: ...
+
+class AttributionReport(_message.Message):
+    __slots__ = ("proxy_id", "window")
+    PROXY_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    proxy_id: str
+    window: AttributionWindow
+    def __init__(self, proxy_id: _Optional[str] = ..., window: _Optional[_Union[AttributionWindow, _Mapping]] = ...) -> None: ...
+
+class AttributionAck(_message.Message):
+    __slots__ = ("window",)
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    window: AttributionWindow
+    def __init__(self, window: _Optional[_Union[AttributionWindow, _Mapping]] = ...) -> None: ...
 
 class KeyEntry(_message.Message):
     __slots__ = ("key_id", "hash", "prefix", "user", "team", "cost_center", "repo", "models", "expires_at_unix_ms", "disabled", "revoked_at_unix_ms", "created_at_unix_ms")

@@ -39,6 +39,11 @@ class ControlPlaneStub:
                 request_serializer=spendgate__semconv_dot_control__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=spendgate__semconv_dot_control__pb2.ControlUpdate.FromString,
                 _registered_method=True)
+        self.ReportAttribution = channel.unary_unary(
+                '/spendgate.control.v1.ControlPlane/ReportAttribution',
+                request_serializer=spendgate__semconv_dot_control__pb2.AttributionReport.SerializeToString,
+                response_deserializer=spendgate__semconv_dot_control__pb2.AttributionAck.FromString,
+                _registered_method=True)
 
 
 class ControlPlaneServicer:
@@ -51,6 +56,13 @@ class ControlPlaneServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportAttribution(self, request, context):
+        """A proxy forwards one Cursor hook report; the collector merges it into the developer's window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +70,11 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.Subscribe,
                     request_deserializer=spendgate__semconv_dot_control__pb2.SubscribeRequest.FromString,
                     response_serializer=spendgate__semconv_dot_control__pb2.ControlUpdate.SerializeToString,
+            ),
+            'ReportAttribution': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportAttribution,
+                    request_deserializer=spendgate__semconv_dot_control__pb2.AttributionReport.FromString,
+                    response_serializer=spendgate__semconv_dot_control__pb2.AttributionAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +104,33 @@ class ControlPlane:
             '/spendgate.control.v1.ControlPlane/Subscribe',
             spendgate__semconv_dot_control__pb2.SubscribeRequest.SerializeToString,
             spendgate__semconv_dot_control__pb2.ControlUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportAttribution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spendgate.control.v1.ControlPlane/ReportAttribution',
+            spendgate__semconv_dot_control__pb2.AttributionReport.SerializeToString,
+            spendgate__semconv_dot_control__pb2.AttributionAck.FromString,
             options,
             channel_credentials,
             insecure,
