@@ -34,6 +34,7 @@ import sqlite_utils
 from ..errors import StoreUnavailable
 from ..query import CHARGEBACK_DIMENSIONS, DIMENSIONS, SpendFilter
 from ..records import SpendRecord
+from . import key_usage
 from .base import CompanionWrites, Row, StoreStats, WriteResult
 
 logger = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ class SQLiteStore:
         db.table("spend").create_index(["end_ns"], index_name="spend_end", if_not_exists=True)
         db.execute(_rollup_ddl("rollup_daily", _DAILY_KEY))
         db.execute(_rollup_ddl("rollup_monthly", _MONTHLY_KEY))
+        key_usage.create(db.conn)  # keys' last use (key_usage.py)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- writes (writer thread only)
@@ -225,6 +227,9 @@ class SQLiteStore:
                 daily, monthly = _aggregate(inserted)
                 cur.executemany(_UPSERT_DAILY, [(*k, *v) for k, v in daily.items()])
                 cur.executemany(_UPSERT_MONTHLY, [(*k, *v) for k, v in monthly.items()])
+                usage = key_usage.rows(inserted)
+                if usage:
+                    cur.executemany(key_usage.UPSERT, usage)
                 if companion is not None:
                     for sql, rows in companion(inserted):
                         cur.executemany(sql, rows)
@@ -355,6 +360,13 @@ class SQLiteStore:
             row["model"] = row["model"] or None
             row["provider"] = row["provider"] or None
         return rows
+
+    def key_last_used(self, key_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """``{key_id: start_ns of its latest stored call}`` for ``key_ids`` (default: every key seen)."""
+        try:
+            return key_usage.read(self._reader(), key_ids)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
 
     def raw_rows(self, where: str = "1", params: Sequence[Any] = ()) -> list[Row]:
         """Raw spend rows (for tests and debugging), ordered by end time then ids."""

@@ -1,0 +1,80 @@
+"""When each virtual key was last used: a one-row-per-key table kept up to date inside the spend transaction.
+
+``key_last_used(key_id, last_start_ns)`` answers "last used" for the keys list in one small read,
+whatever the size of ``spend``. The alternative, ``max(start_ns)`` over the raw rows, needs an extra
+index on a table that takes every span (slowing ingest) and forgets a key once retention purges its
+rows; this table costs one upsert per distinct key per committed batch and is never purged.
+
+``create`` runs with the store's schema and, the first time only, back-fills from the spend rows
+already stored, so upgrading an existing database loses no history.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..records import SpendRecord
+
+TABLE = "key_last_used"
+
+_DDL = f"CREATE TABLE {TABLE} (key_id TEXT PRIMARY KEY, last_start_ns INTEGER NOT NULL) WITHOUT ROWID"
+_BACKFILL = (
+    f"INSERT INTO {TABLE} (key_id, last_start_ns) "
+    "SELECT key_id, max(start_ns) FROM spend WHERE key_id IS NOT NULL AND key_id != '' GROUP BY key_id"
+)
+# max(): batches may arrive out of order (a proxy retrying an old export), and last-used must not go back.
+UPSERT = (
+    f"INSERT INTO {TABLE} (key_id, last_start_ns) VALUES (?, ?) "
+    "ON CONFLICT (key_id) DO UPDATE SET last_start_ns = max(last_start_ns, excluded.last_start_ns)"
+)
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """Create the table if missing and, when it is new, fill it from the stored spend rows."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
+    if exists:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_DDL)
+        conn.execute(_BACKFILL)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def rows(records: Iterable[SpendRecord]) -> list[tuple[str, int]]:
+    """``(key_id, latest start_ns)`` per key among ``records``, for ``UPSERT`` in the same transaction."""
+    latest: dict[str, int] = {}
+    for r in records:
+        key_id = r.key_id
+        if key_id and latest.get(key_id, -1) < r.start_ns:
+            latest[key_id] = r.start_ns
+    return list(latest.items())
+
+
+def read(conn: sqlite3.Connection, key_ids: Sequence[str] | None = None) -> dict[str, int]:
+    """``{key_id: last start_ns}``, for ``key_ids`` or every key ever seen; unknown keys are absent."""
+    try:
+        if key_ids is None:
+            cur = conn.execute(f"SELECT key_id, last_start_ns FROM {TABLE}")
+            return dict(cur.fetchall())
+        out: dict[str, int] = {}
+        ids = list(dict.fromkeys(key_ids))
+        # Chunks stay under SQLite's host-parameter limit (999 on older builds).
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            params: list[Any] = list(chunk)
+            cur = conn.execute(
+                f"SELECT key_id, last_start_ns FROM {TABLE} WHERE key_id IN ({', '.join('?' * len(chunk))})", params
+            )
+            out.update(cur.fetchall())
+        return out
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}  # a read-only view of a database no writer has upgraded yet
+        raise
