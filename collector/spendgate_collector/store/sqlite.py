@@ -9,6 +9,8 @@ Tables (schema version in ``PRAGMA user_version``):
 - ``rollup_monthly``: UTC month x developer x team x cost_center x repo, the same measures. It
   answers chargeback (and any query grouped/filtered only by those dimensions over whole months)
   from a few thousand rows instead of the month's daily rows. Both rollups are kept forever.
+- ``rollup_coverage`` (``coverage_rollup.py``) and ``rollup_developer_hours`` (``developer_hours.py``):
+  spend by repo source, and gateway calls per developer-hour, for coverage and reconciliation.
 
 Unknown dimension values are stored as ``''`` (SQL NULLs would make each unattributed row a key of its
 own) and come back as ``None``. The schema is created with sqlite-utils; the hot paths use the raw
@@ -34,7 +36,7 @@ import sqlite_utils
 from ..errors import StoreUnavailable
 from ..query import CHARGEBACK_DIMENSIONS, DIMENSIONS, SpendFilter
 from ..records import SpendRecord
-from . import key_usage
+from . import coverage_rollup, developer_hours, key_usage
 from .base import CompanionWrites, Row, StoreStats, WriteResult
 
 logger = logging.getLogger(__name__)
@@ -199,6 +201,8 @@ class SQLiteStore:
         db.execute(_rollup_ddl("rollup_daily", _DAILY_KEY))
         db.execute(_rollup_ddl("rollup_monthly", _MONTHLY_KEY))
         key_usage.create(db.conn)  # keys' last use (key_usage.py)
+        coverage_rollup.create(db.conn)  # spend by repo source (coverage_rollup.py)
+        developer_hours.create(db.conn)  # gateway calls per developer-hour (developer_hours.py)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- writes (writer thread only)
@@ -230,6 +234,8 @@ class SQLiteStore:
                 usage = key_usage.rows(inserted)
                 if usage:
                     cur.executemany(key_usage.UPSERT, usage)
+                cur.executemany(coverage_rollup.UPSERT, coverage_rollup.rows(inserted, day_string))
+                cur.executemany(developer_hours.UPSERT, developer_hours.rows(inserted))
                 if companion is not None:
                     for sql, rows in companion(inserted):
                         cur.executemany(sql, rows)
@@ -368,13 +374,46 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
 
+    def coverage(self, flt: SpendFilter, group_by: Sequence[str] = ()) -> list[Row]:
+        """Coverage rollup sums by ``group_by`` (developer, team, cost_center) x repo source x attributed.
+
+        Measures: requests, unpriced_requests, input_tokens, output_tokens, cost_nanos (integers);
+        ``''`` key values are returned as they are stored.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        _day_range(flt, where, params)
+        _equals(flt, where, params)
+        sql = coverage_rollup.select_sql(where, tuple(group_by))
+        try:
+            cur = self._reader().execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                raise StoreUnavailable(
+                    "this database predates the coverage rollup; start the collector on it once to add it"
+                ) from None
+            raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def developer_hours(self, start_hour: int, end_hour: int, developers: Sequence[str] | None = None) -> list[Row]:
+        """Gateway calls per (Unix hour, lowercased developer) in ``[start_hour, end_hour)``."""
+        try:
+            return developer_hours.read(self._reader(), start_hour, end_hour, developers)
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                raise StoreUnavailable(
+                    "this database predates the developer-hours rollup; start the collector on it once to add it"
+                ) from None
+            raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
+
     def raw_rows(self, where: str = "1", params: Sequence[Any] = ()) -> list[Row]:
         """Raw spend rows (for tests and debugging), ordered by end time then ids."""
         return self._query(f"SELECT * FROM spend WHERE {where} ORDER BY end_ns, trace_id, span_id", params)
 
     def rollup_rows(self, table: str = "rollup_daily") -> list[Row]:
         """Every row of a rollup table (for tests and debugging), in key order."""
-        if table not in ("rollup_daily", "rollup_monthly"):
+        if table not in ("rollup_daily", "rollup_monthly", coverage_rollup.TABLE, developer_hours.TABLE):
             raise ValueError(f"unknown rollup table {table!r}")
         return self._query(f"SELECT * FROM {table}", ())
 

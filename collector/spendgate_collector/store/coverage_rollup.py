@@ -1,0 +1,123 @@
+"""The coverage rollup: spend per UTC day x developer x team x cost centre x repo source x has-a-repo.
+
+It answers "what share of spend has a repository, and which attribution source gave it"
+(``coverage.py``, ``GET /api/coverage``) from a few rows per developer-day. The daily rollup cannot:
+it is keyed by the repo itself, not by how the repo was found. The table is updated inside the spend
+transaction from exactly the rows inserted, like the other rollups, and kept forever.
+
+``attributed`` is part of the key because the source alone does not say it: a span from another
+instrumentation can carry a repo with no ``spendgate.repo.source``, and a source can be recorded
+for a span whose repo ended up empty.
+
+``create`` runs with the store's schema. The first time (a new database, or one from before this
+table existed) it back-fills from the raw spend rows still kept; spend whose raw rows retention has
+already deleted is back-filled from the daily rollup (which knows whether each row had a repo, not
+how), under the source ``untracked``, so coverage totals always equal the chargeback's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..records import SpendRecord
+
+TABLE = "rollup_coverage"
+KEY: tuple[str, ...] = ("day", "developer", "team", "cost_center", "repo_source", "attributed")
+MEASURES: tuple[str, ...] = ("requests", "unpriced_requests", "input_tokens", "output_tokens", "cost_nanos")
+UNTRACKED = "untracked"
+"""Source of back-filled spend whose raw rows were gone: whether it had a repo is known, not how."""
+
+NANOS_PER_USD = 1_000_000_000
+_NANOS_PER_DAY = 86_400 * 1_000_000_000
+
+_DDL = (
+    f"CREATE TABLE {TABLE} (day TEXT NOT NULL, developer TEXT NOT NULL, team TEXT NOT NULL, "
+    "cost_center TEXT NOT NULL, repo_source TEXT NOT NULL, attributed INTEGER NOT NULL, "
+    + ", ".join(f"{m} INTEGER NOT NULL DEFAULT 0" for m in MEASURES)
+    + f", PRIMARY KEY ({', '.join(KEY)})) WITHOUT ROWID"
+)
+UPSERT = (
+    f"INSERT INTO {TABLE} ({', '.join((*KEY, *MEASURES))}) VALUES ({', '.join('?' * (len(KEY) + len(MEASURES)))}) "
+    f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET " + ", ".join(f"{m} = {m} + excluded.{m}" for m in MEASURES)
+)
+
+# From the raw rows: exactly what ``rows`` computes, in SQL. (SQLite's round() rounds halves away
+# from zero, Python's to even: the two can differ by one nano-dollar on an exact half, never more.)
+_BACKFILL_SPEND = (
+    f"INSERT INTO {TABLE} ({', '.join((*KEY, *MEASURES))}) "
+    "SELECT strftime('%Y-%m-%d', end_ns / 1000000000, 'unixepoch'), coalesce(developer, ''), coalesce(team, ''), "
+    "coalesce(cost_center, ''), coalesce(repo_source, ''), coalesce(repo, '') != '', "
+    "count(*), sum(cost_usd IS NULL), sum(input_tokens), sum(output_tokens), "
+    "coalesce(sum(CAST(round(cost_usd * 1000000000) AS INTEGER)), 0) "
+    "FROM spend GROUP BY 1, 2, 3, 4, 5, 6"
+)
+# What the daily rollup holds beyond the raw rows (purged by retention before this table existed).
+_BACKFILL_REMAINDER = (
+    f"INSERT INTO {TABLE} ({', '.join((*KEY, *MEASURES))}) "
+    "SELECT d.day, d.developer, d.team, d.cost_center, ?, d.attributed, "
+    "d.requests - coalesce(c.requests, 0), d.unpriced - coalesce(c.unpriced, 0), "
+    "d.input_tokens - coalesce(c.input_tokens, 0), d.output_tokens - coalesce(c.output_tokens, 0), "
+    "d.cost_nanos - coalesce(c.cost_nanos, 0) "
+    "FROM (SELECT day, developer, team, cost_center, repo != '' AS attributed, sum(requests) AS requests, "
+    "sum(unpriced_requests) AS unpriced, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+    "sum(cost_nanos) AS cost_nanos FROM rollup_daily GROUP BY 1, 2, 3, 4, 5) AS d "
+    f"LEFT JOIN (SELECT day, developer, team, cost_center, attributed, sum(requests) AS requests, "
+    "sum(unpriced_requests) AS unpriced, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+    f"sum(cost_nanos) AS cost_nanos FROM {TABLE} GROUP BY 1, 2, 3, 4, 5) AS c "
+    "USING (day, developer, team, cost_center, attributed) "
+    "WHERE d.requests > coalesce(c.requests, 0)"
+)
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """Create the table if missing and, when it is new, back-fill it; one transaction."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
+    if exists:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_DDL)
+        conn.execute(_BACKFILL_SPEND)
+        conn.execute(_BACKFILL_REMAINDER, (UNTRACKED,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def rows(records: Iterable[SpendRecord], day_string: Callable[[int], str]) -> list[tuple[Any, ...]]:
+    """Rollup deltas for ``records`` (``UPSERT`` parameters); ``day_string`` maps a day number to text."""
+    acc: dict[tuple[Any, ...], list[int]] = {}
+    for r in records:
+        key = (
+            day_string(r.end_ns // _NANOS_PER_DAY),
+            r.developer or "",
+            r.team or "",
+            r.cost_center or "",
+            r.repo_source or "",
+            1 if r.repo else 0,
+        )
+        a = acc.get(key)
+        if a is None:
+            a = acc[key] = [0, 0, 0, 0, 0]
+        a[0] += 1
+        a[2] += r.input_tokens
+        a[3] += r.output_tokens
+        if r.cost_usd is None:
+            a[1] += 1
+        else:
+            a[4] += round(r.cost_usd * NANOS_PER_USD)
+    return [(*k, *v) for k, v in acc.items()]
+
+
+def select_sql(where: list[str], group_by: tuple[str, ...]) -> str:
+    """Sums by ``group_by`` + source + attributed, for the conditions ``where`` (built by the store)."""
+    cols = [*group_by, "repo_source", "attributed"]
+    sums = ", ".join(f"SUM({m}) AS {m}" for m in MEASURES)
+    sql = f"SELECT {', '.join([*cols, sums])} FROM {TABLE}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + f" GROUP BY {', '.join(cols)} ORDER BY {', '.join(cols)}"
