@@ -80,6 +80,14 @@ class SpendStore(Protocol):
         """Calls no price was found for, by model and provider."""
         ...
 
+    def coverage(self, flt: SpendFilter, group_by: Sequence[str] = ()) -> list[Row]:
+        """Sums by ``group_by`` x ``repo_source`` x ``attributed`` (has a repo: 1/0), for ``coverage.py``."""
+        ...
+
+    def developer_hours(self, start_hour: int, end_hour: int, developers: Sequence[str] | None = None) -> list[Row]:
+        """Gateway calls per Unix hour (of the call's start) and lowercased developer, for ``reconcile.py``."""
+        ...
+
     def stats(self) -> StoreStats:
         """Counters since open, and the store's size."""
         ...
