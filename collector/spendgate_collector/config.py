@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from . import env
+from .auth.config import AuthConfig
 from .cursor_admin.config import CursorAdminConfig
 from .errors import ConfigError
 from .exporters.config import ExporterConfig, validate_exporters
@@ -113,6 +114,17 @@ class CollectorConfig(BaseModel):
     # --- Cursor-billed spend from the Cursor Admin API (docs/cursor-admin.md, cursor_admin/)
     cursor_admin: CursorAdminConfig = Field(default_factory=CursorAdminConfig)
     """The Admin API poller: ``{enabled, base_url, api_key_env, poll_interval_s, page_size, requests_per_minute}``."""
+
+    # --- who may use the API and dashboard (docs/auth.md, auth/); after ``api``: its validator reads it.
+    auth: AuthConfig = Field(default_factory=AuthConfig, validate_default=True)
+    """``{mode: open|oidc, admin_token_env, oidc: {...}}``; open (no sign-in) only while ``api`` is on loopback."""
+
+    @field_validator("auth")
+    @classmethod
+    def _auth(cls, value: AuthConfig, info: ValidationInfo) -> AuthConfig:
+        api = info.data.get("api")
+        value.check_listen_address(split_host_port(api)[0] if api else None)
+        return value
 
     @property
     def exporters_queue_path(self) -> Path:

@@ -29,11 +29,11 @@ def test_option_beats_environment_beats_file(tmp_path: Path) -> None:
     path = tmp_path / "spendgate.yaml"
     path.write_text(
         "proxy:\n  listen: 0.0.0.0:8787\n"
-        "collector:\n  db: /data/file.db\n  retention_days: 30\n  api: 0.0.0.0:9000\n  otlp_http: 'off'\n"
+        "collector:\n  db: /data/file.db\n  retention_days: 30\n  api: 127.0.0.1:9000\n  otlp_http: 'off'\n"
     )
     environ = {"SPENDGATE_COLLECTOR_RETENTION_DAYS": "60", "SPENDGATE_COLLECTOR_DB": "/data/env.db"}
     config = load_config(path, environ=environ, db="/data/option.db", otlp_grpc=None)
-    assert (Path("/data/option.db"), 60, "0.0.0.0:9000", None, "127.0.0.1:4317") == (
+    assert (Path("/data/option.db"), 60, "127.0.0.1:9000", None, "127.0.0.1:4317") == (
         config.db,
         config.retention_days,
         config.api,
