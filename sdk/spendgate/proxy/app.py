@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from spendgate.proxy import attribution, estimate
+from spendgate.proxy import estimate
 from spendgate.proxy.admission import Plan, new_record, plan_call
 from spendgate.proxy.budget_reply import pause_response
 from spendgate.proxy.config import ProxySettings
@@ -123,8 +123,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         principal = authenticate(state.keys, headers)
         prefix = path_prefix(request)
         raw, body = await read_json(request, state.max_body)
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
+        requested = body.get("model")
+        if not isinstance(requested, str) or not requested:
             raise BadRequest(
                 "Missing required parameter: 'model' (a string naming a model; GET /v1/models lists them).",
                 code="missing_required_parameter",
@@ -137,7 +137,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 code="missing_required_parameter",
                 param="messages",
             )
-        attrib = attribution.resolve(headers, prefix, principal.repo)
+        # "acme-api/gpt-4.1" is model gpt-4.1 charged to repo acme-api: the base model is what gets
+        # looked up, routed, priced and recorded; the upstream never sees the alias.
+        model, alias = state.attribution.split_model(requested)
+        attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
         feature = classify(body)
         # Model lookup, budget verdicts and routing: the same plan every route uses (admission.py).
         plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
@@ -147,7 +150,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     stream = body.get("stream") is True
     if plan.pause is not None:
         # Refused before any provider is called; calls already in flight finish normally.
-        return pause_response(plan.pause, form=state.pause_form, model=model, stream=stream)
+        return pause_response(plan.pause, form=state.pause_form, model=requested, stream=stream)
     budget_headers = plan.budget_headers
     stream_options = body.get("stream_options")
     wants_usage = stream and isinstance(stream_options, dict) and stream_options.get("include_usage") is True
@@ -162,10 +165,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if state.translating and any(u.format != "openai" for _, u in attempts):
         # Another provider format somewhere in the chain: through the canonical model (translate.py).
         return await _serve_translated(
-            request, state, start_ns, principal, attrib, feature, raw, body, plan, wants_usage
+            request, state, start_ns, principal, attrib, feature, raw, body, model, plan, wants_usage
         )
     target = route.target
-    if target != model:
+    if target != requested:
         body["model"] = target
         changed = True
     payload = orjson.dumps(body) if changed else raw
@@ -317,14 +320,15 @@ async def _serve_translated(
     feature: str,
     raw: bytes,
     body: dict[str, Any],
+    model: str,
     plan: Plan,
     wants_usage: bool,
 ) -> web.StreamResponse:
     """A Chat Completions call that a non-OpenAI provider may serve: parse, then ``translate.serve``.
 
     ``body`` may already ask for usage (the hot path adds it); ``wants_usage`` is what the client asked.
+    ``model`` is the base model (a ``repo/model`` alias split off); ``body`` still names what the client sent.
     """
-    model = body["model"]
     req = openai_chat.parse_request(body)
     rec = new_record(
         request,

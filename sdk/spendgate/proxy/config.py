@@ -25,6 +25,7 @@ Environment variables read here:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -201,8 +202,35 @@ class RoutingSettings(_Model):
     )
 
 
+class WorkspaceRepoRule(_Model):
+    """One ``cursor.workspace_repos`` rule: a glob (``pattern``) or a regex on a workspace path from the
+    prompt, or on its git remote URL, and the repo it means (docs/cursor-attribution.md, section 2)."""
+
+    pattern: str | None = Field(None, min_length=1, description="glob; '*' also matches '/'")
+    regex: str | None = Field(None, min_length=1, description="searched; a (?P<repo>...) group may name the repo")
+    repo: str | None = Field(None, min_length=1)
+
+    @field_validator("regex")
+    @classmethod
+    def _check_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc}): {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> WorkspaceRepoRule:
+        if (self.pattern is None) == (self.regex is None):
+            raise ValueError("give exactly one of pattern (a glob) or regex")
+        if self.repo is None and (self.pattern is not None or "repo" not in re.compile(self.regex or "").groupindex):
+            raise ValueError("give repo (or, for a regex, a (?P<repo>...) group naming it)")
+        return self
+
+
 class CursorSettings(_Model):
-    """The Cursor route (``/cursor/v1/...``, docs/cursor.md)."""
+    """The Cursor route (``/cursor/v1/...``, docs/cursor.md) and repo attribution from Cursor's prompts."""
 
     max_tokens_floor: int | None = Field(
         DEFAULT_MAX_TOKENS_FLOOR,
@@ -214,6 +242,13 @@ class CursorSettings(_Model):
     )
     custom_tool_calls: Literal["raw", "json"] = Field(
         "raw", description="how custom (grammar) tool calls such as ApplyPatch reach Cursor (formats/cursor.py)"
+    )
+    prompt_workspace: bool = Field(
+        True, description="repo from the workspace path in the prompt when no stronger source names one, on every route"
+    )
+    workspace_repos: list[WorkspaceRepoRule] = Field(
+        default_factory=list,
+        description="ordered path/remote rules -> repo; unmatched: the remote's name, else the folder's name",
     )
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 from aiohttp import web
 
-from spendgate.proxy import attribution
 from spendgate.proxy.admission import new_record, plan_call
 from spendgate.proxy.budget_reply import pause_response
 from spendgate.proxy.errors import BadRequest, ProxyError
@@ -77,9 +76,12 @@ async def cursor_chat_completions(request: web.Request) -> web.StreamResponse:
         prefix = path_prefix(request)
         raw, body = await read_json(request, state.max_body)
         req = parse_cursor_body(body, max_tokens_floor=settings.max_tokens_floor)
-        attrib = attribution.resolve(headers, prefix, principal.repo)
+        # A custom model "acme-api/claude-sonnet-4-6" (one per project in Cursor's settings): the base
+        # model is admitted and recorded, the upstream gets its own name, Cursor sees its name echoed.
+        model, alias = state.attribution.split_model(req.model)
+        attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
         feature = classify(feature_body(req))
-        plan = plan_call(state, principal, attrib, req.model, feature=feature, prompt_tokens=len(raw) // 4)
+        plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
     except ProxyError as exc:
         return exc.response()
     if plan.pause is not None:
@@ -91,7 +93,7 @@ async def cursor_chat_completions(request: web.Request) -> web.StreamResponse:
         principal=principal,
         attrib=attrib,
         feature=feature,
-        model=req.model,
+        model=model,
         plan=plan,
         stream=req.stream,
         body=body,

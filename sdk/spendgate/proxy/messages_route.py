@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from spendgate.proxy import attribution
 from spendgate.proxy.admission import lookup_model, new_record, plan_call
 from spendgate.proxy.budget_reply import pause_response, pause_text
 from spendgate.proxy.errors import BadRequest, ProxyError
@@ -65,9 +64,12 @@ async def messages(request: web.Request) -> web.StreamResponse:
         prefix = path_prefix(request)
         raw, body = await read_json(request, state.max_body)
         req = _parse(body)
-        attrib = attribution.resolve(headers, prefix, principal.repo)
+        # A "repo/model" alias: the base model is admitted and recorded; the upstream gets its own
+        # model name (translate.py), and the client's reply echoes what it sent.
+        model, alias = state.attribution.split_model(req.model)
+        attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
         feature = classify(feature_body(req))
-        plan = plan_call(state, principal, attrib, req.model, feature=feature, prompt_tokens=len(raw) // 4)
+        plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
     except ProxyError as exc:
         return _error(exc)
     if plan.pause is not None:
@@ -79,7 +81,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         principal=principal,
         attrib=attrib,
         feature=feature,
-        model=req.model,
+        model=model,
         plan=plan,
         stream=req.stream,
         body=body,
@@ -105,8 +107,9 @@ async def count_tokens(request: web.Request) -> web.Response:
         path_prefix(request)  # a malformed prefix is still a 400
         _, body = await read_json(request, state.max_body)
         req = _parse(body, count=True)
-        # Counting tokens is free: no budget verdict or routing rule applies, only the key's models.
-        route, provider = lookup_model(state, principal, req.model)
+        # Counting tokens is free: no budget verdict or routing rule applies, only the key's models
+        # (of the base model, when the name is a "repo/model" alias).
+        route, provider = lookup_model(state, principal, state.attribution.split_model(req.model)[0])
     except ProxyError as exc:
         return _error(exc)
     cors = {"Access-Control-Allow-Origin": "*"}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from spendgate.proxy.attribution import RepoChain
 from spendgate.proxy.config import ModelRoute, ProxySettings
 from spendgate.proxy.hook_window import HookWindows
 from spendgate.proxy.providers import Provider, create_provider
@@ -49,6 +50,13 @@ class ProxyState:
         self.cursor = settings.cursor
         self.hook_windows = HookWindows()
         """Live Cursor hook attribution per developer (``POST /hooks/cursor`` and the control stream)."""
+        self.attribution = RepoChain(
+            self.routes,
+            workspace_rules=[r.model_dump(exclude_none=True) for r in settings.cursor.workspace_repos],
+            prompt_workspace=settings.cursor.prompt_workspace,
+            hooks=self.hook_windows,
+        )
+        """The repo attribution chain (attribution.py): aliases, hook windows, prompt workspace mapping."""
 
 
 SETTINGS = web.AppKey("settings", ProxySettings)
