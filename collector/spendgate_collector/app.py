@@ -23,6 +23,7 @@ from aiohttp import web
 
 from .alerts import DeliveryOutcome, WebhookSender
 from .api import QueryApi
+from .attribution_windows import AttributionWindows
 from .budgets import AuditEntry, BudgetEngine, BudgetStorage, parse_webhook
 from .budgets_api import BudgetsApi
 from .config import CollectorConfig, split_host_port
@@ -93,6 +94,8 @@ class Collector:
         # can be wired to it before start().
         self.verdicts = VerdictBoard()
         self.control: ControlServer | None = None
+        # Cursor hook windows: proxies report them over the control plane, the normaliser stamps spans.
+        self.attribution_windows = AttributionWindows()
         # Budgets (budgets/, alerts.py): the engine that puts verdicts on the board, and webhooks.
         self.budgets: BudgetEngine | None = None
         self.webhooks: WebhookSender | None = None
@@ -182,7 +185,7 @@ class Collector:
         await self._start_exporters()
         self.pipeline = Pipeline(
             self.store,
-            Normalizer(self.keys),
+            Normalizer(self.keys, self.attribution_windows),
             PricingStage(pricer),
             self.metrics,
             queue_max_bytes=cfg.queue_max_bytes,
@@ -211,7 +214,13 @@ class Collector:
         if cfg.api is not None:
             await self._bind("api", cfg.api, self._start_api)
         if cfg.control is not None:
-            self.control = ControlServer(cfg.control, self.verdicts, cfg.keys_file, heartbeat_s=cfg.control_heartbeat_s)
+            self.control = ControlServer(
+                cfg.control,
+                self.verdicts,
+                cfg.keys_file,
+                heartbeat_s=cfg.control_heartbeat_s,
+                windows=self.attribution_windows,
+            )
             await self._bind("control", cfg.control, self.control.start)
         # Cursor-billed spend (cursor_admin/): it writes through the pipeline's writer thread.
         self.cursor_admin = build_poller(

@@ -1,4 +1,4 @@
-"""The control-plane gRPC server: streams the key directory, budget verdicts and budget states to proxies.
+"""The control-plane gRPC server: streams keys, budget verdicts and states, and Cursor hook windows to proxies.
 
 Two sources feed one ``ControlLog``: the verdict board (budgets write verdicts and rate-limited
 budget states to it from the pipeline's thread) and the keys file (polled for changes every
@@ -6,7 +6,8 @@ budget states to it from the pipeline's thread) and the keys file (polled for ch
 (random per collector lifetime), keeps a bounded history for resuming proxies, and ``ControlServer``
 streams it: a snapshot or the missed deltas first, then each change as it happens, and a heartbeat
 after ``heartbeat_s`` of silence. The wire contract is ``spendgate_semconv/control.proto``;
-``docs/control-plane.md`` explains the guarantees.
+``docs/control-plane.md`` explains the guarantees. Proxies also forward Cursor hook reports
+(``ReportAttribution``) into an ``AttributionWindows``, whose new or extended windows join the log.
 
 Lifecycle: ``start()`` binds and returns; ``stop(grace)`` ends every stream cleanly (proxies
 resubscribe elsewhere or later) and is idempotent; ``stop(None)`` drops streams abruptly, as a crash
@@ -31,6 +32,7 @@ import grpc
 
 from spendgate_semconv import control_pb2, control_pb2_grpc
 
+from .attribution_windows import AttributionWindows, window_from
 from .key_entries import KeyFileError, file_stamp, read_key_entries
 from .verdicts import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
 
@@ -111,6 +113,8 @@ class ControlLog:
         self.keys: dict[str, control_pb2.KeyEntry] = {}
         self.verdicts: dict[str, control_pb2.Verdict] = {}
         self.budgets: dict[str, control_pb2.BudgetState] = {}
+        # Cursor hook windows by developer; a lapsed one is left out of snapshots and pruned on the next change.
+        self.windows: dict[str, control_pb2.AttributionWindow] = {}
         self._version = 0
         self._history: deque[control_pb2.ControlUpdate] = deque()
         self._changed = asyncio.Event()
@@ -133,6 +137,7 @@ class ControlLog:
         verdicts_removed: Iterable[str] = (),
         budgets_upsert: Iterable[control_pb2.BudgetState] = (),
         budgets_removed: Iterable[str] = (),
+        windows_upsert: Iterable[control_pb2.AttributionWindow] = (),
     ) -> int:
         """Record one change and return the new version; a change that alters nothing keeps the version."""
         k_ups = [k for k in keys_upsert if self.keys.get(k.key_id) != k]
@@ -144,7 +149,8 @@ class ControlLog:
         b_ups = [b for b in budgets_upsert if self.budgets.get(b.budget_id) != b]
         b_up_ids = {b.budget_id for b in b_ups}
         b_rms = [i for i in dict.fromkeys(budgets_removed) if i in self.budgets and i not in b_up_ids]
-        if not (k_ups or k_rms or v_ups or v_rms or b_ups or b_rms):
+        w_ups = [w for w in windows_upsert if self.windows.get(w.user) != w]
+        if not (k_ups or k_rms or v_ups or v_rms or b_ups or b_rms or w_ups):
             return self._version
         for k in k_ups:
             self.keys[k.key_id] = k
@@ -158,6 +164,12 @@ class ControlLog:
             self.budgets[b.budget_id] = b
         for i in b_rms:
             del self.budgets[i]
+        if w_ups:
+            # Proxies expire windows themselves, so pruning lapsed ones here needs no version.
+            now_ns = time.time_ns()
+            self.windows = {u: w for u, w in self.windows.items() if w.until_unix_ns > now_ns}
+            for w in w_ups:
+                self.windows[w.user] = w
         self._version += 1
         self._history.append(
             control_pb2.ControlUpdate(
@@ -169,6 +181,7 @@ class ControlLog:
                 verdicts_removed=v_rms,
                 budgets_upsert=b_ups,
                 budgets_removed=b_rms,
+                windows_upsert=w_ups,
                 server_time_unix_ms=_now_ms(),
             )
         )
@@ -178,7 +191,8 @@ class ControlLog:
         return self._version
 
     def snapshot(self) -> control_pb2.ControlUpdate:
-        """The whole state at the current version."""
+        """The whole state at the current version (windows: only those still live)."""
+        now_ns = time.time_ns()
         return control_pb2.ControlUpdate(
             version=self._version,
             epoch=self.epoch,
@@ -186,6 +200,7 @@ class ControlLog:
             keys_upsert=self.keys.values(),
             verdicts_upsert=self.verdicts.values(),
             budgets_upsert=self.budgets.values(),
+            windows_upsert=[w for w in self.windows.values() if w.until_unix_ns > now_ns],
             server_time_unix_ms=_now_ms(),
         )
 
@@ -253,8 +268,11 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         keys_poll_s: float = DEFAULT_KEYS_POLL_S,
         max_history: int = MAX_HISTORY,
         epoch: int | None = None,
+        windows: AttributionWindows | None = None,
     ) -> None:
         self._address = address
+        self.windows = windows if windows is not None else AttributionWindows()
+        """Cursor hook windows proxies report; the pipeline's normaliser stamps spans from the same object."""
         self._board = board
         self._keys_file = keys_file
         self._heartbeat_s = heartbeat_s
@@ -333,6 +351,7 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
             "keys": len(log.keys) if log else 0,
             "verdicts": len(log.verdicts) if log else 0,
             "budgets": len(log.budgets) if log else 0,
+            "attribution_windows": self.windows.stats(),
             "subscribes": self._subscribes,
             "snapshots_sent": self._snapshots_sent,
             "proxies": [
@@ -473,3 +492,20 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         finally:
             self._connections.pop(conn_id, None)
             logger.info("proxy %s unsubscribed", conn.proxy_id)
+
+    async def ReportAttribution(  # named by the .proto
+        self, request: control_pb2.AttributionReport, context: grpc.aio.ServicerContext
+    ) -> control_pb2.AttributionAck:
+        """Merge one forwarded Cursor hook report and publish the window when it is new or much longer."""
+        log = self.log
+        if log is None or log.closed:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "control plane is shutting down")
+        try:
+            window = window_from(request.window)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        current, publish = self.windows.report(window)
+        if publish:
+            assert log is not None
+            log.apply(windows_upsert=[current.message()])
+        return control_pb2.AttributionAck(window=current.message())

@@ -25,6 +25,7 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 
 from spendgate_semconv import attributes as sc
 
+from .attribution_windows import AttributionWindows
 from .keys import KeyDirectory
 from .otlp import STATUS_CODE_ERROR, AttributeReader
 from .records import SpendRecord
@@ -177,8 +178,10 @@ def _resource_defaults(vals: dict[str, Any]) -> _ResourceDefaults:
 class Normalizer:
     """Stage 1: lean OTLP export request → ``NormalizedBatch`` of ``SpendRecord``s (cost not yet set)."""
 
-    def __init__(self, keys: KeyDirectory | None = None) -> None:
+    def __init__(self, keys: KeyDirectory | None = None, windows: AttributionWindows | None = None) -> None:
         self._keys = keys
+        self._windows = windows
+        """Cursor hook windows (attribution_windows.py): repo for spans that arrived without a strong one."""
         self._span_attributes = AttributeReader(_wanted_on_span)
         self._resource_attributes = AttributeReader(_RESOURCE_KEYS.__contains__, cache_max=1024)
 
@@ -274,6 +277,9 @@ class Normalizer:
             record.developer is None or record.team is None or record.cost_center is None or record.repo is None
         ):
             self._from_key(record)
+        if self._windows is not None:
+            # Last, so a key-default repo set just above can still give way to the developer's hook window.
+            self._windows.stamp(record)
         return record
 
     @staticmethod
