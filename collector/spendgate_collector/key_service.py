@@ -1,0 +1,419 @@
+"""Virtual keys managed from the collector: list, create and revoke keys in the collector's keys file.
+
+The keys file is the one source of truth: the same YAML ``spendgate keys`` writes, the one the
+control plane streams to every proxy (``control.py`` re-reads it within ``keys_poll_s``) and the
+one attribution reads (``keys.py``). ``KeyService`` writes it exactly as the CLI does (same format,
+same ``<file>.lock`` advisory lock, atomic replace), so the CLI, the API and the dashboard can all
+change keys at once without losing an update. The proxy and the collector share only the file
+format, so the few lines that write it are repeated here rather than imported from the proxy.
+
+A key is ``sg-`` + 32 random bytes (URL-safe base64); only its SHA-256 is stored. ``create`` hands
+the key back once and keeps it nowhere: not in the file, the audit table, a log line or a view.
+Every create and revoke writes one audit line (actor, action, key id, principal) to the collector's
+audit table; a create whose audit line cannot be written is undone, so no key exists unaudited.
+
+Last use comes from the store's ``key_last_used`` table (``store/key_usage.py``), kept at ingest.
+All methods block (file lock, SQLite): call them from a worker thread, as the API does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .budgets import AuditEntry
+from .errors import CollectorError
+from .key_entries import KeyFileError, entry_from
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "sg-"
+DISPLAY_PREFIX_CHARS = 7
+"""``sg-`` plus four characters of the key: enough to tell keys apart on screen, useless to an attacker."""
+FILE_VERSION = 1
+MAX_FIELD_CHARS = 200
+MAX_USER_CHARS = 320  # the longest valid email address
+MAX_MODELS = 100
+_FILE_HEADER = (
+    "# spendgate virtual keys, managed by `spendgate keys` and the collector's keys API. "
+    "Only SHA-256 hashes are stored.\n"
+)
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+AuditSink = Callable[[Sequence[AuditEntry]], None]
+"""Writes audit lines (``BudgetStorage.add_audit``: the collector's one audit table)."""
+LastUsedSource = Callable[[Sequence[str]], Mapping[str, int]]
+"""``{key_id: start_ns of its latest call}`` for the given ids (``SQLiteStore.key_last_used``)."""
+
+
+class KeyServiceError(CollectorError):
+    """Base of what ``KeyService`` refuses; ``message`` is safe to show the caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class KeysNotConfigured(KeyServiceError):
+    """The collector has no ``keys_file``, so there is no key directory to manage."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the collector has no keys file configured: set keys_file in the collector config "
+            "(or SPENDGATE_COLLECTOR_KEYS_FILE) to the file the proxies' `spendgate keys` uses"
+        )
+
+
+class KeyNotFound(KeyServiceError):
+    """No key with that id in the keys file."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no key with id {key_id!r}")
+        self.key_id = key_id
+
+
+class InvalidKeyRequest(KeyServiceError):
+    """A create request with a bad field; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    """What may be shown about a key: everything but the key and its hash."""
+
+    key_id: str
+    prefix: str
+    user: str
+    team: str | None
+    cost_center: str | None
+    repo: str | None
+    models: tuple[str, ...]
+    created_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    disabled: bool
+    last_used_at: datetime | None
+
+    def state(self, now: datetime | None = None) -> str:
+        """``revoked``, ``disabled``, ``expired`` or ``active`` (the order a proxy checks them)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.disabled:
+            return "disabled"
+        if self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC)):
+            return "expired"
+        return "active"
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        """JSON-ready: times as ISO 8601 (UTC), plus the ``state``."""
+
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat(timespec="seconds") if value else None
+
+        return {
+            "key_id": self.key_id,
+            "prefix": self.prefix,
+            "user": self.user,
+            "team": self.team,
+            "cost_center": self.cost_center,
+            "repo": self.repo,
+            "models": list(self.models),
+            "state": self.state(now),
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "revoked_at": iso(self.revoked_at),
+            "disabled": self.disabled,
+            "last_used_at": iso(self.last_used_at),
+        }
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key (the proxy hashes what a client sends the same way)."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def _from_ms(ms: int) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, UTC) if ms else None
+
+
+def _from_ns(ns: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ns / 1e9, UTC) if ns else None
+
+
+def _view(raw: Mapping[str, Any], index: int, last_used_ns: int | None) -> KeyView:
+    entry = entry_from(raw, index)  # validates, naming the bad field
+    return KeyView(
+        key_id=entry.key_id,
+        prefix=entry.prefix,
+        user=entry.user,
+        team=entry.team or None,
+        cost_center=entry.cost_center or None,
+        repo=entry.repo or None,
+        models=tuple(entry.models),
+        created_at=_from_ms(entry.created_at_unix_ms),
+        expires_at=_from_ms(entry.expires_at_unix_ms),
+        revoked_at=_from_ms(entry.revoked_at_unix_ms),
+        disabled=entry.disabled,
+        last_used_at=_from_ns(last_used_ns),
+    )
+
+
+def _text(field: str, value: str | None, *, limit: int = MAX_FIELD_CHARS) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidKeyRequest(field, "must be a string")
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > limit:
+        raise InvalidKeyRequest(field, f"must be at most {limit} characters")
+    if _CONTROL_CHARS.search(value):
+        raise InvalidKeyRequest(field, "must not contain control characters")
+    return value
+
+
+class KeyService:
+    """List, create and revoke virtual keys in ``keys_file`` (``None``: every call raises ``KeysNotConfigured``)."""
+
+    def __init__(
+        self,
+        keys_file: Path | None,
+        *,
+        audit: AuditSink,
+        last_used: LastUsedSource | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.keys_file = keys_file
+        self._audit = audit
+        self._last_used = last_used
+        self._clock = clock
+
+    # --- reads
+
+    def list(self, user: str | None = None, team: str | None = None) -> list[KeyView]:
+        """Keys, newest first; ``user`` matches case-insensitively, ``team`` exactly."""
+        path = self._path()
+        raws = [
+            (i, raw)
+            for i, raw in enumerate(_read_raw(path)[1])
+            if (user is None or str(raw.get("user", "")).strip().lower() == user.strip().lower())
+            and (team is None or raw.get("team") == team)
+        ]
+        used = self._last_used([str(r.get("id")) for _, r in raws]) if self._last_used and raws else {}
+        views = [_view(raw, i, used.get(str(raw.get("id")))) for i, raw in raws]
+        views.sort(key=lambda v: v.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
+        return views
+
+    def get(self, key_id: str) -> KeyView:
+        """One key; raises ``KeyNotFound``."""
+        for i, raw in enumerate(_read_raw(self._path())[1]):
+            if raw.get("id") == key_id:
+                used = self._last_used([key_id]) if self._last_used else {}
+                return _view(raw, i, used.get(key_id))
+        raise KeyNotFound(key_id)
+
+    # --- changes
+
+    def create(
+        self,
+        *,
+        actor: str,
+        user: str,
+        team: str | None,
+        cost_center: str | None,
+        repo: str | None,
+        models: tuple[str, ...] = (),
+        expires_at: datetime | None = None,
+    ) -> tuple[KeyView, str]:
+        """Add a key bound to ``user`` (an email); returns its view and the key, which is shown only this once."""
+        path = self._path()
+        actor = self._actor(actor)
+        email = _text("user", user, limit=MAX_USER_CHARS)
+        if not email or "@" not in email:
+            raise InvalidKeyRequest("user", "must be the developer's email address")
+        team = _text("team", team)
+        cost_center = _text("cost_center", cost_center)
+        repo = _text("repo", repo)
+        if isinstance(models, str) or not all(isinstance(m, str) for m in models):
+            raise InvalidKeyRequest("models", "must be a list of model names")
+        model_names = tuple(dict.fromkeys(m.strip() for m in models if m.strip()))
+        if len(model_names) > MAX_MODELS:
+            raise InvalidKeyRequest("models", f"at most {MAX_MODELS} models")
+        for i, name in enumerate(model_names):
+            _text(f"models.{i}", name)
+        now = self._clock()
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                expires_at = expires_at.replace(tzinfo=UTC)
+            if expires_at <= now:
+                raise InvalidKeyRequest("expires_at", "must be in the future")
+
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        with _locked(path):
+            doc, raws = _read_raw(path)
+            taken = {str(r.get("id")) for r in raws}
+            key_id = _new_key_id(taken)
+            raw: dict[str, Any] = {
+                "id": key_id,
+                "hash": hash_key(key),
+                "prefix": key[:DISPLAY_PREFIX_CHARS],
+                "user": email,
+                "team": team,
+                "cost_center": cost_center,
+                "repo": repo,
+                "models": list(model_names),
+                "expires_at": expires_at.isoformat() if expires_at else None,
+                "disabled": False,
+                "revoked_at": None,
+                "created_at": now.isoformat(),
+            }
+            _write_raw(path, doc, [*raws, raw])
+        view = _view(raw, len(raws), None)
+        try:
+            self._audit([self._audit_entry(actor, "key.create", view)])
+        except Exception:
+            # A key nobody can account for must not stay usable: take it out again, then fail.
+            with _locked(path):
+                doc, raws = _read_raw(path)
+                _write_raw(path, doc, [r for r in raws if r.get("id") != key_id])
+            raise
+        logger.info("virtual key %s created for %s by %s", key_id, email, actor)
+        return view, key
+
+    def revoke(self, key_id: str, *, actor: str) -> KeyView:
+        """Mark a key revoked (kept, so past spend stays attributed); revoking twice changes nothing."""
+        path = self._path()
+        actor = self._actor(actor)
+        with _locked(path):
+            doc, raws = _read_raw(path)
+            index = next((i for i, r in enumerate(raws) if r.get("id") == key_id), None)
+            if index is None:
+                raise KeyNotFound(key_id)
+            raw = raws[index]
+            changed = not raw.get("revoked_at")
+            if changed:
+                raw = {**raw, "revoked_at": self._clock().isoformat()}
+                _write_raw(path, doc, [*raws[:index], raw, *raws[index + 1 :]])
+        used = self._last_used([key_id]) if self._last_used else {}
+        view = _view(raw, index, used.get(key_id))
+        if changed:
+            self._audit([self._audit_entry(actor, "key.revoke", view)])
+            logger.info("virtual key %s (%s) revoked by %s", key_id, view.user, actor)
+        return view
+
+    # --- helpers
+
+    def _path(self) -> Path:
+        if self.keys_file is None:
+            raise KeysNotConfigured()
+        return self.keys_file
+
+    @staticmethod
+    def _actor(actor: str) -> str:
+        if not isinstance(actor, str) or not actor.strip():
+            raise InvalidKeyRequest("actor", "must be a non-empty string")
+        return actor.strip()[:MAX_FIELD_CHARS]
+
+    def _audit_entry(self, actor: str, action: str, view: KeyView) -> AuditEntry:
+        # The principal and the key id only: never the key, its hash or its display prefix.
+        details = {
+            "key_id": view.key_id,
+            "user": view.user,
+            "team": view.team,
+            "cost_center": view.cost_center,
+            "repo": view.repo,
+            "models": list(view.models),
+            "expires_at": view.expires_at.isoformat(timespec="seconds") if view.expires_at else None,
+        }
+        return AuditEntry(time.time_ns(), actor, action, None, details)
+
+
+def _new_key_id(taken: set[str]) -> str:
+    while True:
+        key_id = "key_" + secrets.token_hex(5)
+        if key_id not in taken:
+            return key_id
+
+
+def _read_raw(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The file's top-level mapping and its ``keys`` entries, each checked as a proxy would read it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, []
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise KeyFileError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys") or [], list):
+        raise KeyFileError(f"{path}: expected a mapping with a 'keys' list")
+    if doc.get("version", FILE_VERSION) != FILE_VERSION:
+        raise KeyFileError(f"{path}: unsupported keys file version {doc.get('version')!r} (expected 1)")
+    raws = list(doc.get("keys") or [])
+    for i, raw in enumerate(raws):
+        entry_from(raw, i)  # refuse to rewrite a file a proxy could not read
+    return doc, raws
+
+
+def _write_raw(path: Path, doc: Mapping[str, Any], raws: list[dict[str, Any]]) -> None:
+    """Replace the file atomically: readers (proxies, the control plane) see the old file or the new one."""
+    # Other top-level fields and unknown per-key fields are kept as they were.
+    body = {**doc, "version": FILE_VERSION, "keys": raws}
+    text = _FILE_HEADER + yaml.safe_dump(body, sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """The advisory lock ``spendgate keys`` takes too (``<file>.lock``), so neither loses the other's change."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+__all__ = [
+    "InvalidKeyRequest",
+    "KeyFileError",
+    "KeyNotFound",
+    "KeyService",
+    "KeyServiceError",
+    "KeyView",
+    "KeysNotConfigured",
+]
