@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -118,6 +119,23 @@ class CollectorConfig(BaseModel):
     # --- who may use the API and dashboard (docs/auth.md, auth/); after ``api``: its validator reads it.
     auth: AuthConfig = Field(default_factory=AuthConfig, validate_default=True)
     """``{mode: open|oidc, admin_token_env, oidc: {...}}``; open (no sign-in) only while ``api`` is on loopback."""
+
+    # --- virtual keys from the API and dashboard (docs/keys.md, key_service.py, keys_api.py)
+    proxy_public_url: str | None = None
+    """How Cursor and other clients reach the proxy (e.g. ``https://gateway.acme.dev``): the base URL in the
+    setup instructions shown with a new key. Unset: the instructions say to ask the platform team for it."""
+    keys_self_serve_max_days: int = Field(90, ge=1, le=3650)
+    """Longest life of a key a developer or lead creates for themselves; it is also their keys' default expiry."""
+
+    @field_validator("proxy_public_url")
+    @classmethod
+    def _proxy_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"expected an http(s) URL such as https://gateway.acme.dev, got {value!r}")
+        return value.strip().rstrip("/")
 
     @field_validator("auth")
     @classmethod

@@ -76,3 +76,10 @@ SPENDGATE_COLLECTOR_CLOCK_OFFSET_S = "SPENDGATE_COLLECTOR_CLOCK_OFFSET_S"
 """Test and demo hook only: seconds (float, may be negative) added to "now" when budgets place spend
 in periods and decide when a period ends, e.g. ``86400`` to start a ``day`` budget's next period at
 once. Logged as a warning at start when non-zero. Default: 0."""
+
+SPENDGATE_COLLECTOR_PROXY_PUBLIC_URL = "SPENDGATE_COLLECTOR_PROXY_PUBLIC_URL"
+"""How clients reach the proxy (``https://gateway.acme.dev``), for the Cursor setup shown with a new key.
+Default: none."""
+
+SPENDGATE_COLLECTOR_KEYS_SELF_SERVE_MAX_DAYS = "SPENDGATE_COLLECTOR_KEYS_SELF_SERVE_MAX_DAYS"
+"""Longest life, in days, of a key people create for themselves (and its default expiry). Default: 90."""
