@@ -31,6 +31,8 @@ from .control import ControlServer
 from .costing import PricingStage
 from .cursor_admin import CursorAdminPoller
 from .cursor_admin.config import build_poller
+from .dashboard import Dashboard
+from .dashboard.context import DashboardContext
 from .errors import ConfigError
 from .keys import KeyDirectory
 from .metrics import CollectorMetrics
@@ -325,6 +327,7 @@ class Collector:
         api = QueryApi(self.store, self.metrics, self._api_executor, health=self.health)
         if self.budgets is not None:
             api.extra_routes.append(BudgetsApi(self.budgets, self._api_executor).add_routes)
+        api.extra_routes.append(self._dashboard().add_routes)
         runner = web.AppRunner(api.make_app(), access_log=None, handle_signals=False)
         await runner.setup()
         host, port = split_host_port(self.config.api)
@@ -336,6 +339,18 @@ class Collector:
             raise
         self._api_runner = runner
         self._api_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def _dashboard(self) -> Dashboard:
+        """The web dashboard's pages (dashboard/), served by the API listener."""
+        assert self.store is not None and self._api_executor is not None
+        # The control server starts after the API, so proxies are looked up when a page asks.
+        ctx = DashboardContext(
+            self.store,
+            self._api_executor,
+            budgets=self.budgets,
+            proxies=lambda: self.control.connected() if self.control is not None else [],
+        )
+        return Dashboard(ctx)
 
     async def shutdown(self, timeout: float = 30.0) -> None:
         """Stop receiving, store every admitted span, close the API and the store. Idempotent."""

@@ -1,0 +1,41 @@
+"""What every page needs: the store, the budget engine, the connected proxies, and a thread pool.
+
+Store and engine calls block (SQLite), so pages run them on the API's executor through ``run``,
+never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .render import Renderer
+
+if TYPE_CHECKING:
+    from ..budgets import BudgetEngine
+    from ..control import ProxyConnection
+    from ..store.base import SpendStore
+
+T = TypeVar("T")
+
+
+@dataclass
+class DashboardContext:
+    """The collector's parts the pages read (and, for budgets and keys, change)."""
+
+    store: SpendStore
+    executor: Executor
+    budgets: BudgetEngine | None = None
+    proxies: Callable[[], Sequence[ProxyConnection]] = lambda: ()
+    """The proxies subscribed to the control stream right now (empty when the control plane is off)."""
+    keys: Any = None
+    """The key service (``key_service.KeyService``) when the collector issues keys; None otherwise."""
+    renderer: Renderer = field(default_factory=Renderer)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)

@@ -1,0 +1,29 @@
+"""``Dashboard``: mounts the dashboard's pages on the collector's API application.
+
+    dashboard = Dashboard(DashboardContext(store, executor, budgets=engine, proxies=control.connected))
+    api.extra_routes.append(dashboard.add_routes)
+
+Each route's handler is a page object's method carrying ``@allow(...)``; the auth middleware reads
+that marker, and each page narrows its queries to the viewer's slice (``access.py``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .chargeback import ChargebackPage
+from .context import DashboardContext
+from .overview import OverviewPage
+
+
+class Dashboard:
+    """The dashboard's pages over one ``DashboardContext``."""
+
+    def __init__(self, ctx: DashboardContext) -> None:
+        self.ctx = ctx
+        self.overview = OverviewPage(ctx)
+        self.chargeback = ChargebackPage(ctx)
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/", self.overview.get)
+        app.router.add_get("/chargeback", self.chargeback.get)
