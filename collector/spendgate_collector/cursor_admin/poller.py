@@ -10,6 +10,11 @@ window not yet stored, whatever order the API returns events in, and never count
 - events at the cursor's last timestamp that it already names are skipped;
 - every other re-read event (the lookback, a page that repeats an event, a window re-read after a
   crash) maps to the same ids and ``SpendStore.write`` ignores it.
+
+BYOK events are not spend rows; they go to ``byok.py``'s table in the same transaction (keyed by the
+same ids, so they are stored once too). After the windows, the poll reads ``/teams/daily-usage-data``
+for every UTC day it touched and replaces those days' rows (``daily_usage.py``); that read failing
+only logs, because it is a cross-check and must not stop the spend rows.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 
 from ..records import SpendRecord
 from ..store.base import CompanionWrites, SpendStore, WriteResult
+from . import byok, daily_usage
 from .client import AdminApiError, CursorAdminClient
 from .mapping import PrincipalLookup, event_identity, event_timestamp_ms, event_to_record
 from .state import CursorState, StateTable
@@ -36,6 +42,8 @@ DEFAULT_BACKFILL_S = 7 * 86_400.0
 DEFAULT_WINDOW_S = 86_400.0
 # A runaway paginator (hasNextPage stuck at true) must not page forever.
 MAX_PAGES_PER_WINDOW = 10_000
+# Days per /teams/daily-usage-data request: well inside the range Cursor accepts in one call.
+DAILY_USAGE_CHUNK_DAYS = 30
 
 Writer = Callable[[Sequence[SpendRecord], CompanionWrites], Awaitable[WriteResult]]
 """Stores records plus companion writes in one transaction, off the event loop."""
@@ -53,6 +61,10 @@ class PollResult:
     """Events not stored: BYOK, already at the cursor, or repeated."""
     pages: int = 0
     windows: int = 0
+    byok_events: int = 0
+    """BYOK events read (kept for reconciliation, not as spend)."""
+    daily_rows: int = 0
+    """``/teams/daily-usage-data`` rows stored (each replaces the same user-day)."""
 
 
 class CursorAdminPoller:
@@ -87,6 +99,7 @@ class CursorAdminPoller:
         self._state: CursorState | None = None
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        self.last_daily_error: str | None = None
         self.totals = PollResult()
 
     async def _write_in_thread(self, records: Sequence[SpendRecord], companion: CompanionWrites) -> WriteResult:
@@ -131,6 +144,8 @@ class CursorAdminPoller:
         """Read everything from the cursor to now, window by window; each window is stored atomically."""
         if self._state is None:
             await asyncio.to_thread(self._state_table.ensure)
+            await asyncio.to_thread(byok.ensure, self._state_table.path)
+            await asyncio.to_thread(daily_usage.ensure, self._state_table.path)
             self._state = await asyncio.to_thread(self._state_table.load)
         end_ms = self._now_ms()
         if self._state.scanned_to_ms:
@@ -143,7 +158,9 @@ class CursorAdminPoller:
             window_end = min(end_ms, window_start + self._window_ms)
             await self._poll_window(window_start, window_end, result)
             window_start = window_end + 1  # both ends are inclusive in the API's filter
-        for name in ("events", "inserted", "skipped", "pages", "windows"):
+        if start_ms < end_ms:
+            await self._poll_daily(start_ms, end_ms, result)
+        for name in ("events", "inserted", "skipped", "pages", "windows", "byok_events", "daily_rows"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(result, name))
         return result
 
@@ -151,6 +168,7 @@ class CursorAdminPoller:
         assert self._state is not None
         state = self._state.copy()
         records: dict[tuple[str, str], SpendRecord] = {}
+        byok_rows: list[tuple[object, ...]] = []
         page = 1
         while page <= MAX_PAGES_PER_WINDOW:
             body = await self._client.usage_events(
@@ -169,19 +187,48 @@ class CursorAdminPoller:
                     result.skipped += 1
                 else:
                     records[(record.trace_id, record.span_id)] = record
+                byok_row = byok.row(event, self._state_table.source)
+                if byok_row is not None:
+                    result.byok_events += 1
+                    byok_rows.append(byok_row)  # INSERT OR IGNORE: repeats and re-reads are harmless
                 state.advance(ts_ms, identity)
             pagination = body.get("pagination") or {}
             if not events or not pagination.get("hasNextPage"):
                 break
             page += 1
         state.scanned_to_ms = max(state.scanned_to_ms, end_ms)
-        companion = _companion(self._state_table, state)
+        companion = _companion(self._state_table, state, byok_rows)
         written = await self._writer(list(records.values()), companion)
         result.inserted += len(written.inserted)
         result.skipped += len(records) - len(written.inserted)
         result.windows += 1
         self._state = state  # only once the window and its cursor are durable
 
+    async def _poll_daily(self, start_ms: int, end_ms: int, result: PollResult) -> None:
+        """Read the whole UTC days from ``start_ms``'s to ``end_ms``'s and replace their stored rows."""
+        day_start = start_ms - start_ms % daily_usage.MS_PER_DAY
+        chunk_ms = DAILY_USAGE_CHUNK_DAYS * daily_usage.MS_PER_DAY
+        try:
+            while day_start <= end_ms:
+                # Whole days only: a row read for part of a day would replace the full day's count.
+                chunk_end = min(day_start + chunk_ms, end_ms - end_ms % daily_usage.MS_PER_DAY + daily_usage.MS_PER_DAY)
+                data = await self._client.daily_usage(day_start, chunk_end - 1)
+                rows = daily_usage.rows(data, self._state_table.source, self._now_ms())
+                if rows:
+                    await self._writer([], lambda _inserted, rows=rows: [(daily_usage.UPSERT, rows)])
+                result.daily_rows += len(rows)
+                day_start = chunk_end
+            self.last_daily_error = None
+        except AdminApiError as exc:
+            self.last_daily_error = str(exc)
+            logger.warning("Cursor Admin API daily usage not read (reconciliation's cross-check): %s", exc)
 
-def _companion(table: StateTable, state: CursorState) -> CompanionWrites:
-    return lambda _inserted: table.companion_write(state)
+
+def _companion(table: StateTable, state: CursorState, byok_rows: Sequence[tuple[object, ...]]) -> CompanionWrites:
+    def writes(_inserted: list[SpendRecord]) -> list[tuple[str, Sequence[Sequence[object]]]]:
+        out = table.companion_write(state)
+        if byok_rows:
+            out.append((byok.INSERT, byok_rows))
+        return out
+
+    return writes

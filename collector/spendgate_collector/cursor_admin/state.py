@@ -62,6 +62,16 @@ class StateTable:
         self._path = Path(db_path)
         self._source = source
 
+    @property
+    def path(self) -> Path:
+        """The database file the cursor (and the poller's other tables) live in."""
+        return self._path
+
+    @property
+    def source(self) -> str:
+        """The Admin API base URL this cursor belongs to."""
+        return self._source
+
     def ensure(self) -> None:
         """Create the table if missing (idempotent; WAL lets this run beside the store's writer)."""
         self._path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,96 @@
+"""BYOK usage events (calls Cursor made on the team's own API key), kept for reconciliation.
+
+The poller does not store these as spend: with the base URL set, such a call went through the
+gateway and is already a spend row (``mapping.py``). What reconciliation needs is how many of them
+Cursor saw, per developer and hour, to compare with the gateway's own count. So each BYOK event is
+kept here, one row per event, keyed by the same hash of its identity as a spend row's ids: a
+re-read event (the poll's lookback, a page overlap, a restart mid-window) is ignored, never counted
+twice. Rows are written by the poller in the transaction that stores the window's spend rows and
+moves its cursor, so the BYOK events and the cursor can never disagree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .mapping import _int, event_ids, event_timestamp_ms, is_byok
+
+TABLE = "cursor_byok_events"
+_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} (event_id TEXT PRIMARY KEY, source TEXT NOT NULL, ts_ms INTEGER NOT NULL, "
+    "email TEXT NOT NULL, model TEXT NOT NULL, kind TEXT NOT NULL, input_tokens INTEGER NOT NULL, "
+    "output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL) "
+    "WITHOUT ROWID"
+)
+_INDEX = f"CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts_ms)"
+INSERT = f"INSERT OR IGNORE INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_MS_PER_HOUR = 3_600_000
+
+
+def ensure(path: str | Path) -> None:
+    """Create the table if missing (idempotent)."""
+    with contextlib.closing(sqlite3.connect(path, timeout=5.0)) as conn, conn:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute(_DDL)
+        conn.execute(_INDEX)
+
+
+def row(event: Mapping[str, Any], source: str) -> tuple[Any, ...] | None:
+    """The ``INSERT`` parameters for a BYOK event; ``None`` for any other event (or one with no time/user).
+
+    Tokens are counted the way spend rows count them: input includes cache reads and writes.
+    """
+    ts_ms = event_timestamp_ms(event)
+    email = str(event.get("userEmail") or "").strip().lower()
+    if ts_ms <= 0 or not email or not is_byok(event):
+        return None
+    usage = event.get("tokenUsage") or {}
+    cache_read = _int(usage.get("cacheReadTokens"))
+    cache_write = _int(usage.get("cacheWriteTokens"))
+    trace_id, span_id = event_ids(event)
+    return (
+        trace_id + span_id,
+        source,
+        ts_ms,
+        email,
+        str(event.get("model") or ""),
+        str(event.get("kind") or ""),
+        _int(usage.get("inputTokens")) + cache_read + cache_write,
+        _int(usage.get("outputTokens")),
+        cache_read,
+        cache_write,
+    )
+
+
+def hourly(
+    conn: sqlite3.Connection, start_ms: int, end_ms: int, developers: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """BYOK events per (Unix hour, email) with ``start_ms <= ts_ms < end_ms``; ``[]`` before the first poll."""
+    if developers is not None and not developers:
+        return []
+    sql = (
+        f"SELECT ts_ms / {_MS_PER_HOUR} AS hour, email AS developer, count(*) AS requests, "
+        f"sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens FROM {TABLE} "
+        "WHERE ts_ms >= ? AND ts_ms < ?"
+    )
+    params: list[Any] = [start_ms, end_ms]
+    if developers is not None:
+        sql += f" AND email IN ({', '.join('?' * len(developers))})"
+        params.extend(developers)
+    sql += " GROUP BY 1, 2 ORDER BY 2, 1"
+    return _rows(conn, sql, params)
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    try:
+        cur = conn.execute(sql, tuple(params))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []  # the poller never ran against this database
+        raise
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
