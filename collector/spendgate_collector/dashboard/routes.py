@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .budgets import BudgetsPage
 from .chargeback import ChargebackPage
 from .context import DashboardContext
 from .overview import OverviewPage
@@ -23,7 +24,11 @@ class Dashboard:
         self.ctx = ctx
         self.overview = OverviewPage(ctx)
         self.chargeback = ChargebackPage(ctx)
+        self.budgets = BudgetsPage(ctx)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self.overview.get)
         app.router.add_get("/chargeback", self.chargeback.get)
+        app.router.add_get("/budgets", self.budgets.get)
+        app.router.add_post("/budgets", self.budgets.set_budget)
+        app.router.add_post("/budgets/{id}/overrides", self.budgets.add_override)

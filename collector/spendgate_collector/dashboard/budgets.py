@@ -1,0 +1,167 @@
+"""The budgets page ``/budgets``: where each budget stands, what is in force, and who changed what.
+
+Per budget the viewer may see (``access.sees_budget``): a status bar with its thresholds marked,
+the state, the verdicts in force, active overrides with who granted them and why. Below, the
+transition history and the changes, from the audit table. An admin (or a lead, for their teams'
+budgets) gets two forms: set a budget, add an override. They post here with the CSRF token, and
+the handlers call the same engine methods as the budgets API, with the signed-in person as actor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from ..auth.identity import ALL_ROLES, Identity, Role, allow
+from ..budgets import BudgetError, BudgetNotFound
+from ..budgets.model import ACTIONS, PERIODS
+from . import csrf
+from .access import manages_budget, sees_budget, viewer
+from .context import DashboardContext
+
+HISTORY_LIMIT = 200
+"""Audit lines read for the history (newest first); the budgets API pages further back."""
+EXPIRED = "the form expired (its security token does not match); reload the page and try again"
+_CHANGES = ("budget.created", "budget.updated", "override.")
+_SCOPE_INPUTS = ("developer", "team", "cost_center", "repo", "model")
+
+
+def _scope_from_form(form: Mapping[str, str]) -> dict[str, str]:
+    return {name: form[name].strip() for name in _SCOPE_INPUTS if form.get(name, "").strip()}
+
+
+def _budget_from_form(form: Mapping[str, str]) -> dict[str, Any]:
+    """The budgets API's JSON body from the set-a-budget form (the engine validates every field)."""
+    data: dict[str, Any] = {
+        "id": form.get("id", "").strip(),
+        "scope": _scope_from_form(form),
+        "period": form.get("period") or "month",
+        "limit_usd": form.get("limit_usd", "").strip() or None,
+    }
+    for name in ("name", "owner", "timezone"):
+        if form.get(name, "").strip():
+            data[name] = form[name].strip()
+    if data["limit_usd"] is None:
+        del data["limit_usd"]  # the engine names the missing field
+    return data
+
+
+def _override_from_form(form: Mapping[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {"action": form.get("action", ""), "reason": form.get("reason", "")}
+    if form.get("limit_usd", "").strip():
+        data["limit_usd"] = form["limit_usd"].strip()
+    if form.get("for", "").strip():
+        data["for"] = form["for"].strip()
+    return data
+
+
+class BudgetsPage:
+    """``GET /budgets``, ``POST /budgets`` (set one), ``POST /budgets/{id}/overrides`` (add one)."""
+
+    def __init__(self, ctx: DashboardContext) -> None:
+        self._ctx = ctx
+
+    @allow(*ALL_ROLES)
+    async def get(self, request: web.Request) -> web.Response:
+        return await self._page(request, viewer(request))
+
+    @allow(Role.ADMIN, Role.LEAD)
+    async def set_budget(self, request: web.Request) -> web.Response:
+        identity = viewer(request)
+        form = await self._form(request)
+        if form is None:
+            return await self._page(request, identity, error=EXPIRED, status=403)
+        engine = self._ctx.budgets
+        if engine is None:
+            return await self._page(request, identity, error="budgets are not enabled on this collector", status=404)
+        data = _budget_from_form(form)
+        if not manages_budget(identity, data["scope"]):
+            return await self._page(request, identity, error="a lead sets budgets for their own teams only", status=403)
+        try:
+            existing = await self._ctx.run(engine.get, data["id"]) if data["id"] else None
+        except BudgetNotFound:
+            existing = None
+        if existing is not None and not manages_budget(identity, existing.scope_dict):
+            return await self._page(request, identity, error=f"you may not change budget {data['id']}", status=403)
+        try:
+            budget, _ = await self._ctx.run(engine.put_budget, data, actor=identity.actor)
+        except BudgetError as exc:
+            return await self._page(request, identity, error=f"{exc.field}: {exc.message}", status=400, form=form)
+        raise web.HTTPSeeOther(f"/budgets?saved={budget.id}")
+
+    @allow(Role.ADMIN, Role.LEAD)
+    async def add_override(self, request: web.Request) -> web.Response:
+        identity = viewer(request)
+        form = await self._form(request)
+        if form is None:
+            return await self._page(request, identity, error=EXPIRED, status=403)
+        engine = self._ctx.budgets
+        budget_id = request.match_info["id"]
+        try:
+            if engine is None:
+                raise BudgetNotFound(f"no budget {budget_id!r}")
+            budget = await self._ctx.run(engine.get, budget_id)
+            if not manages_budget(identity, budget.scope_dict):
+                return await self._page(request, identity, error=f"you may not override budget {budget_id}", status=403)
+            await self._ctx.run(engine.add_override, budget_id, _override_from_form(form), actor=identity.actor)
+        except BudgetNotFound as exc:
+            return await self._page(request, identity, error=str(exc), status=404)
+        except BudgetError as exc:
+            return await self._page(request, identity, error=f"override {exc.field}: {exc.message}", status=400)
+        raise web.HTTPSeeOther(f"/budgets?overridden={budget_id}")
+
+    async def _form(self, request: web.Request) -> Mapping[str, str] | None:
+        """The posted form, or None when its CSRF token does not match the cookie's."""
+        form = await request.post()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        return fields if csrf.valid(request, fields.get(csrf.FIELD)) else None
+
+    async def _page(
+        self,
+        request: web.Request,
+        identity: Identity,
+        *,
+        error: str | None = None,
+        status: int = 200,
+        form: Mapping[str, str] | None = None,
+    ) -> web.Response:
+        engine = self._ctx.budgets
+        statuses: list[dict[str, Any]] = []
+        audit: list[dict[str, Any]] = []
+        if engine is not None:
+            statuses = await self._ctx.run(engine.status)
+            audit = await self._ctx.run(engine.storage.audit, limit=HISTORY_LIMIT)
+        visible = [s for s in statuses if sees_budget(identity, s["scope"])]
+        focus = request.query.get("budget")
+        if focus:
+            visible = [s for s in visible if s["id"] == focus]
+        ids = {s["id"] for s in visible}
+        for s in visible:
+            s["manage"] = manages_budget(identity, s["scope"])
+        history = [a for a in audit if a["budget_id"] in ids and a["action"] == "budget.transition"]
+        changes = [a for a in audit if a["budget_id"] in ids and a["action"].startswith(_CHANGES)]
+        token = csrf.token_for(request)
+        response = self._ctx.renderer.page(
+            "budgets.html",
+            identity=identity,
+            active="/budgets",
+            csrf=token,
+            status=status,
+            enabled=engine is not None,
+            budgets=visible,
+            focus=focus,
+            history=history,
+            changes=changes,
+            error=error,
+            saved=request.query.get("saved"),
+            overridden=request.query.get("overridden"),
+            can_set=identity.role in (Role.ADMIN, Role.LEAD),
+            lead_teams=identity.teams if identity.role is Role.LEAD else (),
+            periods=PERIODS,
+            actions=ACTIONS,
+            form=form or {},
+        )
+        csrf.remember(response, request, token)
+        return response
