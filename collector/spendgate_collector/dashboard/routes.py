@@ -15,6 +15,8 @@ from .budgets import BudgetsPage
 from .chargeback import ChargebackPage
 from .context import DashboardContext
 from .overview import OverviewPage
+from .proxies import ProxiesPage
+from .unpriced import UnpricedPage
 
 
 class Dashboard:
@@ -25,6 +27,8 @@ class Dashboard:
         self.overview = OverviewPage(ctx)
         self.chargeback = ChargebackPage(ctx)
         self.budgets = BudgetsPage(ctx)
+        self.unpriced = UnpricedPage(ctx)
+        self.proxies = ProxiesPage(ctx)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self.overview.get)
@@ -32,3 +36,5 @@ class Dashboard:
         app.router.add_get("/budgets", self.budgets.get)
         app.router.add_post("/budgets", self.budgets.set_budget)
         app.router.add_post("/budgets/{id}/overrides", self.budgets.add_override)
+        app.router.add_get("/unpriced", self.unpriced.get)
+        app.router.add_get("/proxies", self.proxies.get)

@@ -1,0 +1,60 @@
+"""The unpriced and unattributed page ``/unpriced``: spend the totals cannot account for yet.
+
+Unpriced calls (no price known for their model) are listed by model and provider: they are counted
+as calls, never as zero cost. Unattributed spend is the month's spend with no developer, team, cost
+centre or repo; each figure links to the chargeback grouped by that dimension, where the
+``(none)`` row is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..auth.identity import Role, allow
+from ..errors import QueryError
+from ..query import CHARGEBACK_DIMENSIONS, SpendFilter, current_month, parse_month
+from ..report import totals
+from .access import NoScope, viewer, viewer_filter
+from .context import DashboardContext
+
+
+class UnpricedPage:
+    """``GET /unpriced``."""
+
+    def __init__(self, ctx: DashboardContext) -> None:
+        self._ctx = ctx
+
+    @allow(Role.ADMIN, Role.FINANCE, Role.LEAD)
+    async def get(self, request: web.Request) -> web.Response:
+        identity = viewer(request)
+        render = self._ctx.renderer
+        month = request.query.get("month") or current_month()
+        try:
+            first, last = parse_month("month", month)
+            flt = viewer_filter(identity, SpendFilter(first, last))
+        except QueryError as exc:
+            return render.error(identity, 400, f"{exc.param}: {exc.message}")
+        except NoScope as exc:
+            return render.error(identity, 403, str(exc))
+        store = self._ctx.store
+        unpriced, *by_dimension = await asyncio.gather(
+            self._ctx.run(store.unpriced, flt),
+            *(self._ctx.run(store.spend, flt, (dim,)) for dim in CHARGEBACK_DIMENSIONS),
+        )
+        all_rows = by_dimension[0]
+        unattributed = []
+        for dim, rows in zip(CHARGEBACK_DIMENSIONS, by_dimension, strict=True):
+            missing = next((r for r in rows if r[dim] is None), None)
+            unattributed.append((dim, missing))
+        return render.page(
+            "unpriced.html",
+            identity=identity,
+            active="/unpriced",
+            month=month,
+            filters=dict(flt.equals),
+            unpriced=unpriced,
+            unattributed=unattributed,
+            total=totals(all_rows),
+        )
