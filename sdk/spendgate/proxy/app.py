@@ -38,6 +38,7 @@ from spendgate.proxy.errors import (
 )
 from spendgate.proxy.features import classify
 from spendgate.proxy.formats import openai_chat
+from spendgate.proxy.hooks_route import cursor_hook
 from spendgate.proxy.inbound import authenticate, path_prefix, read_json
 from spendgate.proxy.keys import KeyDirectory, KeyFileError
 from spendgate.proxy.messages_route import count_tokens, messages
@@ -415,7 +416,7 @@ async def _lifecycle(app: web.Application) -> Any:
     if state.worker is not None:
         state.worker.start()
     if state.control is None:
-        state.control_client = await start_control(state.settings, state.keys)
+        state.control_client = await start_control(state.settings, state.keys, hook_windows=state.hook_windows)
         state.control = state.control_client.state
     # With a collector, keys come over the control stream; the file is only the start-up fallback.
     standalone = state.settings.control.endpoint is None
@@ -456,6 +457,7 @@ def create_app(
         app.router.add_post(f"{prefix}/v1/messages/count_tokens", count_tokens)
         app.router.add_post(f"{prefix}/cursor/v1/chat/completions", cursor_chat_completions)
         app.router.add_get(f"{prefix}/cursor/v1/models", list_models)
+    app.router.add_post("/hooks/cursor", cursor_hook)
     app.router.add_get("/healthz", healthz)
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
     app.router.add_route("*", "/{tail:.*}", _not_found)

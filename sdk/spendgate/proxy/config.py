@@ -250,6 +250,12 @@ class CursorSettings(_Model):
         default_factory=list,
         description="ordered path/remote rules -> repo; unmatched: the remote's name, else the folder's name",
     )
+    hook_window_s: float = Field(
+        900.0,
+        gt=0,
+        le=86400,
+        description="seconds a hook report (POST /hooks/cursor) charges the developer's calls to its repo",
+    )
 
 
 class ProxySettings(_Model):

@@ -1,6 +1,8 @@
 """The proxy's end of the control stream: ``ControlState`` (what the request path reads) and ``ControlClient``.
 
-The collector streams the key directory, budget verdicts and budget states (``spendgate_semconv/control.proto``).
+The collector streams the key directory, budget verdicts, budget states and Cursor hook windows
+(``spendgate_semconv/control.proto``); the client also forwards the hook reports this proxy receives
+(``hook_forward.py``) so the collector can share them.
 ``ControlClient`` is one asyncio task that subscribes, applies the snapshot then each delta into a
 ``ControlState``, and resubscribes after any failure with capped exponential backoff and jitter,
 resuming from the last version it applied. Failures include a stream that goes silent for
@@ -37,11 +39,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from spendgate.proxy.budget_state import BudgetIndex, BudgetStatus, status_from
+from spendgate.proxy.hook_forward import HookForwarder, attribution_from
 from spendgate.proxy.keys import KeyDirectory, KeyRecord, Principal
 from spendgate_semconv import control_pb2
 
 if TYPE_CHECKING:
     from spendgate.proxy.config import ProxySettings
+    from spendgate.proxy.hook_window import HookAttribution, HookWindows
 
 logger = logging.getLogger(__name__)
 
@@ -256,8 +260,11 @@ class ControlState:
         *,
         on_no_state: OnNoState = "fail_open",
         standalone: bool = False,
+        hook_windows: HookWindows | None = None,
     ) -> None:
         self.keys = keys
+        self.hook_windows = hook_windows
+        """Cursor hook windows other proxies received arrive here (a newer local report is kept)."""
         self.on_no_state: OnNoState = on_no_state
         self.standalone = standalone
         self.epoch = 0
@@ -356,6 +363,8 @@ class ControlState:
             self._reindex_budgets()
             if self.keys is not None:
                 self.keys.replace([record_from(k) for k in update.keys_upsert])
+            # Windows are not replaced wholesale: one this proxy received itself may be newer.
+            self._apply_windows(update)
             self.epoch, self.version = update.epoch, update.version
             self.snapshots += 1
             if not self.ready:
@@ -394,9 +403,17 @@ class ControlState:
                 self.keys.upsert([record_from(k) for k in update.keys_upsert])
             if update.keys_removed:
                 self.keys.remove(list(update.keys_removed))
+        self._apply_windows(update)
         self.version = update.version
         self.deltas += 1
         return True
+
+    def _apply_windows(self, update: control_pb2.ControlUpdate) -> None:
+        windows = self.hook_windows
+        if windows is None:
+            return
+        for w in update.windows_upsert:
+            windows.apply(w.user, attribution_from(w))
 
     def _reindex(self) -> None:
         self._index = _VerdictIndex(list(self._verdicts.values())) if self._verdicts else None
@@ -476,12 +493,16 @@ class ControlClient:
         self.last_error: str | None = None
         self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
+        self.hook_forwarder = HookForwarder(endpoint, self.proxy_id) if endpoint is not None else None
+        """Sends Cursor hook reports this proxy receives to the collector; None when standalone."""
 
     def start(self) -> None:
         """Start the subscription task in the running loop (no-op when standalone or started)."""
         if self.endpoint is None or self._task is not None:
             return
         self._task = asyncio.create_task(self._run(), name="spendgate-control-client")
+        if self.hook_forwarder is not None:
+            self.hook_forwarder.start()
 
     async def stop(self) -> None:
         """Cancel the subscription and close its channel; the state keeps what it holds. Idempotent."""
@@ -490,6 +511,8 @@ class ControlClient:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.hook_forwarder is not None:
+            await self.hook_forwarder.stop()
         self.state.connected = False
 
     async def wait_ready(self, timeout: float | None = None) -> bool:
@@ -512,8 +535,14 @@ class ControlClient:
             "subscribes": self.subscribes,
             "failures": self.failures,
             "last_error": self.last_error,
+            "hook_forwards": self.hook_forwarder.stats() if self.hook_forwarder is not None else None,
             **self.state.stats(),
         }
+
+    def report_attribution(self, user: str, window: HookAttribution) -> None:
+        """Share a hook window this proxy received with the other proxies (via the collector); never waits."""
+        if self.hook_forwarder is not None:
+            self.hook_forwarder.submit(user, window)
 
     async def _run(self) -> None:
         import grpc
@@ -586,14 +615,18 @@ class ControlClient:
             await channel.close(grace=None)
 
 
-async def start_control(settings: ProxySettings, keys: KeyDirectory) -> ControlClient:
+async def start_control(
+    settings: ProxySettings, keys: KeyDirectory, *, hook_windows: HookWindows | None = None
+) -> ControlClient:
     """Build the control client for ``settings.control`` over ``keys`` and start it; returns at once.
+
+    Cursor hook windows from the stream are applied into ``hook_windows`` when given.
 
     With no endpoint the client is standalone: keys stay with the key file, no verdicts, ready.
     The caller owns the client: ``await client.stop()`` on shutdown.
     """
     cfg = settings.control
-    state = ControlState(keys, on_no_state=cfg.on_no_state, standalone=cfg.endpoint is None)
+    state = ControlState(keys, on_no_state=cfg.on_no_state, standalone=cfg.endpoint is None, hook_windows=hook_windows)
     client = ControlClient(
         cfg.endpoint,
         state,
