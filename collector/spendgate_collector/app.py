@@ -23,6 +23,7 @@ from aiohttp import web
 
 from .alerts import DeliveryOutcome, WebhookSender
 from .api import QueryApi
+from .attribution_api import AttributionApi
 from .attribution_windows import AttributionWindows
 from .budgets import AuditEntry, BudgetEngine, BudgetStorage, parse_webhook
 from .budgets_api import BudgetsApi
@@ -327,6 +328,8 @@ class Collector:
         api = QueryApi(self.store, self.metrics, self._api_executor, health=self.health)
         if self.budgets is not None:
             api.extra_routes.append(BudgetsApi(self.budgets, self._api_executor).add_routes)
+        # Attribution coverage and Cursor reconciliation (attribution_api.py).
+        api.extra_routes.append(AttributionApi(self.store, self.config.db, self._api_executor).add_routes)
         api.extra_routes.append(self._dashboard().add_routes)
         runner = web.AppRunner(api.make_app(), access_log=None, handle_signals=False)
         await runner.setup()
