@@ -76,7 +76,7 @@ class AttributionApi:
         flt, group_by = coverage.parse_params(request.query)
         flt = _scoped(request, flt)
         rows = await self._run(self._store.coverage, flt, group_by)
-        return _json(coverage_body(flt, coverage.build(rows, group_by)))
+        return _json(coverage.body(flt, coverage.build(rows, group_by)))
 
     @allow(Role.ADMIN, Role.FINANCE, Role.LEAD)
     async def reconcile(self, request: web.Request) -> web.Response:
@@ -85,12 +85,3 @@ class AttributionApi:
         flt = _scoped(request, flt)
         body = await self._run(reconcile.reconcile, self._store, self._db_path, flt, options, self._now_ms())
         return _json(body)
-
-
-def coverage_body(flt: SpendFilter, report: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``/api/coverage`` JSON: the period, then ``coverage.build``'s ``group_by``, ``rows``, ``summary``."""
-    return {
-        "from": flt.start.isoformat() if flt.start else None,
-        "to": flt.end.isoformat() if flt.end else None,
-        **report,
-    }

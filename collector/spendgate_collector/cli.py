@@ -112,6 +112,22 @@ def _filter_options(func: Any) -> Any:
 @click.option("--to", metavar="YYYY-MM-DD", help="Last day (UTC, inclusive), instead of --month.")
 @click.option("--by", "by", metavar="DIM[,DIM...]", help="Group by: day, month, " + ", ".join(DIMENSIONS) + ".")
 @click.option("--chargeback", is_flag=True, help="The chargeback table: developer, team, cost centre, repo.")
+@click.option(
+    "--coverage",
+    is_flag=True,
+    help="Share of spend with a repo, by attribution source (--by developer/team/cost_center).",
+)
+@click.option(
+    "--reconcile",
+    is_flag=True,
+    help="Per developer and UTC hour: gateway calls against Cursor's BYOK requests; lists the gaps.",
+)
+@click.option(
+    "--min-gap",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --reconcile: smallest request difference reported. [default: 3]",
+)
 @click.option("--csv", "as_csv", is_flag=True, help="Write CSV (with a header line).")
 @click.option("--json", "as_json", is_flag=True, help="Write JSON.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), help="Write to FILE, not stdout.")
@@ -124,6 +140,9 @@ def report_command(
     to: str | None,
     by: str | None,
     chargeback: bool,
+    coverage: bool,
+    reconcile: bool,
+    min_gap: int | None,
     as_csv: bool,
     as_json: bool,
     output: str | None,
@@ -141,11 +160,19 @@ def report_command(
     Example:
       spendgate report --month 2026-11 --by team,repo
       spendgate report --month 2026-11 --chargeback --csv -o chargeback-2026-11.csv
+      spendgate report --month 2026-11 --coverage --by team
+      spendgate report --from 2026-11-20 --to 2026-11-27 --reconcile --min-gap 5
     """
     from . import report
 
     if as_csv and as_json:
         raise click.ClickException("--csv and --json: choose one")
+    if sum((chargeback, coverage, reconcile)) > 1:
+        raise click.ClickException("--chargeback, --coverage and --reconcile: choose one")
+    if reconcile and by:
+        raise click.ClickException("--by: --reconcile is always per developer and hour")
+    if min_gap is not None and not reconcile:
+        raise click.ClickException("--min-gap: only with --reconcile")
     if chargeback and (by or from_ or to):
         raise click.ClickException("--chargeback: it is per month; use --month, not --by/--from/--to")
     if db and api_url:
@@ -159,6 +186,8 @@ def report_command(
         params["month"] = month or current_month()
     if by:
         params["group_by"] = by
+    if min_gap is not None:
+        params["min_gap"] = str(min_gap)
 
     try:
         if api_url:
@@ -166,7 +195,11 @@ def report_command(
         else:
             source = report.DatabaseSource(db or os.environ.get(env.SPENDGATE_COLLECTOR_DB) or DEFAULT_DB)
         try:
-            if chargeback:
+            if coverage:
+                text = _coverage_text(source.coverage(params), as_csv, as_json)
+            elif reconcile:
+                text = _reconcile_text(source.reconcile(params), as_csv, as_json)
+            elif chargeback:
                 rows = source.chargeback(params)
                 if as_csv:
                     text = report.chargeback_csv(params["month"], rows)
@@ -197,3 +230,23 @@ def report_command(
         Path(output).write_text(text, encoding="utf-8")
     else:
         click.echo(text, nl=False)
+
+
+def _coverage_text(body: dict[str, Any], as_csv: bool, as_json: bool) -> str:
+    from . import coverage, report
+
+    if as_csv:
+        return report.rows_csv(body["rows"], [*body["group_by"], *coverage.COLUMNS])
+    if as_json:
+        return report.to_json(body)
+    return f"Coverage {body['from'] or '...'} .. {body['to'] or '...'} (UTC)\n\n" + coverage.format_table(body)
+
+
+def _reconcile_text(body: dict[str, Any], as_csv: bool, as_json: bool) -> str:
+    from . import reconcile, report
+
+    if as_csv:
+        return report.rows_csv(body["gaps"], reconcile.COLUMNS)
+    if as_json:
+        return report.to_json(body)
+    return reconcile.format_table(body)

@@ -159,6 +159,15 @@ def build(rows: Sequence[Mapping[str, Any]], group_by: Sequence[str]) -> dict[st
     return {"group_by": list(group_by), "rows": out_rows, "summary": summary}
 
 
+def body(flt: SpendFilter, report: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``/api/coverage`` JSON: the period, then ``build``'s ``group_by``, ``rows`` and ``summary``."""
+    return {
+        "from": flt.start.isoformat() if flt.start else None,
+        "to": flt.end.isoformat() if flt.end else None,
+        **report,
+    }
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f} %"
 

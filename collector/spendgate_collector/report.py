@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -139,6 +140,14 @@ class ReportSource(Protocol):
 
     def chargeback(self, params: Mapping[str, str]) -> list[Row]: ...
 
+    def coverage(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """The ``GET /api/coverage`` body."""
+        ...
+
+    def reconcile(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """The ``GET /api/reconcile`` body."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -148,6 +157,7 @@ class DatabaseSource:
     def __init__(self, path: str | Path) -> None:
         from .store.sqlite import SQLiteStore
 
+        self._path = Path(path)
         try:
             self._store = SQLiteStore(path, readonly=True)
         except FileNotFoundError:
@@ -160,6 +170,18 @@ class DatabaseSource:
 
     def chargeback(self, params: Mapping[str, str]) -> list[Row]:
         return self._store.chargeback(parse_filter(params))
+
+    def coverage(self, params: Mapping[str, str]) -> dict[str, Any]:
+        from . import coverage
+
+        flt, group_by = coverage.parse_params(params)
+        return coverage.body(flt, coverage.build(self._store.coverage(flt, group_by), group_by))
+
+    def reconcile(self, params: Mapping[str, str]) -> dict[str, Any]:
+        from . import reconcile  # imported here: it pulls in the Cursor connector, which report users rarely need
+
+        flt, options = reconcile.parse_params(params)
+        return reconcile.reconcile(self._store, self._path, flt, options, time.time_ns() // 1_000_000)
 
     def close(self) -> None:
         self._store.close()
@@ -194,6 +216,12 @@ class ApiSource:
 
     def chargeback(self, params: Mapping[str, str]) -> list[Row]:
         return self._get("/api/chargeback", params)["rows"]
+
+    def coverage(self, params: Mapping[str, str]) -> dict[str, Any]:
+        return self._get("/api/coverage", params)
+
+    def reconcile(self, params: Mapping[str, str]) -> dict[str, Any]:
+        return self._get("/api/reconcile", params)
 
     def close(self) -> None:
         pass
