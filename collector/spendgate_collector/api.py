@@ -6,11 +6,13 @@
     GET /api/chargeback?month=2026-11&...filters        (JSON)
     GET /api/chargeback.csv?month=2026-11&...filters    (CSV with a header line)
     GET /api/unpriced?...filters                        (calls no price was found for)
-    GET /healthz                                        (queue, store and pricer state)
-    GET /metrics                                        (Prometheus text)
+    GET /healthz                                        (queue, store and pricer state; public, details for admins)
+    GET /metrics                                        (Prometheus text; public)
 
 Every query reads the rollups, never the raw rows, and runs on a small thread pool so a slow query
 never stalls the event loop. A bad parameter answers 400 with ``{"error": ..., "param": ...}``.
+Every spend route is open to every role but narrowed to the caller's slice (``auth.scope_filter``):
+a developer sees their own usage, a lead their teams'; asking for someone else's slice is 403.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import orjson
 from aiohttp import web
 
 from . import report
+from .auth import ALL_ROLES, Role, allow, scope_filter
+from .auth.identity import identity_of, public
 from .errors import QueryError, StoreUnavailable
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import CollectorMetrics
@@ -93,9 +97,11 @@ class QueryApi:
         self._health = health or (lambda: {})
         self.extra_routes: list[Callable[[web.Application], None]] = []
         """Functions that add more routes (budgets_api.py) when the app is made."""
+        self.middlewares: list[Any] = []
+        """Middlewares inside the error mapping (the auth policy, auth/gate.py)."""
 
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors])
+        app = web.Application(middlewares=[self._errors, *self.middlewares])
         app.router.add_get("/api/spend", self.spend)
         app.router.add_get("/api/top", self.top)
         app.router.add_get("/api/timeseries", self.timeseries)
@@ -121,24 +127,27 @@ class QueryApi:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    @allow(*ALL_ROLES)
     async def spend(self, request: web.Request) -> web.Response:
         _check_params("spend", request.query)
-        flt = parse_filter(request.query)
+        flt = scope_filter(identity_of(request), parse_filter(request.query))
         group_by = parse_group_by(request.query.get("group_by"))
         rows = await self._run(self._store.spend, flt, group_by)
         return _json({**_period(flt), "group_by": list(group_by), "rows": rows, "totals": _totals(rows)})
 
+    @allow(*ALL_ROLES)
     async def top(self, request: web.Request) -> web.Response:
         _check_params("top", request.query)
-        flt = parse_filter(request.query)
+        flt = scope_filter(identity_of(request), parse_filter(request.query))
         dimension = parse_dimension("dimension", request.query.get("dimension"))
         n = parse_positive_int("n", request.query.get("n"), 10, MAX_TOP_N)
         rows = await self._run(self._store.top, flt, dimension, n)
         return _json({**_period(flt), "dimension": dimension, "n": n, "rows": rows})
 
+    @allow(*ALL_ROLES)
     async def timeseries(self, request: web.Request) -> web.Response:
         _check_params("timeseries", request.query)
-        flt = parse_filter(request.query)
+        flt = scope_filter(identity_of(request), parse_filter(request.query))
         group_by = parse_group_by(request.query.get("group_by"), default=())
         rows = await self._run(self._store.timeseries, flt, group_by)
         return _json({**_period(flt), "group_by": ["day", *[g for g in group_by if g != "day"]], "rows": rows})
@@ -147,13 +156,15 @@ class QueryApi:
         _check_params("chargeback", request.query)
         query = dict(request.query)
         month = query.setdefault("month", current_month())
-        flt = parse_filter(query)
+        flt = scope_filter(identity_of(request), parse_filter(query))
         return month, await self._run(self._store.chargeback, flt)
 
+    @allow(*ALL_ROLES)
     async def chargeback(self, request: web.Request) -> web.Response:
         month, rows = await self._chargeback_rows(request)
         return _json({"month": month, "rows": rows, "totals": _totals(rows)})
 
+    @allow(*ALL_ROLES)
     async def chargeback_csv(self, request: web.Request) -> web.Response:
         month, rows = await self._chargeback_rows(request)
         return web.Response(
@@ -162,16 +173,25 @@ class QueryApi:
             headers={"Content-Disposition": f'attachment; filename="chargeback-{month}.csv"'},
         )
 
+    @allow(*ALL_ROLES)
     async def unpriced(self, request: web.Request) -> web.Response:
         _check_params("unpriced", request.query)
-        flt = parse_filter(request.query)
+        flt = scope_filter(identity_of(request), parse_filter(request.query))
         rows = await self._run(self._store.unpriced, flt)
         return _json({**_period(flt), "rows": rows})
 
+    @public
     async def healthz(self, request: web.Request) -> web.Response:
-        body = {"status": "ok", **self._health()}
+        # Public so load balancers and probes can call it; the details (store path, connected proxies'
+        # addresses) are for admins only.
+        try:
+            is_admin = identity_of(request).role is Role.ADMIN
+        except LookupError:
+            is_admin = False
+        body = {"status": "ok", **self._health()} if is_admin else {"status": "ok"}
         return _json(_plain(body))
 
+    @public
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self._metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 

@@ -25,6 +25,7 @@ from .alerts import DeliveryOutcome, WebhookSender
 from .api import QueryApi
 from .attribution_api import AttributionApi
 from .attribution_windows import AttributionWindows
+from .auth.gate import AuthGate
 from .budgets import AuditEntry, BudgetEngine, BudgetStorage, parse_webhook
 from .budgets_api import BudgetsApi
 from .config import CollectorConfig, split_host_port
@@ -326,12 +327,18 @@ class Collector:
         assert self.store is not None and self.config.api is not None
         self._api_executor = ThreadPoolExecutor(self.config.api_workers, thread_name_prefix="spendgate-api")
         api = QueryApi(self.store, self.metrics, self._api_executor, health=self.health)
+        # Who may call what (auth/, docs/auth.md): the policy middleware guards every route added below.
+        gate = AuthGate.build(self.config.auth, self.config.db)
+        api.middlewares.append(gate.middleware)
+        api.extra_routes.append(gate.add_routes)
         if self.budgets is not None:
             api.extra_routes.append(BudgetsApi(self.budgets, self._api_executor).add_routes)
         # Attribution coverage and Cursor reconciliation (attribution_api.py).
         api.extra_routes.append(AttributionApi(self.store, self.config.db, self._api_executor).add_routes)
         api.extra_routes.append(self._dashboard().add_routes)
-        runner = web.AppRunner(api.make_app(), access_log=None, handle_signals=False)
+        app = api.make_app()
+        app.on_cleanup.append(lambda _app: gate.close())
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, port = split_host_port(self.config.api)
         site = web.TCPSite(runner, host, port)

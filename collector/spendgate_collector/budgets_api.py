@@ -10,10 +10,15 @@
     DELETE /api/budgets/{id}/overrides/{oid}     end an override early
     GET    /api/audit?budget=&action=&limit=&before=   audit lines, newest first
 
-Who did it (the *actor*) comes from the ``X-Spendgate-Actor`` header, else an ``actor`` field of
-the body, else ``api``. There is no authentication yet: the API listens on loopback by default
-(docs/budgets.md). Invalid input answers 400 ``{"error": ..., "field": "thresholds.1.to"}``; an
-unknown budget or override 404. Every call runs on the API's thread pool, never on the event loop.
+Access (docs/auth.md): admin changes everything; a lead changes budgets (and their overrides)
+scoped to one of their teams; finance reads every budget; a developer reads the budgets that apply
+to them. A budget the caller may not see answers 404, as if it did not exist.
+
+Who did it (the *actor*) is the signed-in person's email. With the admin token or in open mode
+(no sign-in) the operator names themselves with the ``X-Spendgate-Actor`` header or an ``actor``
+field of the body (default ``api``); with the token the actor is recorded as ``NAME (admin token)``.
+Invalid input answers 400 ``{"error": ..., "field": "thresholds.1.to"}``; an unknown budget or
+override 404. Every call runs on the API's thread pool, never on the event loop.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .auth import ALL_ROLES, Forbidden, Identity, Role, allow, can_see_budget, require_manage_budget
+from .auth.identity import identity_of
 from .budgets import BudgetEngine, BudgetError, BudgetNotFound
+from .budgets.model import Budget, parse_budget
 
 ACTOR_HEADER = "X-Spendgate-Actor"
 DEFAULT_ACTOR = "api"
@@ -74,12 +82,15 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def _actor(request: web.Request, body: dict[str, Any]) -> str:
+    identity = identity_of(request)
+    if identity.via == "oidc":
+        return identity.actor  # a signed-in person cannot claim to be someone else
     actor = request.headers.get(ACTOR_HEADER) or body.get("actor") or DEFAULT_ACTOR
     if not isinstance(actor, str) or not actor.strip():
         raise BudgetError("actor", "must be a non-empty string")
     if len(actor) > MAX_ACTOR:
         raise BudgetError("actor", f"must be at most {MAX_ACTOR} characters")
-    return actor.strip()
+    return f"{actor.strip()} (admin token)" if identity.via == "token" else actor.strip()
 
 
 class BudgetsApi:
@@ -105,68 +116,115 @@ class BudgetsApi:
         call = functools.partial(fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
+    async def _visible(self, identity: Identity, budget_id: str) -> Budget:
+        """The budget if ``identity`` may see it; else ``BudgetNotFound``, so ids do not leak."""
+        budget: Budget = await self._run(self._engine.get, budget_id)
+        if not can_see_budget(identity, budget):
+            raise BudgetNotFound(f"no budget {budget_id!r}")
+        return budget
+
+    async def _manageable(self, identity: Identity, budget_id: str) -> Budget:
+        budget = await self._visible(identity, budget_id)
+        require_manage_budget(identity, budget)
+        return budget
+
+    @allow(*ALL_ROLES)
     @_errors
     async def list_budgets(self, request: web.Request) -> web.Response:
+        identity = identity_of(request)
         budgets = await self._run(self._engine.budgets)
-        return _json({"budgets": [b.to_dict() for b in budgets]})
+        return _json({"budgets": [b.to_dict() for b in budgets if can_see_budget(identity, b)]})
 
+    @allow(*ALL_ROLES)
     @_errors
     async def get_budget(self, request: web.Request) -> web.Response:
         bid = request.match_info["id"]
-        budget = await self._run(self._engine.get, bid)
+        budget = await self._visible(identity_of(request), bid)
         (status,) = await self._run(self._engine.status, bid)
         return _json({**budget.to_dict(), "status": status})
 
     async def _put(self, request: web.Request, budget_id: str | None) -> web.Response:
         body = await _body(request)
         actor = _actor(request, body)
+        identity = identity_of(request)
+        if identity.role is not Role.ADMIN:
+            # Both the new definition and the one it replaces must be within the caller's teams.
+            new = parse_budget(body, default_timezone=self._engine.default_timezone, budget_id=budget_id)
+            require_manage_budget(identity, new)
+            try:
+                await self._manageable(identity, new.id)
+            except BudgetNotFound:
+                existing = {b.id for b in await self._run(self._engine.budgets)}
+                if new.id in existing:
+                    raise Forbidden(f"budget {new.id!r} is not scoped to one of your teams") from None
         budget, created = await self._run(self._engine.put_budget, body, actor=actor, budget_id=budget_id)
         (status,) = await self._run(self._engine.status, budget.id)
         return _json({"budget": budget.to_dict(), "created": created, "status": status}, status=201 if created else 200)
 
+    @allow(Role.ADMIN, Role.LEAD)
     @_errors
     async def put_budget(self, request: web.Request) -> web.Response:
         return await self._put(request, request.match_info["id"])
 
+    @allow(Role.ADMIN, Role.LEAD)
     @_errors
     async def post_budget(self, request: web.Request) -> web.Response:
         return await self._put(request, None)
 
+    @allow(Role.ADMIN, Role.LEAD)
     @_errors
     async def delete_budget(self, request: web.Request) -> web.Response:
         bid = request.match_info["id"]
         actor = _actor(request, {})
+        await self._manageable(identity_of(request), bid)
         await self._run(self._engine.delete_budget, bid, actor=actor)
         return _json({"deleted": bid})
 
+    @allow(Role.ADMIN, Role.LEAD)
     @_errors
     async def add_override(self, request: web.Request) -> web.Response:
         bid = request.match_info["id"]
         body = await _body(request)
         actor = _actor(request, body)
+        await self._manageable(identity_of(request), bid)
         override = await self._run(self._engine.add_override, bid, body, actor=actor)
         (status,) = await self._run(self._engine.status, bid)
         return _json({"override": override.to_dict(), "status": status}, status=201)
 
+    @allow(Role.ADMIN, Role.LEAD)
     @_errors
     async def remove_override(self, request: web.Request) -> web.Response:
         bid, oid = request.match_info["id"], request.match_info["oid"]
         actor = _actor(request, {})
+        await self._manageable(identity_of(request), bid)
         override = await self._run(self._engine.remove_override, bid, oid, actor=actor)
         (status,) = await self._run(self._engine.status, bid)
         return _json({"removed": override.to_dict(), "status": status})
 
+    @allow(*ALL_ROLES)
     @_errors
     async def status(self, request: web.Request) -> web.Response:
+        identity = identity_of(request)
         rows = await self._run(self._engine.status)
+        if identity.role not in (Role.ADMIN, Role.FINANCE):
+            visible = {b.id for b in await self._run(self._engine.budgets) if can_see_budget(identity, b)}
+            rows = [row for row in rows if row.get("id") in visible]
         return _json({"at": datetime.now(UTC).isoformat(timespec="seconds"), "budgets": rows})
 
+    @allow(Role.ADMIN, Role.FINANCE, Role.LEAD)
     @_errors
     async def audit(self, request: web.Request) -> web.Response:
         allowed = {"budget", "action", "limit", "before"}
         for name in request.query:
             if name not in allowed:
                 raise BudgetError(name, f"unknown parameter; allowed: {', '.join(sorted(allowed))}")
+        identity = identity_of(request)
+        if identity.role is Role.LEAD:
+            # The audit table also records key changes and other teams' budgets: a lead reads the
+            # history of one budget they can see at a time.
+            if not request.query.get("budget"):
+                raise Forbidden("leads read the audit log one budget at a time: pass budget=<id>")
+            await self._visible(identity, request.query["budget"])
         limit = _int_param(request, "limit", 100, 1, MAX_AUDIT_LIMIT)
         before = _int_param(request, "before", None, 1, 2**62)
         entries = await self._run(

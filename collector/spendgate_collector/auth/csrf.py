@@ -15,7 +15,7 @@ import hmac
 
 from aiohttp import web
 
-CSRF_KEY = "spendgate.csrf"
+CSRF_KEY: web.RequestKey[str] = web.RequestKey("spendgate.csrf", str)
 """Where the middleware puts the session's CSRF token (``request[CSRF_KEY]``)."""
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"

@@ -7,16 +7,16 @@ refuses outright a handler with no marker (deny by default), so a new route cann
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from aiohttp import web
+
 H = TypeVar("H", bound=Callable[..., Any])
 
 ROLES_ATTR = "__spendgate_roles__"
-REQUEST_KEY = "spendgate.identity"
-"""Where the middleware puts the request's ``Identity`` (``request[REQUEST_KEY]``)."""
 
 
 class Role(StrEnum):
@@ -55,6 +55,10 @@ class Identity:
         return self.email or self.subject
 
 
+REQUEST_KEY: web.RequestKey[Identity] = web.RequestKey("spendgate.identity", Identity)
+"""Where the middleware puts the request's ``Identity`` (``request[REQUEST_KEY]``, ``request.get(REQUEST_KEY)``)."""
+
+
 def allow(*roles: Role) -> Callable[[H], H]:
     """Mark a handler with the roles that may call it (the middleware enforces it)."""
     if not roles:
@@ -70,3 +74,27 @@ def allow(*roles: Role) -> Callable[[H], H]:
 def allowed_roles(handler: Callable[..., Any]) -> frozenset[Role] | None:
     """The roles a handler was marked with, or ``None`` when it carries no marker."""
     return getattr(handler, ROLES_ATTR, None)
+
+
+PUBLIC_ATTR = "__spendgate_public__"
+
+
+def public(handler: H) -> H:
+    """Mark a handler as open to anyone, signed in or not (``/healthz``, ``/auth/login``); the
+    middleware still resolves the identity when there is one. Use sparingly: see docs/auth.md."""
+    setattr(handler, PUBLIC_ATTR, True)
+    return handler
+
+
+def is_public(handler: Callable[..., Any]) -> bool:
+    """True when the handler carries the ``public`` marker."""
+    return getattr(handler, PUBLIC_ATTR, False) is True
+
+
+def identity_of(request: Mapping[str, Any]) -> Identity:
+    """The identity the auth middleware put on ``request``; ``LookupError`` when none (a public route
+    reached anonymously, or no middleware mounted): a handler must never guess who is asking."""
+    identity = request.get(REQUEST_KEY)
+    if not isinstance(identity, Identity):
+        raise LookupError("no identity on this request (is the auth middleware mounted?)")
+    return identity
