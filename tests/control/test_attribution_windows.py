@@ -6,12 +6,18 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
+from spendgate_collector.app import Collector
 from spendgate_collector.attribution_windows import PUBLISH_EVERY_NS, AttributionWindows, Window, window_from
+from spendgate_collector.config import CollectorConfig
 from spendgate_collector.control import ControlServer
 from spendgate_collector.normalize import Normalizer
 from spendgate_collector.otlp import parse_export_request
@@ -208,3 +214,46 @@ def test_lapsed_windows_leave_snapshots() -> None:
             await server.stop()
 
     asyncio.run(scenario())
+
+
+def test_collector_gives_a_late_span_the_repo_before_storing_it(tmp_path: Path) -> None:
+    """A proxy reports a window; a span that reached the collector without a repo is stored with it."""
+    config = CollectorConfig(
+        db=tmp_path / "c.db", otlp_grpc="off", otlp_http="127.0.0.1:0", api="off", control="127.0.0.1:0"
+    )
+
+    async def scenario() -> None:
+        async with Collector(config) as collector:
+            channel = grpc.aio.insecure_channel(collector.control_endpoint or "")
+            # A span from ten minutes ago (exported late) inside a window reported then; ends on a whole second.
+            end = datetime.now(UTC).replace(microsecond=0, tzinfo=None) - timedelta(minutes=10)
+            start = ns(end.isoformat()) - 1500 * 1_000_000  # the span below starts 1.5 s before its end
+            window = Window(
+                "ana@acme.com", "api", "main", "https://github.com/acme/api", "/src/api", start - S, start + 900 * S
+            )
+            try:
+                stub = control_pb2_grpc.ControlPlaneStub(channel)
+                await stub.ReportAttribution(control_pb2.AttributionReport(proxy_id="p", window=window.message()))
+            finally:
+                await channel.close()
+            body = protobuf_body(
+                [
+                    span(7, 1, ours(repo=None), end=end.isoformat()),
+                    span(7, 2, ours(repo="explicit"), end=end.isoformat()),
+                ]
+            )
+            async with httpx.AsyncClient() as http:
+                resp = await http.post(
+                    f"http://127.0.0.1:{collector.otlp_http_port}/v1/traces",
+                    content=body,
+                    headers={"Content-Type": "application/x-protobuf"},
+                )
+                assert 200 == resp.status_code
+
+    asyncio.run(scenario())
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        rows = set(db.execute("SELECT span_id, repo, branch, repo_url, repo_source FROM spend"))
+    assert {
+        ("0000000000000001", "api", "main", "https://github.com/acme/api", "cursor-hook"),
+        ("0000000000000002", "explicit", None, None, "header"),
+    } == rows
