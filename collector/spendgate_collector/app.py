@@ -36,7 +36,9 @@ from .cursor_admin.config import build_poller
 from .dashboard import Dashboard
 from .dashboard.context import DashboardContext
 from .errors import ConfigError
+from .key_service import KeyService
 from .keys import KeyDirectory
+from .keys_api import KeysApi
 from .metrics import CollectorMetrics
 from .normalize import Normalizer
 from .pipeline import Pipeline
@@ -89,6 +91,8 @@ class Collector:
         self.store: SQLiteStore | None = None
         self.pipeline: Pipeline | None = None
         self.keys: KeyDirectory | None = None
+        # Key management for the API and dashboard (key_service.py); built once the store and audit table are open.
+        self.key_service: KeyService | None = None
         self._grpc: OtlpGrpcReceiver | None = None
         self._http: OtlpHttpReceiver | None = None
         self._api_runner: web.AppRunner | None = None
@@ -186,6 +190,13 @@ class Collector:
         except Exception as exc:
             raise ConfigError(f"db: cannot open {cfg.db}: {exc}") from exc
         await self._start_budgets()
+        assert self.budgets is not None
+        self.key_service = KeyService(
+            cfg.keys_file,
+            audit=self.budgets.storage.add_audit,
+            last_used=self.store.key_last_used,
+            self_serve_max_days=cfg.keys_self_serve_max_days,
+        )
         await self._start_exporters()
         self.pipeline = Pipeline(
             self.store,
@@ -335,6 +346,9 @@ class Collector:
             api.extra_routes.append(BudgetsApi(self.budgets, self._api_executor).add_routes)
         # Attribution coverage and Cursor reconciliation (attribution_api.py).
         api.extra_routes.append(AttributionApi(self.store, self.config.db, self._api_executor).add_routes)
+        if self.key_service is not None:
+            keys_api = KeysApi(self.key_service, self._api_executor, proxy_public_url=self.config.proxy_public_url)
+            api.extra_routes.append(keys_api.add_routes)
         api.extra_routes.append(self._dashboard().add_routes)
         app = api.make_app()
         app.on_cleanup.append(lambda _app: gate.close())
@@ -359,6 +373,7 @@ class Collector:
             self._api_executor,
             budgets=self.budgets,
             proxies=lambda: self.control.connected() if self.control is not None else [],
+            keys=self.key_service,
         )
         return Dashboard(ctx)
 

@@ -12,6 +12,12 @@ the key back once and keeps it nowhere: not in the file, the audit table, a log 
 Every create and revoke writes one audit line (actor, action, key id, principal) to the collector's
 audit table; a create whose audit line cannot be written is undone, so no key exists unaudited.
 
+Who may do what lives here too, so the keys API and the dashboard's keys page apply the same rules
+(``list_for`` / ``create_for`` / ``revoke_for``): an admin manages every key; a lead sees their teams'
+keys; a developer or lead creates keys only for themselves, bound to the email and first team of
+their sign-in whatever the request says, expiring within ``self_serve_max_days``, and revokes only
+their own; finance has no access to keys.
+
 Last use comes from the store's ``key_last_used`` table (``store/key_usage.py``), kept at ingest.
 All methods block (file lock, SQLite): call them from a worker thread, as the API does.
 """
@@ -29,12 +35,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .auth.errors import Forbidden
+from .auth.identity import Identity, Role
 from .budgets import AuditEntry
 from .errors import CollectorError
 from .key_entries import KeyFileError, entry_from
@@ -48,6 +56,7 @@ FILE_VERSION = 1
 MAX_FIELD_CHARS = 200
 MAX_USER_CHARS = 320  # the longest valid email address
 MAX_MODELS = 100
+DEFAULT_SELF_SERVE_MAX_DAYS = 90
 _FILE_HEADER = (
     "# spendgate virtual keys, managed by `spendgate keys` and the collector's keys API. "
     "Only SHA-256 hashes are stored.\n"
@@ -200,9 +209,11 @@ class KeyService:
         *,
         audit: AuditSink,
         last_used: LastUsedSource | None = None,
+        self_serve_max_days: int = DEFAULT_SELF_SERVE_MAX_DAYS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.keys_file = keys_file
+        self.self_serve_max_days = self_serve_max_days
         self._audit = audit
         self._last_used = last_used
         self._clock = clock
@@ -320,6 +331,84 @@ class KeyService:
             logger.info("virtual key %s (%s) revoked by %s", key_id, view.user, actor)
         return view
 
+    # --- the same, as a signed-in person is allowed to
+
+    def list_for(self, identity: Identity, user: str | None = None, team: str | None = None) -> list[KeyView]:
+        """The keys ``identity`` may see (admin: all; lead: their teams' and their own; developer: their own),
+        narrowed by ``user`` / ``team``; asking for someone else's raises ``Forbidden``."""
+        if identity.role is Role.ADMIN:
+            return self.list(user=user, team=team)
+        email = _require_email(identity)
+        if identity.role is Role.DEVELOPER:
+            if user is not None and user.strip().lower() != email.lower():
+                raise Forbidden("developers may only see their own keys")
+            return self.list(user=email, team=team)
+        if identity.role is Role.LEAD:
+            if team is not None and team not in identity.teams:
+                raise Forbidden(f"team {team!r} is not one of your teams")
+            teams = set(identity.teams) if team is None else {team}
+            return [
+                v for v in self.list(user=user) if v.team in teams or (team is None and v.user.lower() == email.lower())
+            ]
+        raise Forbidden(f"the {identity.role} role has no access to keys")
+
+    def create_for(
+        self,
+        identity: Identity,
+        *,
+        actor: str | None = None,
+        user: str | None = None,
+        team: str | None = None,
+        cost_center: str | None = None,
+        repo: str | None = None,
+        models: tuple[str, ...] = (),
+        expires_at: datetime | None = None,
+    ) -> tuple[KeyView, str]:
+        """``create`` as ``identity``: an admin for anyone (``user`` required); a developer or lead for
+        themselves only, bound to their sign-in's email and first team (``user``, ``team`` and
+        ``cost_center`` are ignored), expiring by default and at most ``self_serve_max_days`` from now."""
+        actor = actor or identity.actor
+        if identity.role is Role.ADMIN:
+            if user is None:
+                raise InvalidKeyRequest("user", "required: the email of the developer the key is for")
+            return self.create(
+                actor=actor,
+                user=user,
+                team=team,
+                cost_center=cost_center,
+                repo=repo,
+                models=models,
+                expires_at=expires_at,
+            )
+        if identity.role not in (Role.DEVELOPER, Role.LEAD):
+            raise Forbidden(f"the {identity.role} role cannot create keys")
+        email = _require_email(identity)
+        latest = self._clock() + timedelta(days=self.self_serve_max_days)
+        if expires_at is None:
+            expires_at = latest
+        elif (expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)) > latest:
+            by = latest.isoformat(timespec="seconds")
+            raise InvalidKeyRequest("expires_at", f"must be within {self.self_serve_max_days} days (by {by})")
+        return self.create(
+            actor=actor,
+            user=email,
+            team=identity.teams[0] if identity.teams else None,
+            cost_center=None,
+            repo=repo,
+            models=models,
+            expires_at=expires_at,
+        )
+
+    def revoke_for(self, identity: Identity, key_id: str, *, actor: str | None = None) -> KeyView:
+        """``revoke`` as ``identity``: an admin any key, anyone else with access to keys only their own."""
+        if identity.role is not Role.ADMIN:
+            if identity.role not in (Role.DEVELOPER, Role.LEAD):
+                raise Forbidden(f"the {identity.role} role cannot revoke keys")
+            email = _require_email(identity)
+            if self.get(key_id).user.lower() != email.lower():
+                raise Forbidden("you may revoke only your own keys")
+        return self.revoke(key_id, actor=actor or identity.actor)
+
     # --- helpers
 
     def _path(self) -> Path:
@@ -345,6 +434,12 @@ class KeyService:
             "expires_at": view.expires_at.isoformat(timespec="seconds") if view.expires_at else None,
         }
         return AuditEntry(time.time_ns(), actor, action, None, details)
+
+
+def _require_email(identity: Identity) -> str:
+    if not identity.email:
+        raise Forbidden("your sign-in carries no email, so no key can be bound to you; ask an admin")
+    return identity.email
 
 
 def _new_key_id(taken: set[str]) -> str:
