@@ -12,6 +12,13 @@ is parsed JSON, as the proxy holds it. Cases:
 - ``no_marker``: no Cursor markers at all (another client: the worst case, every window scanned);
 - ``anthropic``: the same conversation Anthropic-shaped (``system`` blocks).
 
+Then the proxy's whole added cost per call, ``RepoChain`` (``attribution.py``) as the routes run
+it: the alias split of the model name, then, when no stronger source named the repo, the hook window
+lookup and the prompt parse + mapping. Cases: a header already names the repo (the chain stops at
+once), a ``repo/model`` alias, no live hook window with and without a workspace sentence, and a live
+hook window (the prompt is not read). For scale, ``orjson.loads`` of the same body: the proxy parses
+every body once anyway.
+
 Run ``python benchmarks/bench_workspace.py [--quick]``; ``benchmarks/run.py`` calls ``main``.
 """
 
@@ -21,8 +28,14 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
+import orjson
+
+from spendgate.proxy.attribution import RepoChain
+from spendgate.proxy.hook_window import HookAttribution, HookWindows
+from spendgate.proxy.keys import Principal
 from spendgate.proxy.workspace import RepoMapper, parse_workspace
 
 TARGET_CHARS = 128_000 * 4
@@ -71,8 +84,59 @@ def _median_us(body: dict[str, Any], rounds: int) -> float:
     return statistics.median(samples)
 
 
+def _median_call_us(fn: Callable[[], object], rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - start) / 1000)
+    return statistics.median(samples)
+
+
+MODELS = ["gpt-4.1", "gpt-4.1-mini", "claude-sonnet-4-6", "claude-opus-4-1", "openai/gpt-4o"]
+PRINCIPAL = Principal("key_jane", "jane@acme.dev", team="platform", repo="acme-default")
+
+
+def chain_cases(rounds: int) -> dict[str, dict[str, Any]]:
+    """Median µs of the whole chain per call (split + resolve), as the routes run it, per case."""
+    windows = HookWindows()
+    # Other developers' windows, so the lookup is a miss in a populated table, as in production.
+    for i in range(1000):
+        windows.report(f"dev{i}@acme.dev", HookAttribution(f"r{i}", "main", None, None, 0, 2**62))
+    chain = RepoChain(MODELS, workspace_rules=[{"pattern": "/Users/*/src/acme-*", "repo": "acme"}], hooks=windows)
+    with_path, without_path = build_body("sentence"), build_body("no_marker")
+    header = {"x-spendgate-repo": "acme-api"}
+
+    def call(headers: dict[str, str], model: str, body: dict[str, Any], principal: Principal = PRINCIPAL) -> Any:
+        def run() -> Any:
+            _base, alias = chain.split_model(model)
+            return chain.resolve(headers, {}, principal, now_ns=1, alias_repo=alias, body=body)
+
+        return run
+
+    hooked = Principal("key_dev1", "dev1@acme.dev", repo="acme-default")
+    cases = {
+        "header": call(header, "claude-sonnet-4-6", with_path),
+        "alias": call({}, "acme-api/claude-sonnet-4-6", with_path),
+        "workspace_sentence": call({}, "claude-sonnet-4-6", with_path),
+        "no_workspace": call({}, "claude-sonnet-4-6", without_path),
+        "hook_window": call({}, "claude-sonnet-4-6", with_path, hooked),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for name, fn in cases.items():
+        got = fn()
+        out[name] = {"median_us": round(_median_call_us(fn, rounds), 2), "repo": got.repo, "source": got.repo_source}
+    raw = orjson.dumps(with_path)
+    out["orjson_loads_body"] = {
+        "median_us": round(_median_call_us(lambda: orjson.loads(raw), max(rounds // 10, 20)), 2),
+        "repo": None,
+        "source": "(for scale: the parse every call already pays)",
+    }
+    return out
+
+
 def main(quick: bool = False) -> dict[str, Any]:
-    """Median µs of ``parse_workspace`` + ``RepoMapper.repo_for`` per body shape."""
+    """Median µs of ``parse_workspace`` + ``RepoMapper.repo_for`` per body shape, and of the chain per call."""
     rounds = 200 if quick else 5000
     results: dict[str, Any] = {"rounds": rounds, "cases": {}}
     for case in ("sentence", "first_user", "privacy", "no_marker", "anthropic"):
@@ -90,6 +154,10 @@ def main(quick: bool = False) -> dict[str, Any]:
             f"  {case:11s} {r['median_us']:8.2f} µs   body {r['body_chars'] / 1e6:.2f} MB, "
             f"{r['messages']} messages -> {r['repo']}"
         )
+    results["chain"] = chain_cases(rounds)
+    lines.append(f"attribution chain per call (split + resolve) on the same body ({rounds} rounds, median):")
+    for case, r in results["chain"].items():
+        lines.append(f"  {case:18s} {r['median_us']:9.2f} µs   -> {r['repo']} ({r['source']})")
     results["report"] = "\n".join(lines)
     return results
 
