@@ -374,6 +374,7 @@ class Collector:
             budgets=self.budgets,
             proxies=lambda: self.control.connected() if self.control is not None else [],
             keys=self.key_service,
+            proxy_public_url=self.config.proxy_public_url,
         )
         return Dashboard(ctx)
 

@@ -1,10 +1,11 @@
 """The budgets page ``/budgets``: where each budget stands, what is in force, and who changed what.
 
-Per budget the viewer may see (``access.sees_budget``): a status bar with its thresholds marked,
+Per budget the viewer may see (``auth.scope.can_see_budget``): a status bar with its thresholds marked,
 the state, the verdicts in force, active overrides with who granted them and why. Below, the
 transition history and the changes, from the audit table. An admin (or a lead, for their teams'
-budgets) gets two forms: set a budget, add an override. They post here with the CSRF token, and
-the handlers call the same engine methods as the budgets API, with the signed-in person as actor.
+budgets) gets two forms: set a budget, add an override. They post here with the session's CSRF token
+(checked by the auth middleware), and the handlers call the same engine methods as the budgets
+API, with the signed-in person as the actor, after the same ``can_manage_budget`` check.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ from typing import Any
 
 from aiohttp import web
 
-from ..auth.identity import ALL_ROLES, Identity, Role, allow
-from ..budgets import BudgetError, BudgetNotFound
+from ..auth.csrf import csrf_token
+from ..auth.identity import ALL_ROLES, Identity, Role, allow, identity_of
+from ..auth.scope import can_manage_budget
+from ..budgets import BudgetError, BudgetNotFound, parse_budget
 from ..budgets.model import ACTIONS, PERIODS
-from . import csrf
-from .access import manages_budget, sees_budget, viewer
+from .access import budget_rights
 from .context import DashboardContext
 
 HISTORY_LIMIT = 200
 """Audit lines read for the history (newest first); the budgets API pages further back."""
-EXPIRED = "the form expired (its security token does not match); reload the page and try again"
 _CHANGES = ("budget.created", "budget.updated", "override.")
+LEAD_ONLY = "a lead sets budgets for one of their own teams only (choose the team)"
 _SCOPE_INPUTS = ("developer", "team", "cost_center", "repo", "model")
 
 
@@ -65,27 +67,26 @@ class BudgetsPage:
 
     @allow(*ALL_ROLES)
     async def get(self, request: web.Request) -> web.Response:
-        return await self._page(request, viewer(request))
+        return await self._page(request, identity_of(request))
 
     @allow(Role.ADMIN, Role.LEAD)
     async def set_budget(self, request: web.Request) -> web.Response:
-        identity = viewer(request)
-        form = await self._form(request)
-        if form is None:
-            return await self._page(request, identity, error=EXPIRED, status=403)
+        identity = identity_of(request)
+        form = await _form(request)
         engine = self._ctx.budgets
         if engine is None:
             return await self._page(request, identity, error="budgets are not enabled on this collector", status=404)
         data = _budget_from_form(form)
-        if not manages_budget(identity, data["scope"]):
-            return await self._page(request, identity, error="a lead sets budgets for their own teams only", status=403)
         try:
-            existing = await self._ctx.run(engine.get, data["id"]) if data["id"] else None
-        except BudgetNotFound:
-            existing = None
-        if existing is not None and not manages_budget(identity, existing.scope_dict):
-            return await self._page(request, identity, error=f"you may not change budget {data['id']}", status=403)
-        try:
+            wanted = parse_budget(data, default_timezone=engine.default_timezone)
+            if not can_manage_budget(identity, wanted):
+                return await self._page(request, identity, error=LEAD_ONLY, status=403, form=form)
+            try:
+                existing = await self._ctx.run(engine.get, wanted.id)
+            except BudgetNotFound:
+                existing = None
+            if existing is not None and not can_manage_budget(identity, existing):
+                return await self._page(request, identity, error=f"you may not change budget {wanted.id}", status=403)
             budget, _ = await self._ctx.run(engine.put_budget, data, actor=identity.actor)
         except BudgetError as exc:
             return await self._page(request, identity, error=f"{exc.field}: {exc.message}", status=400, form=form)
@@ -93,17 +94,15 @@ class BudgetsPage:
 
     @allow(Role.ADMIN, Role.LEAD)
     async def add_override(self, request: web.Request) -> web.Response:
-        identity = viewer(request)
-        form = await self._form(request)
-        if form is None:
-            return await self._page(request, identity, error=EXPIRED, status=403)
+        identity = identity_of(request)
+        form = await _form(request)
         engine = self._ctx.budgets
         budget_id = request.match_info["id"]
         try:
             if engine is None:
                 raise BudgetNotFound(f"no budget {budget_id!r}")
             budget = await self._ctx.run(engine.get, budget_id)
-            if not manages_budget(identity, budget.scope_dict):
+            if not can_manage_budget(identity, budget):
                 return await self._page(request, identity, error=f"you may not override budget {budget_id}", status=403)
             await self._ctx.run(engine.add_override, budget_id, _override_from_form(form), actor=identity.actor)
         except BudgetNotFound as exc:
@@ -111,12 +110,6 @@ class BudgetsPage:
         except BudgetError as exc:
             return await self._page(request, identity, error=f"override {exc.field}: {exc.message}", status=400)
         raise web.HTTPSeeOther(f"/budgets?overridden={budget_id}")
-
-    async def _form(self, request: web.Request) -> Mapping[str, str] | None:
-        """The posted form, or None when its CSRF token does not match the cookie's."""
-        form = await request.post()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        return fields if csrf.valid(request, fields.get(csrf.FIELD)) else None
 
     async def _page(
         self,
@@ -130,24 +123,26 @@ class BudgetsPage:
         engine = self._ctx.budgets
         statuses: list[dict[str, Any]] = []
         audit: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        managed: set[str] = set()
         if engine is not None:
             statuses = await self._ctx.run(engine.status)
+            seen, managed = budget_rights(identity, await self._ctx.run(engine.budgets))
             audit = await self._ctx.run(engine.storage.audit, limit=HISTORY_LIMIT)
-        visible = [s for s in statuses if sees_budget(identity, s["scope"])]
+        visible = [s for s in statuses if s["id"] in seen]
         focus = request.query.get("budget")
         if focus:
             visible = [s for s in visible if s["id"] == focus]
         ids = {s["id"] for s in visible}
         for s in visible:
-            s["manage"] = manages_budget(identity, s["scope"])
+            s["manage"] = s["id"] in managed
         history = [a for a in audit if a["budget_id"] in ids and a["action"] == "budget.transition"]
         changes = [a for a in audit if a["budget_id"] in ids and a["action"].startswith(_CHANGES)]
-        token = csrf.token_for(request)
-        response = self._ctx.renderer.page(
+        return self._ctx.renderer.page(
             "budgets.html",
             identity=identity,
             active="/budgets",
-            csrf=token,
+            csrf=csrf_token(request),
             status=status,
             enabled=engine is not None,
             budgets=visible,
@@ -163,5 +158,9 @@ class BudgetsPage:
             actions=ACTIONS,
             form=form or {},
         )
-        csrf.remember(response, request, token)
-        return response
+
+
+async def _form(request: web.Request) -> Mapping[str, str]:
+    """The posted form's text fields (the auth middleware has checked its CSRF token)."""
+    form = await request.post()
+    return {k: v for k, v in form.items() if isinstance(v, str)}

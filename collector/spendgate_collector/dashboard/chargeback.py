@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth.identity import ALL_ROLES, allow
+from ..auth.errors import Forbidden
+from ..auth.identity import ALL_ROLES, allow, identity_of
+from ..auth.scope import scope_filter
 from ..errors import QueryError
 from ..query import CHARGEBACK_DIMENSIONS, DIMENSIONS, GROUPABLE, current_month, parse_filter, parse_group_by
 from ..report import totals
-from .access import NoScope, viewer, viewer_filter
 from .context import DashboardContext
 
 MAX_ROWS = 1000
@@ -30,17 +31,17 @@ class ChargebackPage:
 
     @allow(*ALL_ROLES)
     async def get(self, request: web.Request) -> web.Response:
-        identity = viewer(request)
+        identity = identity_of(request)
         render = self._ctx.renderer
         params = {k: v.strip() for k, v in request.query.items() if k in _PARAMS and v.strip()}
         if not params.get("from") and not params.get("to"):
             params.setdefault("month", current_month())
         try:
-            flt = viewer_filter(identity, parse_filter(params))
+            flt = scope_filter(identity, parse_filter(params))
             group_by = parse_group_by(params.get("group_by"), default=CHARGEBACK_DIMENSIONS)
         except QueryError as exc:
             return render.error(identity, 400, f"{exc.param}: {exc.message}")
-        except NoScope as exc:
+        except Forbidden as exc:
             return render.error(identity, 403, str(exc))
         if group_by == CHARGEBACK_DIMENSIONS:
             rows = await self._ctx.run(self._ctx.store.chargeback, flt)

@@ -18,6 +18,7 @@ from .render import Renderer
 if TYPE_CHECKING:
     from ..budgets import BudgetEngine
     from ..control import ProxyConnection
+    from ..key_service import KeyService
     from ..store.base import SpendStore
 
 T = TypeVar("T")
@@ -32,8 +33,10 @@ class DashboardContext:
     budgets: BudgetEngine | None = None
     proxies: Callable[[], Sequence[ProxyConnection]] = lambda: ()
     """The proxies subscribed to the control stream right now (empty when the control plane is off)."""
-    keys: Any = None
-    """The key service (``key_service.KeyService``) when the collector issues keys; None otherwise."""
+    keys: KeyService | None = None
+    """Lists, issues and revokes virtual keys; None when the collector has no ``keys_file``."""
+    proxy_public_url: str | None = None
+    """How clients reach the proxy: the base URL in a new key's Cursor setup steps."""
     renderer: Renderer = field(default_factory=Renderer)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -19,11 +19,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ..auth.identity import ALL_ROLES, Role, allow
+from ..auth.errors import Forbidden
+from ..auth.identity import ALL_ROLES, Role, allow, identity_of
+from ..auth.scope import scope_filter
+from ..budgets import Budget
 from ..errors import QueryError
 from ..query import SpendFilter, current_month, parse_month
 from ..report import totals
-from .access import NoScope, developer_name, sees_budget, viewer, viewer_filter
+from .access import budget_rights, scope_note
 from .charts import Bar, bar_chart
 from .context import DashboardContext
 from .forecast import forecast_month
@@ -46,16 +49,16 @@ class OverviewPage:
 
     @allow(*ALL_ROLES)
     async def get(self, request: web.Request) -> web.Response:
-        identity = viewer(request)
+        identity = identity_of(request)
         render = self._ctx.renderer
         month = request.query.get("month") or current_month()
         try:
             first, last = parse_month("month", month)
             asked = SpendFilter(first, last, (("team", request.query["team"]),) if request.query.get("team") else ())
-            flt = viewer_filter(identity, asked)
+            flt = scope_filter(identity, asked)
         except QueryError as exc:
             return render.error(identity, 400, f"{exc.param}: {exc.message}")
-        except NoScope as exc:
+        except Forbidden as exc:
             return render.error(identity, 403, str(exc))
         store = self._ctx.store
         by_day_model, developers, repos, teams, statuses = await asyncio.gather(
@@ -63,8 +66,9 @@ class OverviewPage:
             self._ctx.run(store.top, flt, "developer", TOP_N),
             self._ctx.run(store.top, flt, "repo", TOP_N),
             self._ctx.run(store.top, flt, "team", TOP_N),
-            self._budget_status(),
+            self._budgets(),
         )
+        statuses, budgets = statuses
         day_cost: dict[str, float] = defaultdict(float)
         models: dict[str | None, list[Any]] = {}
         for row in by_day_model:
@@ -93,7 +97,8 @@ class OverviewPage:
                     muted=is_current and day >= now.date(),
                 )
             )
-        pauses = [s for s in statuses if s["verdicts"] and sees_budget(identity, s["scope"])]
+        seen, _ = budget_rights(identity, budgets)
+        pauses = [s for s in statuses if s["verdicts"] and s["id"] in seen]
         return render.page(
             "overview.html",
             identity=identity,
@@ -101,7 +106,7 @@ class OverviewPage:
             month=month,
             prev_month=_shift_month(month, -1),
             next_month=_shift_month(month, 1) if not is_current else None,
-            scope_note=_scope_note(identity, filters),
+            scope_note=scope_note(identity, filters, dict(flt.within)),
             lead_teams=identity.teams if identity.role is Role.LEAD and len(identity.teams) > 1 else (),
             base=base,
             total=total,
@@ -116,14 +121,9 @@ class OverviewPage:
             pauses=pauses,
         )
 
-    async def _budget_status(self) -> list[dict[str, Any]]:
+    async def _budgets(self) -> tuple[list[dict[str, Any]], list[Budget]]:
+        """Every budget's status and definition (the page keeps those the viewer may see)."""
         engine = self._ctx.budgets
-        return [] if engine is None else await self._ctx.run(engine.status)
-
-
-def _scope_note(identity: Any, filters: dict[str, str]) -> str:
-    if identity.role is Role.DEVELOPER:
-        return f"your own spend ({developer_name(identity)})"
-    if identity.role is Role.LEAD:
-        return f"team {filters['team']}"
-    return "the whole organisation"
+        if engine is None:
+            return [], []
+        return await self._ctx.run(engine.status), await self._ctx.run(engine.budgets)

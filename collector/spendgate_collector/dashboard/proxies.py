@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from ..auth.identity import Role, allow
-from .access import viewer
+from ..auth.identity import Role, allow, identity_of
 from .context import DashboardContext
 
 
@@ -28,7 +27,7 @@ class ProxiesPage:
 
     @allow(Role.ADMIN, Role.LEAD)
     async def get(self, request: web.Request) -> web.Response:
-        identity = viewer(request)
+        identity = identity_of(request)
         proxies = sorted(self._ctx.proxies(), key=lambda p: p.connected_since_ms)
         rows = [
             {

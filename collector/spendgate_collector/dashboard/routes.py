@@ -14,6 +14,7 @@ from aiohttp import web
 from .budgets import BudgetsPage
 from .chargeback import ChargebackPage
 from .context import DashboardContext
+from .keys import KeysPage
 from .overview import OverviewPage
 from .proxies import ProxiesPage
 from .unpriced import UnpricedPage
@@ -29,6 +30,7 @@ class Dashboard:
         self.budgets = BudgetsPage(ctx)
         self.unpriced = UnpricedPage(ctx)
         self.proxies = ProxiesPage(ctx)
+        self.keys = KeysPage(ctx)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self.overview.get)
@@ -38,3 +40,6 @@ class Dashboard:
         app.router.add_post("/budgets/{id}/overrides", self.budgets.add_override)
         app.router.add_get("/unpriced", self.unpriced.get)
         app.router.add_get("/proxies", self.proxies.get)
+        app.router.add_get("/keys", self.keys.get)
+        app.router.add_post("/keys", self.keys.create)
+        app.router.add_post("/keys/{key_id}/revoke", self.keys.revoke)

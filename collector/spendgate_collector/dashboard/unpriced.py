@@ -12,11 +12,12 @@ import asyncio
 
 from aiohttp import web
 
-from ..auth.identity import Role, allow
+from ..auth.errors import Forbidden
+from ..auth.identity import Role, allow, identity_of
+from ..auth.scope import scope_filter
 from ..errors import QueryError
 from ..query import CHARGEBACK_DIMENSIONS, SpendFilter, current_month, parse_month
 from ..report import totals
-from .access import NoScope, viewer, viewer_filter
 from .context import DashboardContext
 
 
@@ -28,15 +29,15 @@ class UnpricedPage:
 
     @allow(Role.ADMIN, Role.FINANCE, Role.LEAD)
     async def get(self, request: web.Request) -> web.Response:
-        identity = viewer(request)
+        identity = identity_of(request)
         render = self._ctx.renderer
         month = request.query.get("month") or current_month()
         try:
             first, last = parse_month("month", month)
-            flt = viewer_filter(identity, SpendFilter(first, last))
+            flt = scope_filter(identity, SpendFilter(first, last))
         except QueryError as exc:
             return render.error(identity, 400, f"{exc.param}: {exc.message}")
-        except NoScope as exc:
+        except Forbidden as exc:
             return render.error(identity, 403, str(exc))
         store = self._ctx.store
         unpriced, *by_dimension = await asyncio.gather(
