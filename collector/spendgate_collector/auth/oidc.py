@@ -63,7 +63,7 @@ class OidcClient:
         self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_S)
         self._metadata: dict[str, Any] | None = None
         self._keys: KeySet | None = None
-        self._keys_fetched_at = 0.0
+        self._last_refresh = float("-inf")
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:
@@ -110,14 +110,15 @@ class OidcClient:
     async def _key_set(self, *, refresh: bool = False) -> KeySet:
         meta = await self.metadata()
         async with self._lock:
-            stale = refresh and time.monotonic() - self._keys_fetched_at >= JWKS_REFETCH_MIN_S
+            stale = refresh and time.monotonic() - self._last_refresh >= JWKS_REFETCH_MIN_S
+            if stale:
+                self._last_refresh = time.monotonic()
             if self._keys is None or stale:
                 doc = await self._get_json(meta["jwks_uri"], "JWKS")
                 try:
                     self._keys = KeySet.import_key_set(doc)  # type: ignore[arg-type]
                 except (JoseError, ValueError, TypeError, KeyError) as exc:
                     raise OidcError(f"the identity provider's JWKS is invalid: {exc}") from None
-                self._keys_fetched_at = time.monotonic()
             return self._keys
 
     async def start_login(self) -> LoginRequest:
