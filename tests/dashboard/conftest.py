@@ -1,4 +1,8 @@
-"""Fixtures for the dashboard tests: a seeded collector on loopback and one headless Chromium per session.
+"""Fixtures for the dashboard tests: a seeded collector behind OIDC sign-in, and one headless Chromium.
+
+The collector runs in ``auth.mode: oidc`` against the local test IdP (``tests/support/oidc_idp.py``:
+real HTTP, real RS256-signed ID tokens); a browser signs in by choosing the IdP's user and opening a
+page, exactly as a person would be redirected through their company's IdP.
 
 Chromium is Debian's (``/usr/bin/chromium``, installed by ``.ci/run``), driven by Playwright's
 Python package through ``executable_path``; Playwright downloads no browser. The flags keep it from
@@ -14,8 +18,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.collector.conftest import RunningCollector, run_collector
 from tests.dashboard.seed import seed_spans, send
+from tests.support.oidc_idp import OidcStack, run_oidc_collector
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,11 +36,12 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCollector]:
-    """A collector holding the seed month (``seed.py``), with budgets and the control plane on."""
-    with run_collector(tmp_path_factory.mktemp("dashboard")) as running:
-        send(running, seed_spans())
-        yield running
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcStack]:
+    """The test IdP and a collector holding the seed month (``seed.py``), with budgets and keys on."""
+    tmp = tmp_path_factory.mktemp("dashboard")
+    with run_oidc_collector(tmp, keys_file=tmp / "keys.yaml") as oidc:
+        send(oidc.running, seed_spans())
+        yield oidc
 
 
 @pytest.fixture(scope="session")
