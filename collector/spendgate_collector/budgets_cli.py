@@ -32,7 +32,10 @@ class _Api:
         import httpx
 
         self._base = base_url.rstrip("/")
-        self._client = httpx.Client(base_url=self._base, timeout=30.0, headers={ACTOR_HEADER: actor})
+        from .auth.client import admin_token_headers
+
+        headers = {ACTOR_HEADER: actor, **admin_token_headers()}
+        self._client = httpx.Client(base_url=self._base, timeout=30.0, headers=headers)
 
     def call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
         import httpx

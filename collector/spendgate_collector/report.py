@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from .auth.client import admin_token_headers
 from .errors import CollectorError
 from .query import CHARGEBACK_DIMENSIONS, MEASURES, parse_filter, parse_group_by
 from .store.base import Row
@@ -196,8 +197,10 @@ class ApiSource:
 
     def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
         url = f"{self._base}{path}?{urllib.parse.urlencode(params)}"
+        # With sign-in on, the operator's admin token ($SPENDGATE_ADMIN_TOKEN) lets the report in.
+        request = urllib.request.Request(url, headers=admin_token_headers())
         try:
-            with urllib.request.urlopen(url, timeout=self._timeout) as response:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 return orjson.loads(response.read())
         except urllib.error.HTTPError as exc:
             try:

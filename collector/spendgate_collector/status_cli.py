@@ -13,6 +13,7 @@ import click
 import httpx
 import orjson
 
+from spendgate_collector.auth.client import admin_token_headers
 from spendgate_collector.budgets.engine import usd
 
 DEFAULT_API = "http://127.0.0.1:8788"
@@ -31,7 +32,8 @@ def _get(client: httpx.Client, path: str, params: dict[str, str] | None = None) 
 def collect(api_url: str) -> dict[str, Any]:
     """Everything ``status`` shows, as one JSON-ready dict."""
     month = datetime.now(UTC).strftime("%Y-%m")
-    with httpx.Client(base_url=api_url.rstrip("/"), timeout=10) as client:
+    # With sign-in on, the operator's admin token ($SPENDGATE_ADMIN_TOKEN) lets the CLI in.
+    with httpx.Client(base_url=api_url.rstrip("/"), timeout=10, headers=admin_token_headers()) as client:
         health = _get(client, "/healthz")
         spend = _get(client, "/api/spend", {"month": month, "group_by": "team"})
         budgets = _get(client, "/api/budgets/status")
