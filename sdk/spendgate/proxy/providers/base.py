@@ -10,7 +10,8 @@ provider streams itself; it asks the provider:
   format (the passthrough path: same format in and out, bytes untouched);
 - a :class:`Reply` is read as canonical stream events (:meth:`Reply.events`), a canonical
   :class:`ChatResponse` (:meth:`Reply.response`), an OpenAI-vocabulary error
-  (:meth:`Reply.error`), or raw bytes (``reply.raw``, an ``aiohttp.ClientResponse``).
+  (:meth:`Reply.error`), or raw bytes (``reply.raw``, an ``aiohttp.ClientResponse``, or for
+  OpenAI-compatible providers the lean client's ``Http1Response``, which answers the same calls).
 
 Subclasses implement five small hooks: :meth:`Provider.render`, :meth:`Provider.url_for`,
 :meth:`Provider.stream_parser`, :meth:`Provider.parse_response` and :meth:`Provider.error_to_openai`;
@@ -36,6 +37,7 @@ import yarl
 if TYPE_CHECKING:
     from spendgate.proxy.config import ProviderSettings
     from spendgate.proxy.formats.canonical import ChatRequest, ChatResponse, StreamEvent, Usage
+    from spendgate.proxy.providers.http1 import Http1Response
 
 ProviderFormat: TypeAlias = Literal["openai", "anthropic", "bedrock"]
 """The wire format a provider speaks: Chat Completions, Anthropic Messages, or Bedrock (Anthropic
@@ -186,7 +188,7 @@ class Reply:
 
     __slots__ = ("_parser", "content_type", "headers", "provider", "raw", "status")
 
-    def __init__(self, provider: Provider, raw: aiohttp.ClientResponse) -> None:
+    def __init__(self, provider: Provider, raw: aiohttp.ClientResponse | Http1Response) -> None:
         self.provider = provider
         self.raw = raw
         self.status = raw.status

@@ -3,6 +3,10 @@
 The passthrough hot path in ``app.py`` posts to :attr:`OpenAIProvider.chat_url` directly with the
 session, exactly as before providers existed; the hooks below serve the translation path (an
 Anthropic-shaped or Responses-shaped request answered by an OpenAI-compatible model).
+
+The session is the lean HTTP/1.1 pool of ``http1.py`` rather than an aiohttp ``ClientSession``:
+it answers the same calls (``post``, then ``status``/``headers``/``content.iter_any()``/``read``)
+at a fraction of the CPU per call (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from spendgate.proxy.formats.anthropic_messages import EFFORT_BUDGETS
 from spendgate.proxy.formats.canonical import ChatResponse
 from spendgate.proxy.formats.cursor import map_context_overflow
 from spendgate.proxy.providers.base import Endpoint, EventParser, Provider
+from spendgate.proxy.providers.http1 import Http1Pool
 
 if TYPE_CHECKING:
     from spendgate.proxy.config import ProviderSettings
@@ -48,6 +53,31 @@ class OpenAIProvider(Provider):
         super().__init__(name, settings)
         # Parsed once: aiohttp would otherwise parse the URL string on every request.
         self.chat_url = yarl.URL(self.base_url + "/chat/completions")
+        self._pool: Http1Pool | None = None
+
+    @property
+    def session(self) -> Http1Pool:  # type: ignore[override]
+        """The provider's keep-alive pool (lean HTTP/1.1), created on first use inside the running loop.
+
+        No cookie jar: one pool serves every developer, so a provider's Set-Cookie is never replayed.
+        """
+        if self._pool is None:
+            t = self.settings.timeouts
+            self._pool = Http1Pool(
+                self.base_url,
+                headers=self.headers,
+                limit=self.settings.max_connections,
+                connect_timeout=t.connect,
+                read_timeout=t.read,
+                total_timeout=t.total,
+            )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        await super().close()
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
