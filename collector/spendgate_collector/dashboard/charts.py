@@ -55,8 +55,8 @@ def bar_chart(bars: Sequence[Bar], *, width: int = 760, height: int = 180, label
         f'<line x1="{left}" y1="{top}" x2="{width - 4}" y2="{top}" class="grid"/>',
         f'<line x1="{left}" y1="{top + plot_h / 2:.1f}" x2="{width - 4}" y2="{top + plot_h / 2:.1f}" class="grid"/>',
         f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 4}" y2="{top + plot_h}" class="axis"/>',
-        f'<text x="{left - 6}" y="{top + 4}" class="ylabel">{escape(usd(top_value, 0))}</text>',
-        f'<text x="{left - 6}" y="{top + plot_h / 2 + 4:.1f}" class="ylabel">{escape(usd(top_value / 2, 0))}</text>',
+        f'<text x="{left - 6}" y="{top + 4}" class="ylabel">{escape(usd(top_value))}</text>',
+        f'<text x="{left - 6}" y="{top + plot_h / 2 + 4:.1f}" class="ylabel">{escape(usd(top_value / 2))}</text>',
         f'<text x="{left - 6}" y="{top + plot_h + 4}" class="ylabel">$0</text>',
     ]
     for i, bar in enumerate(bars):

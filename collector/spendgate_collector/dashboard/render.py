@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
@@ -43,6 +44,13 @@ def number(value: float | None) -> str:
     return f"{value or 0:,.0f}"
 
 
+def ms_time(ms: int | None) -> str:
+    """Unix milliseconds → ``2026-11-29 12:47 UTC``."""
+    if not ms:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def compact(value: float | None) -> str:
     """``12_345_678`` → ``12.3M`` for token counts in tight tables."""
     v = float(value or 0)
@@ -70,7 +78,7 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(usd=usd, number=number, compact=compact)
+        self.env.filters.update(usd=usd, number=number, compact=compact, ms_time=ms_time)
         self.env.globals.update(url=url)
 
     def page(
