@@ -129,7 +129,8 @@ async def run_up(
         upstream = f"simulated provider at {sim_url}" if sim_url else ", ".join(sorted(settings.providers))
         echo(
             f"spendgate is up:\n  proxy      {base}  (upstream: {upstream})\n"
-            f"  collector  OTLP gRPC {collector.otlp_grpc_endpoint}, query API {collector.api_url}\n"
+            f"  collector  OTLP gRPC {collector.otlp_grpc_endpoint}, query API {collector.api_url}, "
+            f"dashboard {collector.api_url}/\n"
             f"  data       {data_dir}/ (SQLite store, keys.yaml)"
         )
 
