@@ -1,0 +1,381 @@
+"""The lean HTTP/1.1 upstream client against real loopback servers that send exact bytes.
+
+A raw asyncio server replies with scripted bytes (so framing, splits, compression and misbehaviour
+are under the test's control) and records every request it reads; one test also talks to a real
+aiohttp server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import zlib
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from spendgate.proxy.providers.http1 import Http1Pool, UpstreamProtocolError
+
+Reply = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawServer:
+    """Answers each request on a connection with ``reply``; counts connections and keeps requests."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.closed = 0
+        self.server: asyncio.Server | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> RawServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                body = await reader.readexactly(length)
+                self.requests.append(head + body)
+                await self.reply(head + body, writer)
+                if writer.is_closing():
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.closed += 1
+            writer.close()
+
+
+def pool(url: str, **kw: object) -> Http1Pool:
+    opts: dict = {"headers": {"Authorization": "Bearer sk-test"}, "limit": 4, "connect_timeout": 2, "read_timeout": 5}
+    opts.update(kw)
+    return Http1Pool(url, **opts)
+
+
+def chunked(*parts: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+SSE = [b'data: {"n":%d}\n\n' % i for i in range(5)] + [b"data: [DONE]\n\n"]
+HEAD_CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 20))  # type: ignore[arg-type]
+
+
+async def _read_stream(p: Http1Pool, url: str) -> tuple[int, bytes]:
+    resp = await p.post(url + "/chat/completions", data=b'{"x":1}')
+    out = b"".join([c async for c in resp.content.iter_any()])
+    resp.close()
+    return resp.status, out
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 50, 10_000])
+def test_chunked_body_split_anywhere_arrives_whole_and_connection_is_reused(step: int) -> None:
+    wire = HEAD_CHUNKED + chunked(*SSE)
+
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        for i in range(0, len(wire), step):
+            w.write(wire[i : i + step])
+            await w.drain()
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            for _ in range(3):
+                assert await _read_stream(p, srv.url) == (200, b"".join(SSE))
+            assert srv.connections == 1  # kept alive across calls
+            await p.close()
+
+    run(main())
+
+
+def test_request_bytes_and_per_call_headers() -> None:
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            resp = await p.post(srv.url + "/chat/completions?a=1", data=b"{}", headers={"x-extra": "1"})
+            assert await resp.read() == b"ok"
+            resp = await p.post(srv.url + "/chat/completions", data=b"[]", headers={"authorization": "Bearer other"})
+            assert await resp.read() == b"ok"
+            await p.close()
+        first, second = srv.requests
+        port = srv.url.split(":")[2].split("/")[0]
+        assert first.startswith(b"POST /v1/chat/completions?a=1 HTTP/1.1\r\n")
+        assert f"Host: 127.0.0.1:{port}\r\n".encode() in first
+        assert b"Accept-Encoding: identity\r\n" in first and b"Content-Length: 2\r\n" in first
+        assert b"Authorization: Bearer sk-test\r\n" in first and b"x-extra: 1\r\n" in first
+        assert first.endswith(b"\r\n\r\n{}")
+        assert b"sk-test" not in second and b"authorization: Bearer other\r\n" in second  # replaced, not doubled
+
+    run(main())
+
+
+def test_gzip_and_deflate_bodies_are_decoded() -> None:
+    payload = b'{"id":"x","choices":[]}' * 50
+    bodies = [(b"gzip", gzip.compress(payload)), (b"deflate", zlib.compress(payload))]
+
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        name, data = bodies.pop(0)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n%s" % (name, len(data), data))
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            for _ in range(2):
+                resp = await p.post(srv.url + "/chat/completions", data=b"{}")
+                assert await resp.read() == payload
+            await p.close()
+
+    run(main())
+
+
+def test_connection_close_and_body_until_eof() -> None:
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n" + b'{"error":"boom"}')
+        await w.drain()
+        w.close()
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            for _ in range(2):
+                resp = await p.post(srv.url + "/chat/completions", data=b"{}")
+                assert resp.status == 500 and resp.headers["connection"] == "close"
+                assert await resp.read() == b'{"error":"boom"}'
+            assert srv.connections == 2  # never reused after Connection: close
+            await p.close()
+
+    run(main())
+
+
+def test_interim_100_and_no_body_statuses() -> None:
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-Request-Id: r1\r\n\r\n")
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            resp = await p.post(srv.url + "/chat/completions", data=b"{}")
+            assert (resp.status, resp.headers["x-request-id"], await resp.read()) == (204, "r1", b"")
+            await p.close()
+
+    run(main())
+
+
+def test_upstream_cut_mid_body_is_a_payload_error() -> None:
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(HEAD_CHUNKED + b"%x\r\n%s\r\n" % (len(SSE[0]), SSE[0]))
+        await w.drain()
+        w.close()
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            resp = await p.post(srv.url + "/chat/completions", data=b"{}")
+            got = []
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async for chunk in resp.content.iter_any():
+                    got.append(chunk)
+            assert b"".join(got) == SSE[0]
+            await p.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"HTTP/1.1 2OO OK\r\n\r\n", b"SPDY/3 200 OK\r\n\r\n", HEAD_CHUNKED + b"zz\r\n", b"HTTP/1.1 200 OK\r\nbad\r\n\r\n"],
+)
+def test_malformed_answers_are_clear_errors(wire: bytes) -> None:
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(wire)
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            with pytest.raises(UpstreamProtocolError):
+                resp = await p.post(srv.url + "/chat/completions", data=b"{}")
+                await resp.read()
+            await p.close()
+
+    run(main())
+
+
+def test_read_timeout_while_silent_but_not_while_bytes_flow() -> None:
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(HEAD_CHUNKED)
+        for event in SSE[:4]:  # 4 x 0.15 s: longer than the 0.3 s read timeout in total, never silent that long
+            await asyncio.sleep(0.15)
+            w.write(b"%x\r\n%s\r\n" % (len(event), event))
+        await asyncio.sleep(5)
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url, read_timeout=0.3)
+            resp = await p.post(srv.url + "/chat/completions", data=b"{}")
+            got = []
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                async for chunk in resp.content.iter_any():
+                    got.append(chunk)
+            assert b"".join(got) == b"".join(SSE[:4])
+            assert loop.time() - started < 2
+            await p.close()
+
+    run(main())
+
+
+def test_total_timeout_caps_a_call_that_keeps_streaming() -> None:
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(HEAD_CHUNKED)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            w.write(b"%x\r\n%s\r\n" % (len(SSE[0]), SSE[0]))
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url, read_timeout=1, total_timeout=0.4)
+            resp = await p.post(srv.url + "/chat/completions", data=b"{}")
+            with pytest.raises(TimeoutError):
+                async for _ in resp.content.iter_any():
+                    pass
+            await p.close()
+
+    run(main())
+
+
+def test_unreachable_and_connect_errors_are_client_errors() -> None:
+    async def main() -> None:
+        srv = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        srv.close()
+        await srv.wait_closed()
+        p = pool(f"http://127.0.0.1:{port}/v1")
+        with pytest.raises(aiohttp.ClientConnectionError) as err:
+            await p.post(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}")
+        assert "sk-test" not in str(err.value)
+        await p.close()
+
+    run(main())
+
+
+def test_closing_a_stream_drops_the_upstream_connection() -> None:
+    seen_close = asyncio.Event
+
+    async def main() -> None:
+        closed = seen_close()
+
+        async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+            w.write(HEAD_CHUNKED + b"%x\r\n%s\r\n" % (len(SSE[0]), SSE[0]))
+            await w.drain()
+            try:
+                for _ in range(200):
+                    await asyncio.sleep(0.01)
+                    w.write(b"%x\r\n%s\r\n" % (len(SSE[1]), SSE[1]))
+                    await w.drain()
+            except ConnectionError:
+                closed.set()
+
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            resp = await p.post(srv.url + "/chat/completions", data=b"{}")
+            async for _ in resp.content.iter_any():
+                break
+            resp.close()  # what the proxy does when its client leaves
+            await asyncio.wait_for(closed.wait(), 5)
+            await p.close()
+
+    run(main())
+
+
+def test_pool_limit_queues_callers_and_cancelled_waiters_leave() -> None:
+    gate = asyncio.Event
+
+    async def main() -> None:
+        release = gate()
+
+        async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+            await release.wait()
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+        async with RawServer(reply) as srv:
+            p = pool(srv.url, limit=2)
+            url = srv.url + "/chat/completions"
+            calls = [asyncio.create_task(p.post(url, data=b"{}")) for _ in range(5)]
+            await asyncio.sleep(0.2)
+            assert srv.connections == 2 and len(srv.requests) == 2  # three callers wait for a slot
+            calls[4].cancel()
+            release.set()
+            done = await asyncio.gather(*calls[:4])
+            assert [await r.read() for r in done] == [b"ok"] * 4
+            assert srv.connections == 2
+            await p.close()
+
+    run(main())
+
+
+def test_against_a_real_aiohttp_server_stream_and_json() -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for event in SSE:
+            await resp.write(event)
+        await resp.write_eof()
+        return resp
+
+    async def json_(request: web.Request) -> web.Response:
+        return web.json_response({"ok": (await request.json())["x"]})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/stream", stream)
+        app.router.add_post("/v1/json", json_)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        base = f"http://127.0.0.1:{port}/v1"
+        p = pool(base)
+        try:
+            for _ in range(3):
+                resp = await p.post(base + "/stream", data=b"{}")
+                assert resp.headers["Content-Type"] == "text/event-stream"
+                assert b"".join([c async for c in resp.content.iter_any()]) == b"".join(SSE)
+                resp = await p.post(base + "/json", data=b'{"x": 7}')
+                assert await resp.read() == b'{"ok": 7}'
+        finally:
+            await p.close()
+            await runner.cleanup()
+
+    run(main())
+
+
+def test_header_injection_is_refused() -> None:
+    with pytest.raises(ValueError) as err:
+        pool("http://127.0.0.1:1/v1", headers={"Authorization": "Bearer sk-secret\r\nX-Evil: 1"})
+    assert "sk-secret" not in str(err.value)
