@@ -5,9 +5,10 @@
     POST /api/keys/{key_id}/revoke         revoke (admin: any key; developer, lead: their own)
 
 Who may do what is ``KeyService``'s ``*_for`` methods, shared with the dashboard's keys page; finance
-has no access to keys. The caller is the ``Identity`` the auth middleware put on the request; a
-request without one is the open-mode admin (no middleware mounted, the API on loopback), whose
-actor may be named with ``X-Spendgate-Actor`` as on the budgets routes.
+has no access to keys. The caller is the ``Identity`` the auth middleware put on the request (in
+open mode, the local admin). As on the budgets routes, the actor the audit log records is a
+signed-in person's email; with the admin token or in open mode it may be named with
+``X-Spendgate-Actor``.
 
 Answers are JSON: 400 ``{"error", "field"}`` for a bad field, 403 when the role or slice does not
 allow it, 404 for an unknown key, 503 when the collector has no ``keys_file``. A create answers 201
@@ -27,19 +28,16 @@ import orjson
 from aiohttp import web
 
 from .auth.errors import AuthError
-from .auth.identity import REQUEST_KEY, Identity, Role, allow
+from .auth.identity import Identity, Role, allow, identity_of
 from .errors import StoreUnavailable
 from .key_entries import KeyFileError
 from .key_service import InvalidKeyRequest, KeyNotFound, KeyService, KeysNotConfigured, KeyView
 
 ACTOR_HEADER = "X-Spendgate-Actor"
 MAX_BODY_BYTES = 64 * 1024
+MAX_ACTOR = 200
 MAX_EXPIRY_DAYS = 3650
 CURSOR_PATH = "/cursor/v1"
-
-# With no auth middleware mounted every request is this identity, as the auth middleware's open mode
-# makes it (and as the dashboard assumes): the API has always been open on loopback.
-OPEN_IDENTITY = Identity(subject="local", role=Role.ADMIN, via="open")
 
 _LIST_PARAMS = frozenset({"user", "team"})
 _CREATE_FIELDS = frozenset({"user", "team", "cost_center", "repo", "models", "expires_at", "expires_in_days"})
@@ -74,19 +72,12 @@ def _errors(handler: Handler) -> Handler:
     return wrapper
 
 
-def identity_of(request: web.Request) -> Identity:
-    """The caller: the middleware's identity, or the open-mode admin when none is mounted."""
-    identity = request.get(REQUEST_KEY)
-    return identity if isinstance(identity, Identity) else OPEN_IDENTITY
-
-
 def _actor(request: web.Request, identity: Identity) -> str:
-    # Only open mode lets the caller name themselves; a signed-in person is who they signed in as.
-    if identity.via == "open":
-        named = request.headers.get(ACTOR_HEADER, "").strip()
-        if named:
-            return named
-    return identity.actor
+    """Who the audit log records (the same rule as the budgets routes)."""
+    if identity.via == "oidc":
+        return identity.actor  # a signed-in person cannot claim to be someone else
+    named = request.headers.get(ACTOR_HEADER, "").strip()[:MAX_ACTOR] or identity.actor
+    return f"{named} (admin token)" if identity.via == "token" else named
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
