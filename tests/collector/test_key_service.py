@@ -163,6 +163,18 @@ def test_last_used_is_the_latest_call_and_never_goes_back(service: KeyService, s
     assert views[used.key_id].last_used_at == service.get(used.key_id).last_used_at
 
 
+def test_last_used_is_written_at_most_once_a_minute_per_key(store: SQLiteStore) -> None:
+    minute = 60_000_000_000
+    t0 = 1_790_000_000_000_000_000 // minute * minute
+    store.write([_record(1, "key_a", t0 + 1_000)])
+    store.write([_record(2, "key_a", t0 + 30_000_000_000)])  # same minute: not written again
+    assert store.key_last_used(["key_a"]) == {"key_a": t0 + 1_000}
+
+    store.write([_record(3, "key_a", t0 + minute + 5)])  # the next minute is
+
+    assert store.key_last_used(["key_a"]) == {"key_a": t0 + minute + 5}
+
+
 def test_last_used_is_back_filled_from_spend_rows_of_an_older_database(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     store = SQLiteStore(db)

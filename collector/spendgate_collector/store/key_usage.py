@@ -3,7 +3,9 @@
 ``key_last_used(key_id, last_start_ns)`` answers "last used" for the keys list in one small read,
 whatever the size of ``spend``. The alternative, ``max(start_ns)`` over the raw rows, needs an extra
 index on a table that takes every span (slowing ingest) and forgets a key once retention purges its
-rows; this table costs one upsert per distinct key per committed batch and is never purged.
+rows; this table is never purged, and ``Tracker`` keeps its cost off ingest: last use is kept to the
+minute, so a key is written at most once a minute (a busy key's value is at most a minute behind),
+not once per batch.
 
 ``create`` runs with the store's schema and, the first time only, back-fills from the spend rows
 already stored, so upgrading an existing database loses no history.
@@ -18,6 +20,7 @@ from typing import Any
 from ..records import SpendRecord
 
 TABLE = "key_last_used"
+RESOLUTION_NS = 60 * 1_000_000_000
 
 _DDL = f"CREATE TABLE {TABLE} (key_id TEXT PRIMARY KEY, last_start_ns INTEGER NOT NULL) WITHOUT ROWID"
 _BACKFILL = (
@@ -55,6 +58,25 @@ def rows(records: Iterable[SpendRecord]) -> list[tuple[str, int]]:
         if key_id and latest.get(key_id, -1) < r.start_ns:
             latest[key_id] = r.start_ns
     return list(latest.items())
+
+
+class Tracker:
+    """What the table holds, as far as this writer knows, so a batch upserts only keys whose last use
+    moved to a later minute. Only the store's writer thread uses it; ``committed`` runs after COMMIT,
+    so a rolled-back batch is written again by the next one."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, int] = {}
+
+    def pending(self, records: Iterable[SpendRecord]) -> list[tuple[str, int]]:
+        """``rows(records)`` less the keys already stored with a use in the same or a later minute."""
+        known = self._known
+        return [(k, t) for k, t in rows(records) if t // RESOLUTION_NS > known.get(k, -RESOLUTION_NS) // RESOLUTION_NS]
+
+    def committed(self, written: Iterable[tuple[str, int]]) -> None:
+        for key_id, start_ns in written:
+            if start_ns > self._known.get(key_id, -1):
+                self._known[key_id] = start_ns
 
 
 def read(conn: sqlite3.Connection, key_ids: Sequence[str] | None = None) -> dict[str, int]:

@@ -167,6 +167,7 @@ class SQLiteStore:
         self._closed = False
         self._batches = self._inserted = self._duplicates = self._purged = 0
         self._writer: sqlite3.Connection | None = None
+        self._key_usage = key_usage.Tracker()
         if readonly:
             if not self.path.exists():
                 raise FileNotFoundError(f"no spendgate database at {self.path}")
@@ -231,7 +232,7 @@ class SQLiteStore:
                 daily, monthly = _aggregate(inserted)
                 cur.executemany(_UPSERT_DAILY, [(*k, *v) for k, v in daily.items()])
                 cur.executemany(_UPSERT_MONTHLY, [(*k, *v) for k, v in monthly.items()])
-                usage = key_usage.rows(inserted)
+                usage = self._key_usage.pending(inserted)
                 if usage:
                     cur.executemany(key_usage.UPSERT, usage)
                 cur.executemany(coverage_rollup.UPSERT, coverage_rollup.rows(inserted, day_string))
@@ -246,6 +247,7 @@ class SQLiteStore:
                 raise
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+        self._key_usage.committed(usage)
         self._batches += 1
         self._inserted += len(inserted)
         self._duplicates += len(records) - len(inserted)
