@@ -171,8 +171,8 @@ def test_bad_or_missing_key_gets_the_chat_routes_401(gateway: Gateway) -> None:
 def test_the_window_lapses_after_its_ttl(tmp_path: Path, simulator: ServerHandle) -> None:
     # 1.5 s leaves room for the first call on a loaded CI machine; the test then waits it out.
     for gw in start_gateway(tmp_path, simulator, cursor={"hook_window_s": 1.5}):
-        reported = time.monotonic()
         assert 204 == _post(gw, {"repo": "api"}, gw.keys["ana@acme.com"]).status_code
+        reported = time.monotonic()  # the window was opened before the reply, so it ends before reported + 1.5
         assert "cursor-hook" == _chat(gw)[sc.SPENDGATE_REPO_SOURCE]
         time.sleep(max(0.0, 1.6 - (time.monotonic() - reported)))
         assert "key-default" == _chat(gw)[sc.SPENDGATE_REPO_SOURCE]
