@@ -50,6 +50,7 @@ from spendgate_collector.normalize import Normalizer
 from spendgate_collector.pipeline import Pipeline
 from spendgate_collector.pricing import Pricer
 from spendgate_collector.query import SpendFilter, parse_month
+from spendgate_collector.store import team_daily_rollup
 from spendgate_collector.store.sqlite import ROLLUP_MEASURES, SQLiteStore
 from spendgate_semconv import attributes as sc
 
@@ -359,6 +360,7 @@ def synthesize_month(db: Path, month: str, spans_total: int, rng: random.Random)
         f"INSERT INTO rollup_monthly SELECT substr(day, 1, 7), developer, team, cost_center, repo, {sums} "
         "FROM rollup_daily GROUP BY 1, 2, 3, 4, 5"
     )
+    conn.execute(team_daily_rollup.backfill_sql(ROLLUP_MEASURES))  # what the store derives per batch
     conn.execute("COMMIT")
     daily = conn.execute("SELECT count(*) FROM rollup_daily").fetchone()[0]
     monthly = conn.execute("SELECT count(*) FROM rollup_monthly").fetchone()[0]
