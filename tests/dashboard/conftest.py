@@ -44,8 +44,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcStack]:
         yield oidc
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running on the main thread
+    # while it is open, and every later test that calls asyncio.run() would fail with "cannot be
+    # called from a running event loop".
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: run `apt-get install -y chromium` (.ci/run does)")
     with sync_playwright() as pw:
