@@ -36,12 +36,17 @@ def test_up_demo_prints_priced_rows_for_three_developers(tmp_path: Path) -> None
     out = run.stdout
     assert "simulated provider" in out
     assert "demo: 12 calls answered; spans stored" in out
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if "@acme.example" in line}
+    spend_table, _, coverage_table = out.partition("how each repo was learnt")
+    rows = {line.split()[0]: line.split() for line in spend_table.splitlines() if "@acme.example" in line}
     assert set(rows) == {"ana@acme.example", "bo@acme.example", "cy@acme.example"}
     assert rows["cy@acme.example"][1:4] == ["mobile", "acme-ios", "4"]
     for cols in rows.values():
         assert float(cols[-2]) > 0  # priced, not zero
         assert cols[-1] == "0"  # nothing unpriced
+    # Each developer's repo reached the gateway the way Cursor's would: hook, prompt workspace, model alias.
+    sources = {tuple(line.split()[:3:2]) for line in coverage_table.splitlines() if " attributed " in line}
+    assert {("ana@acme.example", "cursor-hook"), ("bo@acme.example", "prompt-workspace")} <= sources
+    assert ("cy@acme.example", "model-alias") in sources
     assert "Traceback" not in run.stderr
     keys_text = (tmp_path / "data" / "keys.yaml").read_text()
     assert "sg-" not in keys_text.replace('prefix: "sg-', "").replace("prefix: sg-", "")

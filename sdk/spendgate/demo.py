@@ -2,9 +2,12 @@
 
 Each developer gets a virtual key (created once, kept in the data directory so re-runs reuse it),
 then sends a handful of Cursor-shaped calls through the proxy: agent turns with tools, chat turns
-and a summarisation, streamed with ``stream_options.include_usage`` as Cursor does, some of them
-naming a repo with the ``x-spendgate-repo`` header. The point is that the first ``spendgate report``
-shows real rows, priced, per developer, team and repo.
+and a summarisation, streamed with ``stream_options.include_usage`` as Cursor does. Cursor sends no
+headers, so each developer's repo reaches the gateway the way it would from Cursor
+(docs/cursor-attribution.md): ana's hook reports it (``POST /hooks/cursor``), bo's prompt names the
+workspace folder, cy picked a ``repo/model`` alias; the summaries, which carry none of that, fall
+back to the key's default repo. The point is that the first ``spendgate report`` shows real rows,
+priced, per developer, team and repo, and how each repo was learnt.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ class DemoDeveloper:
     team: str
     cost_center: str
     repo: str
+    via: str
+    """How Cursor's calls tell the gateway the repo: ``hook``, ``workspace`` or ``alias``."""
 
 
 DEVELOPERS = (
-    DemoDeveloper("ana@acme.example", "platform", "CC-100", "acme-api"),
-    DemoDeveloper("bo@acme.example", "platform", "CC-100", "billing"),
-    DemoDeveloper("cy@acme.example", "mobile", "CC-200", "acme-ios"),
+    DemoDeveloper("ana@acme.example", "platform", "CC-100", "acme-api", "hook"),
+    DemoDeveloper("bo@acme.example", "platform", "CC-100", "billing", "workspace"),
+    DemoDeveloper("cy@acme.example", "mobile", "CC-200", "acme-ios", "alias"),
 )
 
 _TOOLS = [
@@ -55,27 +60,42 @@ _TOOLS = [
 _SYSTEM = "You are a powerful agentic AI coding assistant. <user_info>The user's OS is linux.</user_info>"
 
 
-def _calls(dev: DemoDeveloper, model: str, small_model: str) -> list[tuple[dict, dict[str, str]]]:
-    """(body, extra headers) for one developer's session."""
-    history = [{"role": "system", "content": _SYSTEM}]
-    calls: list[tuple[dict, dict[str, str]]] = []
+def _system_prompt(dev: DemoDeveloper) -> str:
+    if dev.via != "workspace":
+        return _SYSTEM
+    home = dev.user.split("@")[0]
+    return _SYSTEM.replace(
+        "</user_info>", f" The absolute path of the user's workspace is /home/{home}/src/{dev.repo}.</user_info>"
+    )
+
+
+def hook_report(dev: DemoDeveloper) -> dict[str, str]:
+    """What ``.cursor/hooks/spendgate-report.py`` posts on ``beforeSubmitPrompt`` (docs/cursor-attribution.md)."""
+    home = dev.user.split("@")[0]
+    return {
+        "hook_event_name": "beforeSubmitPrompt",
+        "conversation_id": f"demo-{home}",
+        "workspace_root": f"/home/{home}/src/{dev.repo}",
+        "repo_url": f"https://github.com/acme/{dev.repo}",
+        "repo": dev.repo,
+        "branch": "main",
+    }
+
+
+def _calls(dev: DemoDeveloper, model: str, small_model: str) -> list[dict]:
+    """The request bodies of one developer's session."""
+    history = [{"role": "system", "content": _system_prompt(dev)}]
+    agent_model = f"{dev.repo}/{model}" if dev.via == "alias" else model
+    calls: list[dict] = []
     for i, ask in enumerate(["Add retries to the HTTP client", "Now write tests for it", "Explain the change"]):
-        history = [*history, {"role": "user", "content": f"{ask} in {dev.repo} (turn {i + 1}). " + "context " * 200}]
-        body = {"model": model, "messages": history, "stream": True, "stream_options": {"include_usage": True}}
+        history = [*history, {"role": "user", "content": f"{ask} (turn {i + 1}). " + "context " * 200}]
+        body = {"model": agent_model, "messages": history, "stream": True, "stream_options": {"include_usage": True}}
         if i < 2:
             body["tools"] = _TOOLS
-        calls.append((body, {"x-spendgate-repo": dev.repo} if i != 2 else {}))
+        calls.append(body)
         history = [*history, {"role": "assistant", "content": "Done: " + "words " * 40}]
-    calls.append(
-        (
-            {
-                "model": small_model,
-                "stream": False,
-                "messages": [{"role": "user", "content": "Summarize the conversation so far. " + "detail " * 300}],
-            },
-            {"x-spendgate-repo": dev.repo},
-        )
-    )
+    summary = "Summarize the conversation so far. " + "detail " * 300
+    calls.append({"model": small_model, "stream": False, "messages": [{"role": "user", "content": summary}]})
     return calls
 
 
@@ -98,15 +118,24 @@ def ensure_demo_keys(keys_file: Path) -> dict[str, str]:
 
 
 async def send_demo_traffic(base_url: str, keys: dict[str, str], model: str, small_model: str) -> int:
-    """Send every developer's session through the proxy at ``base_url``; returns calls that succeeded."""
+    """Send every developer's session through the proxy at ``base_url`` (``.../v1``); returns calls that succeeded.
+
+    The summaries go out first: they carry no repo of their own, and once a developer's hook window
+    is open it would claim them too (the window is per developer, not per call).
+    """
     ok = 0
+    root = base_url.removesuffix("/").removesuffix("/v1")
     async with aiohttp.ClientSession() as session:
 
         async def one(dev: DemoDeveloper) -> int:
             done = 0
-            for body, headers in _calls(dev, model, small_model):
-                hdrs = {"Authorization": f"Bearer {keys[dev.user]}", **headers}
-                async with session.post(base_url + "/chat/completions", json=body, headers=hdrs) as resp:
+            auth = {"Authorization": f"Bearer {keys[dev.user]}"}
+            *turns, summary = _calls(dev, model, small_model)
+            for i, body in enumerate([summary, *turns]):
+                if i == 1 and dev.via == "hook":
+                    async with session.post(root + "/hooks/cursor", json=hook_report(dev), headers=auth) as resp:
+                        await resp.read()
+                async with session.post(base_url + "/chat/completions", json=body, headers=auth) as resp:
                     await resp.read()
                     done += resp.status == 200
             return done

@@ -153,6 +153,7 @@ async def run_up(
 
 async def _demo(base: str, keys: dict[str, str], worker: Any, collector: Any, echo: Any) -> None:
     from spendgate.demo import DEVELOPERS, send_demo_traffic
+    from spendgate_collector.coverage import format_table as format_coverage
     from spendgate_collector.report import DatabaseSource, format_table
 
     loop = asyncio.get_running_loop()
@@ -166,10 +167,13 @@ async def _demo(base: str, keys: dict[str, str], worker: Any, collector: Any, ec
     source = DatabaseSource(collector.config.db)
     try:
         rows = await loop.run_in_executor(None, source.spend, {"month": month, "group_by": "developer,team,repo"})
+        coverage = await loop.run_in_executor(None, source.coverage, {"month": month, "group_by": "developer"})
     finally:
         source.close()
     echo(f"spend for {month} by developer, team and repo:\n")
     echo(format_table(rows, ["developer", "team", "repo"]))
+    echo("\nhow each repo was learnt (Cursor sends none: hook, prompt workspace, model alias, key default):\n")
+    echo(format_coverage(coverage))
 
 
 def _command_name() -> str:
