@@ -70,6 +70,7 @@ POLICY: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/budgets"): frozenset({A, L}),
     ("POST", "/budgets/{id}/overrides"): frozenset({A, L}),
     ("GET", "/unpriced"): frozenset({A, F, L}),
+    ("GET", "/coverage"): ALL,
     ("GET", "/proxies"): frozenset({A, L}),
     ("GET", "/keys"): frozenset({A, L, D}),
     ("POST", "/keys"): frozenset({A, L, D}),

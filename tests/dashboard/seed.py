@@ -17,7 +17,7 @@ PLATFORM = {"team": "platform", "cost_center": "CC-1001"}
 DATA = {"team": "data", "cost_center": "CC-2002"}
 
 
-def _day(days_ago: int) -> str:
+def day_in_month(days_ago: int) -> str:
     """A time ``days_ago`` days back, kept inside the current UTC month (the 1st at the earliest)."""
     now = datetime.now(UTC)
     when = max(now - timedelta(days=days_ago), now.replace(day=1, hour=0, minute=0, second=1, microsecond=0))
@@ -41,7 +41,7 @@ def seed_spans() -> list:
                 cache_write=1000,
                 output_tokens=500,
             ),
-            end=_day(3),
+            end=day_in_month(3),
         ),
         # (2000 x 0.50 + 1000 x 1.50) / 1e6 = 0.0025
         span(
@@ -57,7 +57,7 @@ def seed_spans() -> list:
                 output_tokens=1000,
                 feature="chat",
             ),
-            end=_day(1),
+            end=day_in_month(1),
         ),
         # (1000 x 2.00 + 100 x 8.00) / 1e6 = 0.0028
         span(
@@ -72,7 +72,7 @@ def seed_spans() -> list:
                 input_tokens=1000,
                 output_tokens=100,
             ),
-            end=_day(2),
+            end=day_in_month(2),
         ),
         # (40000 x 0.50 + 2000 x 1.50) / 1e6 = 0.023
         span(
@@ -87,7 +87,7 @@ def seed_spans() -> list:
                 input_tokens=40_000,
                 output_tokens=2000,
             ),
-            end=_day(0),
+            end=day_in_month(0),
         ),
         # No price known: counted as unpriced, never as zero.
         span(
@@ -102,7 +102,7 @@ def seed_spans() -> list:
                 input_tokens=500,
                 output_tokens=50,
             ),
-            end=_day(1),
+            end=day_in_month(1),
         ),
     ]
 

@@ -20,10 +20,13 @@ from playwright.sync_api import Browser, BrowserContext, Page
 
 from spendgate_collector.dashboard.render import usd
 from spendgate_collector.query import current_month
+from tests.collector.spans import ours, span
+from tests.dashboard.seed import DATA, day_in_month, send
 from tests.support.oidc_idp import OidcStack
 
 MONTH = current_month()
 CHARGEBACK_ROWS = "table[data-testid=chargeback] tbody tr"
+COVERAGE_ROWS = "table[data-testid=coverage] tbody tr"
 
 SignIn = Callable[[str], Page]
 
@@ -212,3 +215,58 @@ def test_unpriced_and_proxies_pages(sign_in: SignIn, artifacts: Path) -> None:
     page.screenshot(path=str(artifacts / "unpriced.png"), full_page=True)
     page.goto("/proxies")
     assert "no proxy is connected" in page.get_by_test_id("proxies").inner_text()
+
+
+def test_coverage_page_matches_the_api(sign_in: SignIn, stack: OidcStack, artifacts: Path) -> None:
+    """Last in the file: it adds a call with no repo, which the earlier steps' numbers do not include."""
+    # cy@acme.com (data) calls without a repo: (3000 x 0.50 + 300 x 1.50) / 1e6 = 0.00195 unattributed.
+    no_repo = ours(
+        developer="cy@acme.com",
+        **DATA,
+        repo=None,
+        model="acme-mini",
+        provider="acme",
+        input_tokens=3000,
+        output_tokens=300,
+    )
+    send(stack.running, [span(0x64, 6, no_repo, end=day_in_month(0))])
+    page = sign_in("admin@acme.com")
+    page.goto("/coverage?group_by=team")
+    api = _api(stack, "/api/coverage", month=MONTH, group_by="team").json()
+    whole = _api(stack, "/api/coverage", month=MONTH).json()["summary"][0]
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value * 100:.1f} %"
+
+    shown = [[td.inner_text() for td in tr.locator("td").all()] for tr in page.locator(COVERAGE_ROWS).all()]
+    assert shown == [
+        [
+            row["team"] or "(none)",
+            row["category"],
+            row["source"],
+            f"{row['requests']:,}",
+            pct(row["requests_share"]),
+            "n/a" if row["cost_usd"] is None else usd(row["cost_usd"], 4),
+            pct(row["cost_share"]),
+        ]
+        for row in api["rows"]
+    ]
+    assert sorted({row[0] for row in shown}) == ["data", "platform"]
+    assert ("data", "unattributed", "none") in {(r[0], r[1], r[2]) for r in shown}
+    assert pct(whole["gateway_coverage"]["cost_share"]) == page.get_by_test_id("gateway-coverage").inner_text()
+    assert usd(whole["unattributed"]["cost_usd"], 4) == page.get_by_test_id("tile-unattributed").inner_text()
+    assert page.get_by_test_id("mix").locator("svg.stack").count() == 2  # one stacked bar per team
+    page.screenshot(path=str(artifacts / "coverage.png"), full_page=True)
+    # The unattributed calls of the data team open its chargeback by repo, where the (none) row is.
+    data_unattributed = page.locator(COVERAGE_ROWS).filter(has_text="unattributed").filter(has_text="data")
+    data_unattributed.get_by_role("link").first.click()
+    page.wait_for_url("**/chargeback?**team=data**group_by=repo**")
+    repos = [r.locator("td").first.inner_text() for r in page.locator(CHARGEBACK_ROWS).all()]
+    assert repos == ["etl", "(none)"]
+    # A developer sees their own coverage only (0.0173 + 0.0025), as the API would answer them.
+    page = sign_in("ana@acme.com")
+    page.goto("/coverage")
+    assert "your own spend (ana@acme.com)" in page.inner_text("main")
+    assert [[td.inner_text() for td in tr.locator("td").all()] for tr in page.locator(COVERAGE_ROWS).all()] == [
+        ["attributed", "header", "2", "100.0 %", "$0.0198", "100.0 %"]
+    ]

@@ -73,3 +73,34 @@ def bar_chart(bars: Sequence[Bar], *, width: int = 760, height: int = 180, label
             parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - 6}" class="xlabel">{escape(bar.label)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One part of a stacked bar: its share of the whole (0 to 1), its kind (a CSS class), its link."""
+
+    share: float
+    kind: str
+    href: str
+    tooltip: str
+
+
+def stacked_bar(segments: Sequence[Segment], *, width: int = 420, height: int = 16) -> Markup:
+    """A horizontal bar split into ``segments`` left to right (shares of one whole, e.g. a source mix)."""
+    parts = [
+        f'<svg class="stack" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="share by source" xmlns="http://www.w3.org/2000/svg">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" class="empty"/>',
+    ]
+    x = 0.0
+    for seg in segments:
+        w = width * min(max(seg.share, 0.0), 1.0)
+        if w <= 0:
+            continue  # a line with no share (calls only, no cost) has nothing to draw
+        parts.append(
+            f'<a href="{escape(seg.href)}"><rect x="{x:.1f}" y="0" width="{w:.1f}" height="{height}" '
+            f'class="seg {escape(seg.kind)}"><title>{escape(seg.tooltip)}</title></rect></a>'
+        )
+        x += w
+    parts.append("</svg>")
+    return Markup("".join(parts))

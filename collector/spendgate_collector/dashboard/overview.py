@@ -4,8 +4,9 @@ Month to date, spend by day (an SVG chart), the top developers, repos, teams and
 forecast to the month's end with its method; a developer paused by a budget sees why, how much is
 left and whom to ask. Every figure links to the chargeback rows behind it.
 
-Speed (benchmarks/bench_dashboard.py): one pass over the daily rollup (day x model) gives the total,
-the trend and the top models; the top developers, repos and teams come from the monthly rollup.
+Speed (benchmarks/bench_dashboard.py): one day x model pass gives the total, the trend and the top
+models; the store answers it from the team-day rollup (store/team_daily_rollup.py) unless the
+viewer is a developer; the top developers, repos and teams come from the monthly rollup.
 The queries run side by side on the API's thread pool and nothing is cached, so a viewer never sees
 stale spend.
 """
@@ -35,7 +36,8 @@ from .render import url, usd
 TOP_N = 10
 
 
-def _shift_month(month: str, delta: int) -> str:
+def shift_month(month: str, delta: int) -> str:
+    """``YYYY-MM`` moved by ``delta`` months (the pages' previous / next month links)."""
     year, mon = int(month[:4]), int(month[5:7]) + delta
     year, mon = year + (mon - 1) // 12, (mon - 1) % 12 + 1
     return f"{year:04d}-{mon:02d}"
@@ -104,8 +106,8 @@ class OverviewPage:
             identity=identity,
             active="/",
             month=month,
-            prev_month=_shift_month(month, -1),
-            next_month=_shift_month(month, 1) if not is_current else None,
+            prev_month=shift_month(month, -1),
+            next_month=shift_month(month, 1) if not is_current else None,
             scope_note=scope_note(identity, filters, dict(flt.within)),
             lead_teams=identity.teams if identity.role is Role.LEAD and len(identity.teams) > 1 else (),
             base=base,

@@ -22,6 +22,7 @@ NAV: tuple[tuple[str, str, frozenset[Role]], ...] = (
     ("/budgets", "Budgets", frozenset(Role)),
     ("/keys", "Keys", frozenset({Role.ADMIN, Role.LEAD, Role.DEVELOPER})),
     ("/unpriced", "Unpriced", frozenset({Role.ADMIN, Role.FINANCE, Role.LEAD})),
+    ("/coverage", "Coverage", frozenset(Role)),
     ("/proxies", "Proxies", frozenset({Role.ADMIN, Role.LEAD})),
 )
 """Navigation entries and the roles that see them (the pages enforce the same roles themselves)."""

@@ -14,6 +14,7 @@ from aiohttp import web
 from .budgets import BudgetsPage
 from .chargeback import ChargebackPage
 from .context import DashboardContext
+from .coverage import CoveragePage
 from .keys import KeysPage
 from .overview import OverviewPage
 from .proxies import ProxiesPage
@@ -29,6 +30,7 @@ class Dashboard:
         self.chargeback = ChargebackPage(ctx)
         self.budgets = BudgetsPage(ctx)
         self.unpriced = UnpricedPage(ctx)
+        self.coverage = CoveragePage(ctx)
         self.proxies = ProxiesPage(ctx)
         self.keys = KeysPage(ctx)
 
@@ -39,6 +41,7 @@ class Dashboard:
         app.router.add_post("/budgets", self.budgets.set_budget)
         app.router.add_post("/budgets/{id}/overrides", self.budgets.add_override)
         app.router.add_get("/unpriced", self.unpriced.get)
+        app.router.add_get("/coverage", self.coverage.get)
         app.router.add_get("/proxies", self.proxies.get)
         app.router.add_get("/keys", self.keys.get)
         app.router.add_post("/keys", self.keys.create)
