@@ -71,6 +71,7 @@ class StreamTap:
     __slots__ = (
         "_buf",
         "_chunks",
+        "_finished",
         "_kept_bytes",
         "_sep",
         "_tail",
@@ -100,6 +101,7 @@ class StreamTap:
         self._tail: list[bytes] = []
         self._buf = b""
         self._sep = b"\n\n"
+        self._finished = False
 
     def feed(self, chunk: bytes) -> bytes:
         if not self.strip_usage:
@@ -143,14 +145,26 @@ class StreamTap:
         return rest if self.strip_usage else b""
 
     def finish(self) -> None:
-        """Work out usage, finish reasons, id, model and errors (passthrough mode); idempotent."""
-        if self.strip_usage or not self._chunks or self.events:
+        """Work out usage, finish reasons, id, model and errors (passthrough mode); idempotent.
+
+        Only the first event and those the marks point at are sliced out and parsed; the stream is
+        split into ``events`` only when ``streamed_text`` needs them (an estimate), not per call.
+        """
+        if self.strip_usage or not self._chunks or self._finished:
             return
+        self._finished = True
         head = b"".join(self._chunks)
-        if b"\r\n\r\n" in head[:4096]:
+        if head.find(b"\r\n\r\n", 0, 4096) != -1:
             self._sep = b"\r\n\r\n"
-        self.events = [e for e in head.split(self._sep) if e.strip()]
-        first = _event_json(self.events[0]) if self.events else None
+        sep = self._sep
+        pos = 0
+        while True:  # the first non-blank event (blank pieces are skipped, as a split would)
+            end = head.find(sep, pos)
+            piece = head[pos:] if end == -1 else head[pos:end]
+            if end == -1 or piece.strip():
+                break
+            pos = end + len(sep)
+        first = _event_json(piece) if piece.strip() else None
         if first is not None:
             self.response_id = first.get("id") or ""
             self.response_model = first.get("model")
@@ -162,7 +176,13 @@ class StreamTap:
     def _scan(self, data: bytes) -> None:
         """Parse only the events that carry a usage object, a finish reason or an error."""
         starts: set[int] = set()
-        for mark in (*_USAGE_MARKS, *_FINISH_MARKS, b'"error"'):
+        for mark in _USAGE_MARKS:
+            # The last usage object wins, so only the last one needs finding: it is at the very
+            # end, so searching backwards reads a few hundred bytes instead of the whole stream.
+            at = data.rfind(mark)
+            if at != -1:
+                starts.add(data.rfind(self._sep, 0, at))
+        for mark in (*_FINISH_MARKS, b'"error"'):
             at = data.find(mark)
             while at != -1:
                 starts.add(data.rfind(self._sep, 0, at))
@@ -223,6 +243,8 @@ class StreamTap:
         from the text by it.
         """
         self.finish()
+        if not self.strip_usage and not self.events and self._chunks:
+            self.events = [e for e in b"".join(self._chunks).split(self._sep) if e.strip()]
         pieces: list[str] = []
         for event in self.events:
             obj = _event_json(event)
