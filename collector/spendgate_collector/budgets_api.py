@@ -33,14 +33,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .api_body import ACTOR_HEADER, MAX_ACTOR, audit_actor, read_json_object
 from .auth import ALL_ROLES, Forbidden, Identity, Role, allow, can_see_budget, require_manage_budget
 from .auth.identity import identity_of
 from .budgets import BudgetEngine, BudgetError, BudgetNotFound
 from .budgets.model import Budget, parse_budget
 
-ACTOR_HEADER = "X-Spendgate-Actor"
 DEFAULT_ACTOR = "api"
-MAX_ACTOR = 200
 MAX_BODY_BYTES = 256 * 1024
 MAX_AUDIT_LIMIT = 1000
 
@@ -67,30 +66,19 @@ def _errors(handler: Handler) -> Handler:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise BudgetError("(body)", f"larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BudgetError("(body)", f"not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BudgetError("(body)", "must be a JSON object")
-    return body
+    return await read_json_object(request, MAX_BODY_BYTES, BudgetError)
 
 
 def _actor(request: web.Request, body: dict[str, Any]) -> str:
-    identity = identity_of(request)
-    if identity.via == "oidc":
-        return identity.actor  # a signed-in person cannot claim to be someone else
-    actor = request.headers.get(ACTOR_HEADER) or body.get("actor") or DEFAULT_ACTOR
-    if not isinstance(actor, str) or not actor.strip():
-        raise BudgetError("actor", "must be a non-empty string")
-    if len(actor) > MAX_ACTOR:
-        raise BudgetError("actor", f"must be at most {MAX_ACTOR} characters")
-    return f"{actor.strip()} (admin token)" if identity.via == "token" else actor.strip()
+    def claimed() -> str:
+        actor = request.headers.get(ACTOR_HEADER) or body.get("actor") or DEFAULT_ACTOR
+        if not isinstance(actor, str) or not actor.strip():
+            raise BudgetError("actor", "must be a non-empty string")
+        if len(actor) > MAX_ACTOR:
+            raise BudgetError("actor", f"must be at most {MAX_ACTOR} characters")
+        return actor.strip()
+
+    return audit_actor(identity_of(request), claimed)
 
 
 class BudgetsApi:

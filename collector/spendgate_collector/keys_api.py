@@ -27,15 +27,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .api_body import ACTOR_HEADER, MAX_ACTOR, audit_actor, read_json_object
 from .auth.errors import AuthError
 from .auth.identity import Identity, Role, allow, identity_of
 from .errors import StoreUnavailable
 from .key_entries import KeyFileError
 from .key_service import InvalidKeyRequest, KeyNotFound, KeyService, KeysNotConfigured, KeyView
 
-ACTOR_HEADER = "X-Spendgate-Actor"
 MAX_BODY_BYTES = 64 * 1024
-MAX_ACTOR = 200
 MAX_EXPIRY_DAYS = 3650
 CURSOR_PATH = "/cursor/v1"
 
@@ -74,24 +73,11 @@ def _errors(handler: Handler) -> Handler:
 
 def _actor(request: web.Request, identity: Identity) -> str:
     """Who the audit log records (the same rule as the budgets routes)."""
-    if identity.via == "oidc":
-        return identity.actor  # a signed-in person cannot claim to be someone else
-    named = request.headers.get(ACTOR_HEADER, "").strip()[:MAX_ACTOR] or identity.actor
-    return f"{named} (admin token)" if identity.via == "token" else named
+    return audit_actor(identity, lambda: request.headers.get(ACTOR_HEADER, "").strip()[:MAX_ACTOR] or identity.actor)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise InvalidKeyRequest("(body)", f"larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidKeyRequest("(body)", f"not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidKeyRequest("(body)", "must be a JSON object")
+    body = await read_json_object(request, MAX_BODY_BYTES, InvalidKeyRequest)
     unknown = sorted(set(body) - _CREATE_FIELDS)
     if unknown:
         raise InvalidKeyRequest(unknown[0], f"unknown field; allowed: {', '.join(sorted(_CREATE_FIELDS))}")
