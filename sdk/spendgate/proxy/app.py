@@ -42,9 +42,11 @@ from spendgate.proxy.hooks_route import cursor_hook
 from spendgate.proxy.inbound import authenticate, path_prefix, read_json
 from spendgate.proxy.keys import KeyDirectory, KeyFileError
 from spendgate.proxy.messages_route import count_tokens, messages
+from spendgate.proxy.providers.http1 import Http1Response
 from spendgate.proxy.redact import redact
 from spendgate.proxy.routing import RETRYABLE_STATUSES
 from spendgate.proxy.spans import CallRecord, SpanExportWorker
+from spendgate.proxy.sse_response import SSEResponse
 from spendgate.proxy.state import SETTINGS, STATE, ProxyState
 from spendgate.proxy.stream import StreamTap, Usage, usage_from_openai
 from spendgate.proxy.translate import Call, serve
@@ -189,7 +191,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     )
 
     tap: StreamTap | None = None
-    resp: aiohttp.ClientResponse | None = None
+    resp: Http1Response | None = None
     try:
         last = len(attempts) - 1
         for i, (route, upstream) in enumerate(attempts):
@@ -250,7 +252,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 rec.error_message = _error_detail(data)
             return web.Response(status=resp.status, body=data, headers=out_headers)
 
-        out = web.StreamResponse(status=200, headers=_STREAM_HEADERS)
+        # Head and first chunk in one write when that chunk is already here (sse_response.py).
+        out = SSEResponse(headers=_STREAM_HEADERS, head_with_first_chunk=resp.buffered)
         for name in _PASS_HEADERS:
             value = resp.headers.get(name)
             if value is not None:
@@ -262,13 +265,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         tap = StreamTap(strip_usage=not wants_usage)
         feed = tap.feed
         write = out.write
+        final = b""
         try:
             async for chunk in resp.content.iter_any():
                 if rec.ttft_ns is None:
                     rec.ttft_ns = time.time_ns()
                 data = feed(chunk)
-                if data:
+                if resp.at_eof:
+                    final = data  # the upstream body ended with this read: send it with the end marker
+                elif data:
                     await write(data)
+                else:
+                    out.send_head()  # nothing to forward yet: the head must not wait for it
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
             # The provider broke off mid-stream: headers are gone, so end with an error event.
             rec.error_type = "upstream_stream_error"
@@ -279,10 +287,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 )
             )
         else:
-            rest = tap.flush()
-            if rest:
-                await write(rest)
-        await out.write_eof()
+            final += tap.flush()
+        await out.write_eof(final)
         return out
     except (ConnectionResetError, asyncio.CancelledError):
         # The client went away (aiohttp cancels the handler, or a write finds the socket closed).

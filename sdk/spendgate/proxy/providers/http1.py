@@ -427,6 +427,16 @@ class Http1Response:
     def content(self) -> _Body:
         return _Body(self)
 
+    @property
+    def buffered(self) -> bool:
+        """Body bytes have arrived that were not read yet."""
+        return bool(self._chunks)
+
+    @property
+    def at_eof(self) -> bool:
+        """The whole body arrived without error and has been read: the last chunk read was the last."""
+        return self._done and not self._chunks and self._error is None
+
     # called by the connection
     def _feed(self, data: bytes) -> None:
         self._chunks.append(data)
