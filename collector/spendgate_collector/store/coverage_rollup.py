@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..records import SpendRecord
+from . import rollup_tables
 
 TABLE = "rollup_coverage"
 KEY: tuple[str, ...] = ("day", "developer", "team", "cost_center", "repo_source", "attributed")
@@ -32,16 +33,8 @@ UNTRACKED = "untracked"
 NANOS_PER_USD = 1_000_000_000
 _NANOS_PER_DAY = 86_400 * 1_000_000_000
 
-_DDL = (
-    f"CREATE TABLE {TABLE} (day TEXT NOT NULL, developer TEXT NOT NULL, team TEXT NOT NULL, "
-    "cost_center TEXT NOT NULL, repo_source TEXT NOT NULL, attributed INTEGER NOT NULL, "
-    + ", ".join(f"{m} INTEGER NOT NULL DEFAULT 0" for m in MEASURES)
-    + f", PRIMARY KEY ({', '.join(KEY)})) WITHOUT ROWID"
-)
-UPSERT = (
-    f"INSERT INTO {TABLE} ({', '.join((*KEY, *MEASURES))}) VALUES ({', '.join('?' * (len(KEY) + len(MEASURES)))}) "
-    f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET " + ", ".join(f"{m} = {m} + excluded.{m}" for m in MEASURES)
-)
+_DDL = rollup_tables.ddl(TABLE, {**rollup_tables.text_key(KEY[:-1]), "attributed": "INTEGER"}, MEASURES)
+UPSERT = rollup_tables.additive_upsert_sql(TABLE, KEY, MEASURES)
 
 # From the raw rows: exactly what ``rows`` computes, in SQL. (SQLite's round() rounds halves away
 # from zero, Python's to even: the two can differ by one nano-dollar on an exact half, never more.)
@@ -73,19 +66,7 @@ _BACKFILL_REMAINDER = (
 
 def create(conn: sqlite3.Connection) -> None:
     """Create the table if missing and, when it is new, back-fill it; one transaction."""
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
-    if exists:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(_DDL)
-        conn.execute(_BACKFILL_SPEND)
-        conn.execute(_BACKFILL_REMAINDER, (UNTRACKED,))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    rollup_tables.create_once(conn, TABLE, [(_DDL, ()), (_BACKFILL_SPEND, ()), (_BACKFILL_REMAINDER, (UNTRACKED,))])
 
 
 def rows(records: Iterable[SpendRecord], day_string: Callable[[int], str]) -> list[tuple[Any, ...]]:

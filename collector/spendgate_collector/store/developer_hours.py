@@ -21,42 +21,27 @@ from typing import Any
 from spendgate_semconv.attributes import RepoSource
 
 from ..records import SpendRecord
+from . import rollup_tables
 
 TABLE = "rollup_developer_hours"
 MEASURES: tuple[str, ...] = ("requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens")
 NANOS_PER_HOUR = 3600 * 1_000_000_000
 
-_DDL = (
-    f"CREATE TABLE {TABLE} (hour INTEGER NOT NULL, developer TEXT NOT NULL, "
-    + ", ".join(f"{m} INTEGER NOT NULL DEFAULT 0" for m in MEASURES)
-    + ", PRIMARY KEY (hour, developer)) WITHOUT ROWID"
-)
+KEY: tuple[str, ...] = ("hour", "developer")
+
+_DDL = rollup_tables.ddl(TABLE, {"hour": "INTEGER", "developer": "TEXT"}, MEASURES)
 _BACKFILL = (
     f"INSERT INTO {TABLE} (hour, developer, {', '.join(MEASURES)}) "
     "SELECT start_ns / 3600000000000, coalesce(developer, ''), count(*), sum(status = 'error'), "
     "sum(input_tokens), sum(output_tokens), sum(cache_read_tokens) FROM spend "
     "WHERE coalesce(repo_source, '') != ? GROUP BY 1, 2"
 )
-UPSERT = (
-    f"INSERT INTO {TABLE} (hour, developer, {', '.join(MEASURES)}) VALUES (?, ?, {', '.join('?' * len(MEASURES))}) "
-    "ON CONFLICT (hour, developer) DO UPDATE SET " + ", ".join(f"{m} = {m} + excluded.{m}" for m in MEASURES)
-)
+UPSERT = rollup_tables.additive_upsert_sql(TABLE, KEY, MEASURES)
 
 
 def create(conn: sqlite3.Connection) -> None:
     """Create the table if missing and, when it is new, back-fill it from the raw rows; one transaction."""
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
-    if exists:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(_DDL)
-        conn.execute(_BACKFILL, (RepoSource.CURSOR_ADMIN_API,))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    rollup_tables.create_once(conn, TABLE, [(_DDL, ()), (_BACKFILL, (RepoSource.CURSOR_ADMIN_API,))])
 
 
 def rows(records: Iterable[SpendRecord]) -> list[tuple[Any, ...]]:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..records import SpendRecord
+from . import rollup_tables
 
 TABLE = "key_last_used"
 RESOLUTION_NS = 60 * 1_000_000_000
@@ -36,18 +37,7 @@ UPSERT = (
 
 def create(conn: sqlite3.Connection) -> None:
     """Create the table if missing and, when it is new, fill it from the stored spend rows."""
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
-    if exists:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(_DDL)
-        conn.execute(_BACKFILL)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    rollup_tables.create_once(conn, TABLE, [(_DDL, ()), (_BACKFILL, ())])
 
 
 def rows(records: Iterable[SpendRecord]) -> list[tuple[str, int]]:

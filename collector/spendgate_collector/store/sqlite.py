@@ -28,7 +28,7 @@ import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ import sqlite_utils
 from ..errors import StoreUnavailable
 from ..query import CHARGEBACK_DIMENSIONS, DIMENSIONS, SpendFilter
 from ..records import SpendRecord
-from . import coverage_rollup, developer_hours, key_usage, team_daily_rollup
+from . import coverage_rollup, developer_hours, key_usage, rollup_tables, team_daily_rollup
 from .base import CompanionWrites, Row, StoreStats, WriteResult
 
 logger = logging.getLogger(__name__)
@@ -115,24 +115,13 @@ _INSERT_SPEND = (
 )
 
 
-def _upsert_sql(table: str, key: Sequence[str]) -> str:
-    columns = (*key, *ROLLUP_MEASURES)
-    updates = ", ".join(f"{m} = {m} + excluded.{m}" for m in ROLLUP_MEASURES)
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
-    )
-
-
-_UPSERT_DAILY = _upsert_sql("rollup_daily", _DAILY_KEY)
-_UPSERT_MONTHLY = _upsert_sql("rollup_monthly", _MONTHLY_KEY)
-_UPSERT_TEAM_DAILY = _upsert_sql(team_daily_rollup.TABLE, team_daily_rollup.KEY)
+_UPSERT_DAILY = rollup_tables.additive_upsert_sql("rollup_daily", _DAILY_KEY, ROLLUP_MEASURES)
+_UPSERT_MONTHLY = rollup_tables.additive_upsert_sql("rollup_monthly", _MONTHLY_KEY, ROLLUP_MEASURES)
+_UPSERT_TEAM_DAILY = rollup_tables.additive_upsert_sql(team_daily_rollup.TABLE, team_daily_rollup.KEY, ROLLUP_MEASURES)
 
 
 def _rollup_ddl(table: str, key: Sequence[str]) -> str:
-    key_cols = ", ".join(f"{k} TEXT NOT NULL" for k in key)
-    measures = ", ".join(f"{m} INTEGER NOT NULL DEFAULT 0" for m in ROLLUP_MEASURES)
-    return f"CREATE TABLE IF NOT EXISTS {table} ({key_cols}, {measures}, PRIMARY KEY ({', '.join(key)})) WITHOUT ROWID"
+    return rollup_tables.ddl(table, rollup_tables.text_key(key), ROLLUP_MEASURES, if_not_exists=True)
 
 
 _day_strings: dict[int, str] = {}
@@ -292,10 +281,8 @@ class SQLiteStore:
         """Whether the team-day rollup exists: a read-only store may open a file no collector has upgraded."""
         if not self._team_daily_seen:
             try:
-                found = self._reader().execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (team_daily_rollup.TABLE,)
-                )
-                self._team_daily_seen = found.fetchone() is not None  # once there, it stays
+                # once there, it stays
+                self._team_daily_seen = rollup_tables.table_exists(self._reader(), team_daily_rollup.TABLE)
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
         return self._team_daily_seen
@@ -407,27 +394,15 @@ class SQLiteStore:
         _day_range(flt, where, params)
         _equals(flt, where, params)
         sql = coverage_rollup.select_sql(where, tuple(group_by))
-        try:
+        with _newer_rollup("coverage rollup"):
             cur = self._reader().execute(sql, params)
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                raise StoreUnavailable(
-                    "this database predates the coverage rollup; start the collector on it once to add it"
-                ) from None
-            raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def developer_hours(self, start_hour: int, end_hour: int, developers: Sequence[str] | None = None) -> list[Row]:
         """Gateway calls per (Unix hour, lowercased developer) in ``[start_hour, end_hour)``."""
-        try:
+        with _newer_rollup("developer-hours rollup"):
             return developer_hours.read(self._reader(), start_hour, end_hour, developers)
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                raise StoreUnavailable(
-                    "this database predates the developer-hours rollup; start the collector on it once to add it"
-                ) from None
-            raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
 
     def raw_rows(self, where: str = "1", params: Sequence[Any] = ()) -> list[Row]:
         """Raw spend rows (for tests and debugging), ordered by end time then ids."""
@@ -485,6 +460,18 @@ class SQLiteStore:
 _spend_row = operator.attrgetter(*SPEND_COLUMNS)
 
 
+@contextlib.contextmanager
+def _newer_rollup(name: str) -> Iterator[None]:
+    """Read a rollup a read-only store may not have yet: a missing table says how to add it."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            hint = f"this database predates the {name}; start the collector on it once to add it"
+            raise StoreUnavailable(hint) from None
+        raise StoreUnavailable(f"SQLite query failed: {exc}") from exc
+
+
 def _select_inserted(cur: sqlite3.Cursor, records: Sequence[SpendRecord], before_rowid: int) -> list[SpendRecord]:
     """The records whose rows this transaction inserted (first occurrence of each id), in input order.
 
@@ -535,13 +522,7 @@ def _aggregate(
             acc[8] += round(r.cost_usd * NANOS_PER_USD)
     monthly: dict[tuple[str, ...], list[int]] = {}
     for key, acc in daily.items():
-        mkey = (key[0][:7], key[1], key[2], key[3], key[4])
-        macc = monthly.get(mkey)
-        if macc is None:
-            monthly[mkey] = list(acc)
-        else:
-            for i, value in enumerate(acc):
-                macc[i] += value
+        rollup_tables.add_into(monthly, (key[0][:7], key[1], key[2], key[3], key[4]), acc)
     return daily, monthly
 
 

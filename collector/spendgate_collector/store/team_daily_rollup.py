@@ -18,6 +18,8 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import rollup_tables
+
 TABLE = "rollup_daily_team"
 KEY: tuple[str, ...] = ("day", "team", "cost_center", "model", "feature", "provider")
 DIMENSIONS = frozenset(KEY) - {"day"}
@@ -25,12 +27,6 @@ DIMENSIONS = frozenset(KEY) - {"day"}
 
 # Positions of KEY's columns in a daily rollup key (day, developer, team, cost_center, repo, model, feature, provider).
 _FROM_DAILY_KEY = (0, 2, 3, 5, 6, 7)
-
-
-def _ddl(measures: Sequence[str]) -> str:
-    key_cols = ", ".join(f"{k} TEXT NOT NULL" for k in KEY)
-    cols = ", ".join(f"{m} INTEGER NOT NULL DEFAULT 0" for m in measures)
-    return f"CREATE TABLE {TABLE} ({key_cols}, {cols}, PRIMARY KEY ({', '.join(KEY)})) WITHOUT ROWID"
 
 
 def backfill_sql(measures: Sequence[str]) -> str:
@@ -43,29 +39,13 @@ def backfill_sql(measures: Sequence[str]) -> str:
 
 def create(conn: sqlite3.Connection, measures: Sequence[str]) -> None:
     """Create the table if missing and, when it is new, back-fill it from the daily rollup; one transaction."""
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
-    if exists:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(_ddl(measures))
-        conn.execute(backfill_sql(measures))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    ddl = rollup_tables.ddl(TABLE, rollup_tables.text_key(KEY), measures)
+    rollup_tables.create_once(conn, TABLE, [(ddl, ()), (backfill_sql(measures), ())])
 
 
 def rows(daily: Mapping[tuple[str, ...], Sequence[int]]) -> list[tuple[Any, ...]]:
     """Upsert parameters (key, then measures) from daily rollup deltas keyed as ``rollup_daily``."""
     acc: dict[tuple[str, ...], list[int]] = {}
     for key, measures in daily.items():
-        short = tuple(key[i] for i in _FROM_DAILY_KEY)
-        a = acc.get(short)
-        if a is None:
-            acc[short] = list(measures)
-        else:
-            for i, value in enumerate(measures):
-                a[i] += value
+        rollup_tables.add_into(acc, tuple(key[i] for i in _FROM_DAILY_KEY), measures)
     return [(*k, *v) for k, v in acc.items()]
