@@ -1,12 +1,17 @@
 """From a finished call to an exported OpenTelemetry span, off the request path.
 
 The request handler fills one ``CallRecord`` (a plain object, no OTel types) and hands it to
-``SpanExportWorker.record``, which only appends it to a bounded queue. A single worker thread
-drains the queue in batches into a ``RecordSink``: by default ``OTLPRecordSink``, which encodes
-records straight to OTLP protobuf (``otlp_encode``) and sends them over gRPC or HTTP; or
-``SDKRecordSink``, which builds SDK spans for any standard ``SpanExporter`` (console, in-memory).
-Recording a plain record on the request path and encoding in batches in one thread, rather than
-running the OTel SDK per request, keeps the proxy's added latency and CPU low (docs/performance.md).
+``SpanExportWorker.record`` once the call is over. A single worker thread drains a bounded queue
+in batches into a ``RecordSink``: by default ``OTLPRecordSink``, which encodes records straight to
+OTLP protobuf (``otlp_encode``) and sends them over gRPC or HTTP; or ``SDKRecordSink``, which
+builds SDK spans for any standard ``SpanExporter`` (console, in-memory). Not running the OTel SDK
+per request keeps the proxy's added latency and CPU low (docs/performance.md).
+
+A sink may offer ``prepare``: ``OTLPRecordSink`` encodes each record as it is queued (~15 µs, in
+the event loop, after the client has its last byte) rather than in the worker. The CPU is the
+same; what changes is that the worker no longer holds the interpreter lock for tens of
+milliseconds once a second (a batch of encoding), which is what a request arriving at that moment
+used to wait for: the export thread then only hands bytes to gRPC, which runs without the lock.
 
 Failed exports are put back at the head of the queue and retried with backoff, within the queue
 bound, because a record is spend; what the bound forces out is counted in ``stats().dropped``.
@@ -266,7 +271,7 @@ def _failed(rec: CallRecord) -> bool:
 class RecordSink(Protocol):
     """Where batches of records go: one attempt per ``export``, classified for the worker's retry."""
 
-    def export(self, records: list[CallRecord]) -> Outcome: ...
+    def export(self, records: list[Any]) -> Outcome: ...
 
     def shutdown(self) -> None: ...
 
@@ -278,12 +283,20 @@ class OTLPRecordSink:
         self._sender = sender
         self._encoder = RequestEncoder(dict(resource.attributes), SCOPE_NAME, SCOPE_VERSION)
 
-    def export(self, records: list[CallRecord]) -> Outcome:
+    def prepare(self, rec: CallRecord) -> bytes:
+        """The record's ``Span`` bytes, made as it is queued (see the module docstring)."""
+        return encode_record(rec)
+
+    def export(self, records: list[CallRecord | bytes]) -> Outcome:
+        """Send a batch of prepared spans (bytes) or, should preparing one have failed, records."""
         spans: list[bytes] = []
         for i in range(0, len(records), _ENCODE_SLICE):
-            spans.extend([encode_record(r) for r in records[i : i + _ENCODE_SLICE]])
-            # Hand the GIL back to the event loop between slices: a full batch is ~15 ms of
-            # encoding, which would otherwise stall every stream the proxy is serving.
+            part = records[i : i + _ENCODE_SLICE]
+            if all(r.__class__ is bytes for r in part):
+                spans.extend(part)  # type: ignore[arg-type]
+                continue
+            spans.extend([r if r.__class__ is bytes else encode_record(r) for r in part])  # type: ignore[misc]
+            # Hand the GIL back to the event loop between slices of encoding here, off the loop.
             time.sleep(0)
         return self._sender.send(self._encoder.encode(spans))
 
@@ -338,7 +351,7 @@ class SpanExportWorker:
         self._interval = interval_s
         self._max_batch = max_batch
         self._max_queue = max_queue
-        self._queue: deque[CallRecord] = deque()
+        self._queue: deque[Any] = deque()  # records, or what the sink's ``prepare`` made of them
         self._wake = threading.Event()
         self._idle = threading.Condition()
         self._flush_requested = 0
@@ -349,6 +362,8 @@ class SpanExportWorker:
         self._failed = 0
         self._dropped = 0
         self._retry_after = 0.0
+        self._prepare = getattr(sink, "prepare", None)
+        self._prepare_error: Exception | None = None
 
     def start(self) -> None:
         if self._thread is None and not self._stopping:
@@ -356,11 +371,19 @@ class SpanExportWorker:
             self._thread.start()
 
     def record(self, rec: CallRecord) -> None:
-        """Queue one record (request path: no I/O, no logging, no locks)."""
+        """Queue one record, prepared by the sink if it can (request path: no I/O, no logging, no locks)."""
         if len(self._queue) >= self._max_queue:
             self._dropped += 1
             return
-        self._queue.append(rec)
+        item: Any = rec
+        if self._prepare is not None:
+            try:
+                item = self._prepare(rec)
+            except Exception as exc:  # a record that cannot be encoded never can: count it, log it in the worker
+                self._dropped += 1
+                self._prepare_error = exc
+                return
+        self._queue.append(item)
         if len(self._queue) >= self._max_batch:
             self._wake.set()
 
@@ -369,7 +392,7 @@ class SpanExportWorker:
 
     def _export_once(self) -> bool:
         """Export one batch; returns False when it must be retried later (batch put back)."""
-        batch: list[CallRecord] = []
+        batch: list[Any] = []
         with contextlib.suppress(IndexError):
             while len(batch) < self._max_batch:
                 batch.append(self._queue.popleft())
@@ -396,6 +419,9 @@ class SpanExportWorker:
         return False
 
     def _drain(self) -> bool:
+        error, self._prepare_error = self._prepare_error, None
+        if error is not None:
+            logger.error("a call record could not be encoded and was dropped (%s)", type(error).__name__)
         while self._queue:
             if not self._export_once():
                 return False
