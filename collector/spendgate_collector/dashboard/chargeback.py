@@ -17,6 +17,7 @@ from ..errors import QueryError
 from ..query import CHARGEBACK_DIMENSIONS, DIMENSIONS, GROUPABLE, current_month, parse_filter, parse_group_by
 from ..report import totals
 from .context import DashboardContext
+from .page_query import query_params, refusal
 
 MAX_ROWS = 1000
 """Rows shown on the page; the CSV carries every row."""
@@ -33,16 +34,14 @@ class ChargebackPage:
     async def get(self, request: web.Request) -> web.Response:
         identity = identity_of(request)
         render = self._ctx.renderer
-        params = {k: v.strip() for k, v in request.query.items() if k in _PARAMS and v.strip()}
+        params = query_params(request, _PARAMS)
         if not params.get("from") and not params.get("to"):
             params.setdefault("month", current_month())
         try:
             flt = scope_filter(identity, parse_filter(params))
             group_by = parse_group_by(params.get("group_by"), default=CHARGEBACK_DIMENSIONS)
-        except QueryError as exc:
-            return render.error(identity, 400, f"{exc.param}: {exc.message}")
-        except Forbidden as exc:
-            return render.error(identity, 403, str(exc))
+        except (QueryError, Forbidden) as exc:
+            return refusal(render, identity, exc)
         if group_by == CHARGEBACK_DIMENSIONS:
             rows = await self._ctx.run(self._ctx.store.chargeback, flt)
         else:

@@ -28,6 +28,7 @@ from .access import scope_note
 from .charts import Segment, stacked_bar
 from .context import DashboardContext
 from .overview import shift_month
+from .page_query import query_params, refusal
 from .render import url
 
 _PARAMS = cov.PARAMS - {"from", "to"}
@@ -87,17 +88,15 @@ class CoveragePage:
     async def get(self, request: web.Request) -> web.Response:
         identity = identity_of(request)
         render = self._ctx.renderer
-        params = {k: v.strip() for k, v in request.query.items() if k in _PARAMS and v.strip()}
+        params = query_params(request, _PARAMS)
         month = params.setdefault("month", current_month())
         try:
             asked, group_by = cov.parse_params(params)
             if len(group_by) > 1:
                 raise QueryError("group_by", "the page groups by one dimension; the API takes several")
             flt = scope_filter(identity, asked)
-        except QueryError as exc:
-            return render.error(identity, 400, f"{exc.param}: {exc.message}")
-        except Forbidden as exc:
-            return render.error(identity, 403, str(exc))
+        except (QueryError, Forbidden) as exc:
+            return refusal(render, identity, exc)
         store = self._ctx.store
         # The whole slice's summary heads the page; with a grouping, the groups are a second question.
         if group_by:

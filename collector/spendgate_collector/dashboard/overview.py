@@ -25,12 +25,13 @@ from ..auth.identity import ALL_ROLES, Role, allow, identity_of
 from ..auth.scope import scope_filter
 from ..budgets import Budget
 from ..errors import QueryError
-from ..query import SpendFilter, current_month, parse_month
+from ..query import SpendFilter
 from ..report import totals
 from .access import budget_rights, scope_note
 from .charts import Bar, bar_chart
 from .context import DashboardContext
 from .forecast import forecast_month
+from .page_query import query_month, refusal
 from .render import url, usd
 
 TOP_N = 10
@@ -53,15 +54,12 @@ class OverviewPage:
     async def get(self, request: web.Request) -> web.Response:
         identity = identity_of(request)
         render = self._ctx.renderer
-        month = request.query.get("month") or current_month()
         try:
-            first, last = parse_month("month", month)
+            month, first, last = query_month(request)
             asked = SpendFilter(first, last, (("team", request.query["team"]),) if request.query.get("team") else ())
             flt = scope_filter(identity, asked)
-        except QueryError as exc:
-            return render.error(identity, 400, f"{exc.param}: {exc.message}")
-        except Forbidden as exc:
-            return render.error(identity, 403, str(exc))
+        except (QueryError, Forbidden) as exc:
+            return refusal(render, identity, exc)
         store = self._ctx.store
         by_day_model, developers, repos, teams, statuses = await asyncio.gather(
             self._ctx.run(store.timeseries, flt, ("model",)),

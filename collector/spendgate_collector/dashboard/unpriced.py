@@ -16,9 +16,10 @@ from ..auth.errors import Forbidden
 from ..auth.identity import Role, allow, identity_of
 from ..auth.scope import scope_filter
 from ..errors import QueryError
-from ..query import CHARGEBACK_DIMENSIONS, SpendFilter, current_month, parse_month
+from ..query import CHARGEBACK_DIMENSIONS, SpendFilter
 from ..report import totals
 from .context import DashboardContext
+from .page_query import query_month, refusal
 
 
 class UnpricedPage:
@@ -31,14 +32,11 @@ class UnpricedPage:
     async def get(self, request: web.Request) -> web.Response:
         identity = identity_of(request)
         render = self._ctx.renderer
-        month = request.query.get("month") or current_month()
         try:
-            first, last = parse_month("month", month)
+            month, first, last = query_month(request)
             flt = scope_filter(identity, SpendFilter(first, last))
-        except QueryError as exc:
-            return render.error(identity, 400, f"{exc.param}: {exc.message}")
-        except Forbidden as exc:
-            return render.error(identity, 403, str(exc))
+        except (QueryError, Forbidden) as exc:
+            return refusal(render, identity, exc)
         store = self._ctx.store
         unpriced, *by_dimension = await asyncio.gather(
             self._ctx.run(store.unpriced, flt),
