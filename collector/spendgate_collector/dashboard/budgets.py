@@ -22,6 +22,7 @@ from ..budgets import BudgetError, BudgetNotFound, parse_budget
 from ..budgets.model import ACTIONS, PERIODS
 from .access import budget_rights
 from .context import DashboardContext
+from .forms import field, posted_form
 
 HISTORY_LIMIT = 200
 """Audit lines read for the history (newest first); the budgets API pages further back."""
@@ -31,7 +32,7 @@ _SCOPE_INPUTS = ("developer", "team", "cost_center", "repo", "model")
 
 
 def _scope_from_form(form: Mapping[str, str]) -> dict[str, str]:
-    return {name: form[name].strip() for name in _SCOPE_INPUTS if form.get(name, "").strip()}
+    return {name: value for name in _SCOPE_INPUTS if (value := field(form, name))}
 
 
 def _budget_from_form(form: Mapping[str, str]) -> dict[str, Any]:
@@ -40,11 +41,11 @@ def _budget_from_form(form: Mapping[str, str]) -> dict[str, Any]:
         "id": form.get("id", "").strip(),
         "scope": _scope_from_form(form),
         "period": form.get("period") or "month",
-        "limit_usd": form.get("limit_usd", "").strip() or None,
+        "limit_usd": field(form, "limit_usd"),
     }
     for name in ("name", "owner", "timezone"):
-        if form.get(name, "").strip():
-            data[name] = form[name].strip()
+        if value := field(form, name):
+            data[name] = value
     if data["limit_usd"] is None:
         del data["limit_usd"]  # the engine names the missing field
     return data
@@ -52,10 +53,9 @@ def _budget_from_form(form: Mapping[str, str]) -> dict[str, Any]:
 
 def _override_from_form(form: Mapping[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {"action": form.get("action", ""), "reason": form.get("reason", "")}
-    if form.get("limit_usd", "").strip():
-        data["limit_usd"] = form["limit_usd"].strip()
-    if form.get("for", "").strip():
-        data["for"] = form["for"].strip()
+    for name in ("limit_usd", "for"):
+        if value := field(form, name):
+            data[name] = value
     return data
 
 
@@ -72,7 +72,7 @@ class BudgetsPage:
     @allow(Role.ADMIN, Role.LEAD)
     async def set_budget(self, request: web.Request) -> web.Response:
         identity = identity_of(request)
-        form = await _form(request)
+        form = await posted_form(request)
         engine = self._ctx.budgets
         if engine is None:
             return await self._page(request, identity, error="budgets are not enabled on this collector", status=404)
@@ -95,7 +95,7 @@ class BudgetsPage:
     @allow(Role.ADMIN, Role.LEAD)
     async def add_override(self, request: web.Request) -> web.Response:
         identity = identity_of(request)
-        form = await _form(request)
+        form = await posted_form(request)
         engine = self._ctx.budgets
         budget_id = request.match_info["id"]
         try:
@@ -158,9 +158,3 @@ class BudgetsPage:
             actions=ACTIONS,
             form=form or {},
         )
-
-
-async def _form(request: web.Request) -> Mapping[str, str]:
-    """The posted form's text fields (the auth middleware has checked its CSRF token)."""
-    form = await request.post()
-    return {k: v for k, v in form.items() if isinstance(v, str)}

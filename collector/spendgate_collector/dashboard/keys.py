@@ -21,6 +21,7 @@ from ..auth.identity import Identity, Role, allow, identity_of
 from ..key_service import KeyNotFound, KeyServiceError
 from ..keys_api import cursor_setup
 from .context import DashboardContext
+from .forms import field, posted_form
 
 KEY_ROLES = (Role.ADMIN, Role.LEAD, Role.DEVELOPER)
 
@@ -47,7 +48,7 @@ class KeysPage:
     @allow(*KEY_ROLES)
     async def create(self, request: web.Request) -> web.Response:
         identity = identity_of(request)
-        form = await _form(request)
+        form = await posted_form(request)
         service = self._ctx.keys
         if service is None:
             return await self._page(request, identity, error="this collector has no keys_file", status=503)
@@ -55,12 +56,12 @@ class KeysPage:
             models = tuple(m.strip() for m in form.get("models", "").split(",") if m.strip())
             admin_fields: dict[str, Any] = {}
             if identity.role is Role.ADMIN:
-                admin_fields = {k: form.get(k, "").strip() or None for k in ("user", "team", "cost_center")}
+                admin_fields = {k: field(form, k) for k in ("user", "team", "cost_center")}
             view, secret = await self._ctx.run(
                 service.create_for,
                 identity,
                 actor=identity.actor,
-                repo=form.get("repo", "").strip() or None,
+                repo=field(form, "repo"),
                 models=models,
                 expires_at=_expiry(form, datetime.now(UTC)),
                 **admin_fields,
@@ -119,9 +120,3 @@ class KeysPage:
             revoked=revoked,
             is_admin=identity.role is Role.ADMIN,
         )
-
-
-async def _form(request: web.Request) -> Mapping[str, str]:
-    """The posted form's text fields (the auth middleware has checked its CSRF token)."""
-    form = await request.post()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
