@@ -30,7 +30,6 @@ import multiprocessing
 import os
 import random
 import resource
-import statistics
 import sys
 import tempfile
 import threading
@@ -39,6 +38,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from _synthetic_month import DEVELOPERS, TEAMS, bulk_write, weekdays
+from _synthetic_month import developer as synthetic_developer
+from _timing import median_ms
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
@@ -57,9 +59,7 @@ from spendgate_semconv import attributes as sc
 SPANS_PER_REQUEST = 512
 EXPORT_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
-DEVELOPERS = 500
 REPOS = 40
-TEAMS = 8
 # (model, provider, share of calls): what a Cursor-heavy organisation sends.
 MODELS = [
     ("claude-sonnet-4-5", "anthropic"),
@@ -69,11 +69,6 @@ MODELS = [
     ("o3-mini", "openai"),
 ]
 FEATURES = ["agent", "chat", "summarise", "other"]
-
-
-def _developer(i: int) -> tuple[str, str, str]:
-    team = i % TEAMS
-    return f"dev{i:03d}@acme.com", f"team-{team}", f"CC-{1000 + team}"
 
 
 def _kv(key: str, value: Any) -> KeyValue:
@@ -90,7 +85,7 @@ def _kv(key: str, value: Any) -> KeyValue:
 
 
 def _span_attributes(i: int, rng: random.Random) -> list[KeyValue]:
-    developer, team, cost_center = _developer(i % DEVELOPERS)
+    developer, team, cost_center = synthetic_developer(i % DEVELOPERS)
     model, provider = MODELS[i % len(MODELS)]
     repo = f"repo-{(i * 7) % REPOS:02d}"
     cache_read = rng.randrange(0, 30_000)
@@ -308,14 +303,11 @@ def synthesize_month(db: Path, month: str, spans_total: int, rng: random.Random)
     feature: about 20 daily rollup rows per developer-day, so ~220k rows for the month (the daily rollup
     is what a month of real traffic produces); the monthly rollup is derived from it in SQL.
     """
-    store = SQLiteStore(db, synchronous="normal")
-    store.close()
-    first, last = parse_month("month", month)
-    days = [first.replace(day=d) for d in range(1, last.day + 1) if first.replace(day=d).weekday() < 5]
+    days = weekdays(month)
     team_repos = {t: [f"repo-{r:02d}" for r in range(REPOS) if r % TEAMS == t] for t in range(TEAMS)}
     keys: list[tuple[str, ...]] = []
     for dev in range(DEVELOPERS):
-        developer, team, cost_center = _developer(dev)
+        developer, team, cost_center = synthetic_developer(dev)
         repos = team_repos[dev % TEAMS]
         my_repos = rng.sample(repos, k=min(3, len(repos)))
         my_models = rng.sample(MODELS, k=3)
@@ -348,35 +340,19 @@ def synthesize_month(db: Path, month: str, spans_total: int, rng: random.Random)
             "unpriced_output_tokens": 0,
         }
         rows.append((*key, *(measures[m] for m in ROLLUP_MEASURES)))
-    import sqlite3
-
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("PRAGMA synchronous = OFF")
-    conn.execute("BEGIN")
-    placeholders = ", ".join("?" * (8 + len(ROLLUP_MEASURES)))
-    conn.executemany(f"INSERT INTO rollup_daily VALUES ({placeholders})", rows)
-    sums = ", ".join(f"SUM({m})" for m in ROLLUP_MEASURES)
-    conn.execute(
-        f"INSERT INTO rollup_monthly SELECT substr(day, 1, 7), developer, team, cost_center, repo, {sums} "
-        "FROM rollup_daily GROUP BY 1, 2, 3, 4, 5"
-    )
-    conn.execute(team_daily_rollup.backfill_sql(ROLLUP_MEASURES))  # what the store derives per batch
-    conn.execute("COMMIT")
-    daily = conn.execute("SELECT count(*) FROM rollup_daily").fetchone()[0]
-    monthly = conn.execute("SELECT count(*) FROM rollup_monthly").fetchone()[0]
-    spans = conn.execute("SELECT sum(requests) FROM rollup_daily").fetchone()[0]
-    conn.close()
+    with bulk_write(db) as conn:
+        placeholders = ", ".join("?" * (8 + len(ROLLUP_MEASURES)))
+        conn.executemany(f"INSERT INTO rollup_daily VALUES ({placeholders})", rows)
+        sums = ", ".join(f"SUM({m})" for m in ROLLUP_MEASURES)
+        conn.execute(
+            f"INSERT INTO rollup_monthly SELECT substr(day, 1, 7), developer, team, cost_center, repo, {sums} "
+            "FROM rollup_daily GROUP BY 1, 2, 3, 4, 5"
+        )
+        conn.execute(team_daily_rollup.backfill_sql(ROLLUP_MEASURES))  # what the store derives per batch
+        daily = conn.execute("SELECT count(*) FROM rollup_daily").fetchone()[0]
+        monthly = conn.execute("SELECT count(*) FROM rollup_monthly").fetchone()[0]
+        spans = conn.execute("SELECT sum(requests) FROM rollup_daily").fetchone()[0]
     return {"spans": spans, "daily_rollup_rows": daily, "monthly_rollup_rows": monthly}
-
-
-def _median_ms(fn: Any, repeats: int) -> float:
-    fn()  # first run warms the page cache, as a long-running collector's would be
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        timings.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(timings), 2)
 
 
 def bench_queries(spans_total: int, repeats: int, workdir: Path) -> dict[str, Any]:
@@ -393,10 +369,10 @@ def bench_queries(spans_total: int, repeats: int, workdir: Path) -> dict[str, An
     result: dict[str, Any] = {
         **shape,
         "chargeback_rows": len(rows),
-        "chargeback_store_median_ms": _median_ms(lambda: store.chargeback(november), repeats),
-        "spend_by_team_median_ms": _median_ms(lambda: store.spend(november, ("team",)), repeats),
-        "spend_by_model_median_ms (daily rollup)": _median_ms(lambda: store.spend(november, ("model",)), repeats),
-        "top_developers_week_median_ms (daily rollup)": _median_ms(
+        "chargeback_store_median_ms": median_ms(lambda: store.chargeback(november), repeats),
+        "spend_by_team_median_ms": median_ms(lambda: store.spend(november, ("team",)), repeats),
+        "spend_by_model_median_ms (daily rollup)": median_ms(lambda: store.spend(november, ("model",)), repeats),
+        "top_developers_week_median_ms (daily rollup)": median_ms(
             lambda: store.top(SpendFilter(start=first, end=first.replace(day=7)), "developer", 10), repeats
         ),
     }
@@ -413,7 +389,7 @@ def bench_queries(spans_total: int, repeats: int, workdir: Path) -> dict[str, An
             with urllib.request.urlopen(url) as response:
                 response.read()
 
-        median = await loop.run_in_executor(None, _median_ms, fetch, repeats)
+        median = await loop.run_in_executor(None, median_ms, fetch, repeats)
         await collector.shutdown()
         return median
 

@@ -21,13 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sqlite3
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _synthetic_month import DEVELOPERS, bulk_write, weekdays
+from _synthetic_month import developer as synthetic_developer
+from _timing import median_ms
 
 from spendgate_collector import coverage
 from spendgate_collector.query import SpendFilter, parse_month
@@ -36,21 +38,17 @@ from spendgate_collector.records import SpendRecord
 from spendgate_collector.store import coverage_rollup, developer_hours
 from spendgate_collector.store.sqlite import SQLiteStore, day_string
 
-DEVELOPERS = 500
-TEAMS = 8
 SOURCES = ["header", "cursor-hook", "prompt-workspace", "model-alias", "key-default"]
 MONTH = "2026-11"
 
 
 def synthesize(db: Path, spans_total: int, rng: random.Random) -> dict[str, int]:
     """One month of coverage and developer-hour rollup rows for ``spans_total`` spans."""
-    SQLiteStore(db, synchronous="normal").close()
-    first, last = parse_month("month", MONTH)
-    days = [first.replace(day=d) for d in range(1, last.day + 1) if first.replace(day=d).weekday() < 5]
+    days = weekdays(MONTH)
     keys: list[tuple[Any, ...]] = []
     hour_keys: list[tuple[int, str]] = []
     for dev in range(DEVELOPERS):
-        developer, team, cost_center = f"dev{dev:03d}@acme.com", f"team-{dev % TEAMS}", f"CC-{1000 + dev % TEAMS}"
+        developer, team, cost_center = synthetic_developer(dev)
         for day in days:
             for source in rng.sample(SOURCES, k=rng.randint(2, 4)):
                 keys.append((day.isoformat(), developer, team, cost_center, source, 1))
@@ -68,28 +66,14 @@ def synthesize(db: Path, spans_total: int, rng: random.Random) -> dict[str, int]
         rows.append((*key, requests, 0, tokens, tokens // 20, tokens * 1500))
     per_hour = spans_total // len(hour_keys)
     hour_rows = [(h, d, per_hour, 0, per_hour * 20_000, per_hour * 800, per_hour * 10_000) for h, d in hour_keys]
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("PRAGMA synchronous = OFF")
-    conn.execute("BEGIN")
-    conn.executemany(coverage_rollup.UPSERT, rows)
-    conn.executemany(developer_hours.UPSERT, hour_rows)
-    conn.execute("COMMIT")
-    conn.close()
+    with bulk_write(db) as conn:
+        conn.executemany(coverage_rollup.UPSERT, rows)
+        conn.executemany(developer_hours.UPSERT, hour_rows)
     return {
         "spans": per_row * len(keys),
         "coverage_rollup_rows": len(rows),
         "developer_hour_rows": len(hour_rows),
     }
-
-
-def _median_ms(fn: Any, repeats: int) -> float:
-    fn()  # warm the page cache, as a running collector's would be
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        timings.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(timings), 2)
 
 
 def bench_queries(spans_total: int, repeats: int, workdir: Path) -> dict[str, Any]:
@@ -106,10 +90,10 @@ def bench_queries(spans_total: int, repeats: int, workdir: Path) -> dict[str, An
     try:
         return {
             **shape,
-            "coverage_month_median_ms": _median_ms(lambda: report(()), repeats),
-            "coverage_by_team_median_ms": _median_ms(lambda: report(("team",)), repeats),
-            "coverage_by_developer_median_ms": _median_ms(lambda: report(("developer",)), repeats),
-            "reconcile_month_gateway_side_median_ms": _median_ms(
+            "coverage_month_median_ms": median_ms(lambda: report(()), repeats),
+            "coverage_by_team_median_ms": median_ms(lambda: report(("team",)), repeats),
+            "coverage_by_developer_median_ms": median_ms(lambda: report(("developer",)), repeats),
+            "reconcile_month_gateway_side_median_ms": median_ms(
                 lambda: reconcile(store, db, november, Options(), 0), max(3, repeats // 5)
             ),
         }
