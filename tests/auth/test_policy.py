@@ -22,8 +22,8 @@ import pytest
 from aiohttp import web
 
 from spendgate_collector.auth.identity import allowed_roles, is_public
+from tests.collector.seed import send
 from tests.collector.spans import ours, span
-from tests.dashboard.seed import send
 from tests.support.oidc_idp import ADMIN_TOKEN, OidcStack, run_oidc_collector
 
 A, F, L, D = "admin", "finance", "lead", "developer"

@@ -153,10 +153,18 @@ month,developer,team,cost_center,repo,cost_usd,input_tokens,output_tokens,cache_
 """
 
 
+def send(running: RunningCollector, spans: list) -> None:
+    """Post ``spans`` to the collector over OTLP/HTTP; it answers once they are stored."""
+    response = httpx.post(
+        running.http_url,
+        content=protobuf_body(spans),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
 def seed(running: RunningCollector) -> None:
     """Send ``SEED`` (twice, to prove retries change nothing) and check the answers."""
     for _ in range(2):
-        response = httpx.post(
-            running.http_url, content=protobuf_body(SEED), headers={"Content-Type": "application/x-protobuf"}
-        )
-        assert response.status_code == 200, response.text
+        send(running, SEED)

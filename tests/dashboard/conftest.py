@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.dashboard.seed import seed_spans, send
+from tests.collector.seed import send
+from tests.dashboard.seed import seed_spans
 from tests.support.oidc_idp import OidcStack, run_oidc_collector
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,20 +1,15 @@
 """A small month of spend for the dashboard tests, dated in the current UTC month so the overview shows it.
 
 Three developers in two teams, priced with ``tests.collector.conftest.PRICES_YAML`` rates, plus one
-call of a model no price is known for; sent over real OTLP/HTTP.
+call of a model no price is known for; sent over real OTLP/HTTP with ``tests.collector.seed.send``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import httpx
-
-from tests.collector.conftest import RunningCollector
-from tests.collector.spans import ours, protobuf_body, span
-
-PLATFORM = {"team": "platform", "cost_center": "CC-1001"}
-DATA = {"team": "data", "cost_center": "CC-2002"}
+from tests.collector.seed import DATA, PLATFORM
+from tests.collector.spans import ours, span
 
 
 def day_in_month(days_ago: int) -> str:
@@ -105,14 +100,3 @@ def seed_spans() -> list:
             end=day_in_month(1),
         ),
     ]
-
-
-def send(running: RunningCollector, spans: list) -> None:
-    """Post ``spans`` to the collector over OTLP/HTTP; it answers once they are stored."""
-    response = httpx.post(
-        running.http_url,
-        content=protobuf_body(spans),
-        headers={"Content-Type": "application/x-protobuf"},
-        timeout=10,
-    )
-    response.raise_for_status()

@@ -20,8 +20,9 @@ from playwright.sync_api import Browser, BrowserContext, Page
 
 from spendgate_collector.dashboard.render import usd
 from spendgate_collector.query import current_month
+from tests.collector.seed import send
 from tests.collector.spans import ours, span
-from tests.dashboard.seed import DATA, day_in_month, send
+from tests.dashboard.seed import DATA, day_in_month
 from tests.support.oidc_idp import OidcStack
 
 MONTH = current_month()
