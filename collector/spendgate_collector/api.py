@@ -17,7 +17,6 @@ a developer sees their own usage, a lead their teams'; asking for someone else's
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -30,6 +29,7 @@ from aiohttp import web
 from . import report
 from .auth import ALL_ROLES, Role, allow, scope_filter
 from .auth.identity import identity_of, public
+from .blocking import run_blocking
 from .errors import QueryError, StoreUnavailable
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import CollectorMetrics
@@ -125,7 +125,7 @@ class QueryApi:
             return _json({"error": str(exc)}, status=503)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await run_blocking(self._executor, fn, *args)
 
     @allow(*ALL_ROLES)
     async def spend(self, request: web.Request) -> web.Response:

@@ -13,7 +13,6 @@ query API's error middleware. Queries run on the API's thread pool, never on the
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
@@ -26,6 +25,7 @@ from aiohttp import web
 from . import coverage, reconcile
 from .auth.identity import REQUEST_KEY, Identity, Role, allow
 from .auth.scope import scope_filter
+from .blocking import run_blocking
 from .errors import QueryError
 from .query import SpendFilter
 from .store.base import SpendStore
@@ -68,7 +68,7 @@ class AttributionApi:
         app.router.add_get("/api/reconcile", self.reconcile)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await run_blocking(self._executor, fn, *args)
 
     @allow(Role.ADMIN, Role.FINANCE, Role.LEAD, Role.DEVELOPER)
     async def coverage(self, request: web.Request) -> web.Response:

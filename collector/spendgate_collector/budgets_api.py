@@ -23,7 +23,6 @@ override 404. Every call runs on the API's thread pool, never on the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -36,6 +35,7 @@ from aiohttp import web
 from .api_body import ACTOR_HEADER, MAX_ACTOR, audit_actor, read_json_object
 from .auth import ALL_ROLES, Forbidden, Identity, Role, allow, can_see_budget, require_manage_budget
 from .auth.identity import identity_of
+from .blocking import run_blocking
 from .budgets import BudgetEngine, BudgetError, BudgetNotFound
 from .budgets.model import Budget, parse_budget
 
@@ -101,8 +101,7 @@ class BudgetsApi:
         app.router.add_get("/api/audit", self.audit)
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await run_blocking(self._executor, fn, *args, **kwargs)
 
     async def _visible(self, identity: Identity, budget_id: str) -> Budget:
         """The budget if ``identity`` may see it; else ``BudgetNotFound``, so ids do not leak."""

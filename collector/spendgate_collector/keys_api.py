@@ -17,7 +17,6 @@ with ``Cache-Control: no-store`` so no cache keeps the key. Calls run on the API
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -30,6 +29,7 @@ from aiohttp import web
 from .api_body import ACTOR_HEADER, MAX_ACTOR, audit_actor, read_json_object
 from .auth.errors import AuthError
 from .auth.identity import Identity, Role, allow, identity_of
+from .blocking import run_blocking
 from .errors import StoreUnavailable
 from .key_entries import KeyFileError
 from .key_service import InvalidKeyRequest, KeyNotFound, KeyService, KeysNotConfigured, KeyView
@@ -163,8 +163,7 @@ class KeysApi:
         app.router.add_post("/api/keys/{key_id}/revoke", self.revoke_key)
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await run_blocking(self._executor, fn, *args, **kwargs)
 
     @allow(Role.ADMIN, Role.LEAD, Role.DEVELOPER)
     @_errors

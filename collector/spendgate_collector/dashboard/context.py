@@ -6,13 +6,12 @@ never on the event loop.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..blocking import run_blocking
 from .render import Renderer
 
 if TYPE_CHECKING:
@@ -40,5 +39,4 @@ class DashboardContext:
     renderer: Renderer = field(default_factory=Renderer)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        return await run_blocking(self.executor, fn, *args, **kwargs)
