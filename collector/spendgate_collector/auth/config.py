@@ -11,7 +11,6 @@ environment variables they are read from at start. From the environment the whol
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..config_section import section_from_json
 from ..errors import ConfigError
 from .identity import Role
 
@@ -115,12 +115,7 @@ class AuthConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_json(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"expected a JSON object: {exc}") from None
-        return value
+        return section_from_json(value)
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> AuthConfig:

@@ -6,13 +6,13 @@ from at start. From the environment the whole section is ``SPENDGATE_COLLECTOR_C
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..config_section import section_from_json
 from ..errors import ConfigError
 from .client import DEFAULT_BASE_URL, DEFAULT_REQUESTS_PER_MINUTE, CursorAdminClient
 from .poller import (
@@ -50,12 +50,7 @@ class CursorAdminConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_json(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"expected a JSON object: {exc}") from None
-        return value
+        return section_from_json(value)
 
 
 def build_poller(
