@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from spendgate.simulator.cursor_admin import AdminSimulator, create_admin_app, day_ms, usage_event
 from spendgate_collector.cursor_admin import (
@@ -28,6 +27,7 @@ from spendgate_collector.keys import Principal
 from spendgate_collector.query import SpendFilter
 from spendgate_collector.records import SpendRecord
 from spendgate_collector.store.sqlite import SQLiteStore
+from tests.support.aio_server import start_app
 
 DAY = 86_400_000
 T0 = day_ms("2026-11-20")
@@ -39,11 +39,7 @@ def run(coro_fn: Callable[[str], Awaitable[Any]], sim: AdminSimulator) -> Any:
     """Serve ``sim`` on an ephemeral loopback port and run ``coro_fn(base_url)`` against it."""
 
     async def main() -> Any:
-        runner = web.AppRunner(create_admin_app(sim))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await start_app(create_admin_app(sim))
         try:
             return await coro_fn(f"http://127.0.0.1:{port}")
         finally:

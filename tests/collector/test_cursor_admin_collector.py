@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from spendgate.simulator.cursor_admin import AdminSimulator, create_admin_app, usage_event
 from spendgate_collector.app import Collector
 from spendgate_collector.config import CollectorConfig, load_config
 from spendgate_collector.errors import ConfigError
+from tests.support.aio_server import start_app
 
 
 def test_config_section_defaults_and_env_json() -> None:
@@ -54,11 +54,7 @@ def test_collector_polls_and_stores_cursor_billed_spend(tmp_path: Path, monkeypa
     )
 
     async def main() -> None:
-        runner = web.AppRunner(create_admin_app(sim))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await start_app(create_admin_app(sim))
         cfg = CollectorConfig(
             db=tmp_path / "s.db",
             otlp_grpc=None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiohttp import web
 from click.testing import CliRunner
 
 from spendgate.simulator.cursor_admin import AdminSimulator, create_admin_app, day_ms, usage_event
@@ -30,6 +28,7 @@ from spendgate_collector.reconcile import Options, reconcile
 from spendgate_collector.store.sqlite import SQLiteStore
 from tests.collector.conftest import run_collector
 from tests.collector.spans import ours, protobuf_body, span
+from tests.support.aio_server import serve_app, start_app
 
 HOUR = 3_600_000
 MIN = 60_000
@@ -52,25 +51,8 @@ def _gateway_call(n: int, developer: str, start_ms: int) -> Any:
 @contextlib.contextmanager
 def serve(sim: AdminSimulator) -> Iterator[str]:
     """The simulated Admin API on a loopback port, on its own event loop thread; yields its base URL."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    async def start() -> tuple[web.AppRunner, int]:
-        runner = web.AppRunner(create_admin_app(sim))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    runner, port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
+    with serve_app(lambda: create_admin_app(sim)) as server:
+        yield server.url
 
 
 def test_seeded_gap_is_found_and_matching_hours_are_not(tmp_path: Path, monkeypatch: Any) -> None:
@@ -161,11 +143,7 @@ def test_daily_usage_cross_check_finds_events_the_poller_never_read(tmp_path: Pa
     store = SQLiteStore(tmp_path / "s.db")
 
     async def main() -> None:
-        runner = web.AppRunner(create_admin_app(sim))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await start_app(create_admin_app(sim))
         client = CursorAdminClient("key_test_team", base_url=f"http://127.0.0.1:{port}", requests_per_minute=60_000)
         poller = CursorAdminPoller(
             client,

@@ -36,6 +36,17 @@ class ServerHandle:
         self._stop()
 
 
+async def start_app(
+    app: web.Application, host: str = "127.0.0.1", **runner_kwargs: object
+) -> tuple[web.AppRunner, int]:
+    """Start ``app`` on an ephemeral port of ``host`` on the running loop: its runner (clean it up) and port."""
+    runner = web.AppRunner(app, **runner_kwargs)  # type: ignore[arg-type]
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 @contextlib.contextmanager
 def serve_app(
     make_app: Callable[[], web.Application | Awaitable[web.Application]],
@@ -51,12 +62,7 @@ def serve_app(
         app = make_app()
         if not isinstance(app, web.Application):
             app = await app
-        runner = web.AppRunner(app, **runner_kwargs)  # type: ignore[arg-type]
-        await runner.setup()
-        site = web.TCPSite(runner, host, 0)
-        await site.start()
-        box["runner"] = runner
-        box["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        box["runner"], box["port"] = await start_app(app, host, **runner_kwargs)
 
     def _run() -> None:
         asyncio.set_event_loop(loop)
