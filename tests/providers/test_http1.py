@@ -8,13 +8,20 @@ aiohttp server.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gzip
+import ssl
 import zlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from spendgate.proxy.providers.http1 import Http1Pool, UpstreamProtocolError
 
@@ -379,3 +386,84 @@ def test_header_injection_is_refused() -> None:
     with pytest.raises(ValueError) as err:
         pool("http://127.0.0.1:1/v1", headers={"Authorization": "Bearer sk-secret\r\nX-Evil: 1"})
     assert "sk-secret" not in str(err.value)
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for ``localhost`` and its key, written as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_tls_upstream_with_hostname_verification(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    seen_sni: list[str | None] = []
+    server_ctx.sni_callback = lambda sock, name, ctx: seen_sni.append(name)  # type: ignore[assignment,misc]
+    trusting = ssl.create_default_context(cafile=str(cert))
+
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(HEAD_CHUNKED + chunked(*SSE))
+
+    async def main() -> None:
+        srv = RawServer(reply)
+        srv.server = await asyncio.start_server(srv._serve, "127.0.0.1", 0, ssl=server_ctx)
+        port = srv.server.sockets[0].getsockname()[1]
+        try:
+            p = pool(f"https://localhost:{port}/v1", ssl_context=trusting)
+            for _ in range(2):
+                assert await _read_stream(p, f"https://localhost:{port}/v1") == (200, b"".join(SSE))
+            assert srv.connections == 1 and seen_sni == ["localhost"]
+            assert f"Host: localhost:{port}\r\n".encode() in srv.requests[0]
+            await p.close()
+            # Same server under a name its certificate does not carry: refused, as a client error.
+            wrong = pool(f"https://127.0.0.1:{port}/v1", ssl_context=trusting)
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await wrong.post(f"https://127.0.0.1:{port}/v1/chat/completions", data=b"{}")
+            await wrong.close()
+            untrusted = pool(f"https://localhost:{port}/v1")  # the system CAs do not know this certificate
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await untrusted.post(f"https://localhost:{port}/v1/chat/completions", data=b"{}")
+            await untrusted.close()
+        finally:
+            srv.server.close()
+
+    run(main())
+
+
+def test_keep_alive_timeout_hint_retires_idle_connections_early() -> None:
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1.2\r\nContent-Length: 2\r\n\r\nok")
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            url = srv.url + "/chat/completions"
+            assert await (await p.post(url, data=b"{}")).read() == b"ok"
+            assert await (await p.post(url, data=b"{}")).read() == b"ok"  # within 0.2 s: reused
+            assert srv.connections == 1
+            await asyncio.sleep(0.4)  # past the hint minus a second of margin
+            assert await (await p.post(url, data=b"{}")).read() == b"ok"
+            assert srv.connections == 2
+            await p.close()
+
+    run(main())

@@ -30,6 +30,7 @@ replaces (``trust_env`` off): a gateway's upstream route is its configuration, n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import zlib
 from collections import deque
@@ -76,6 +77,7 @@ class _Connection(asyncio.Protocol):
         "_state",
         "_timer",
         "closed",
+        "idle_limit",
         "idle_since",
         "paused",
         "pool",
@@ -92,6 +94,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.idle_since = 0.0
+        self.idle_limit = pool.keepalive_s
         self.response: Http1Response | None = None
         self.reusable = False
         self._head_waiter: asyncio.Future[Http1Response] | None = None
@@ -235,6 +238,8 @@ class _Connection(asyncio.Protocol):
             return
         conn = headers.get("Connection", "").lower()
         keep_alive = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
+        if (hint := headers.get("Keep-Alive")) is not None:
+            self._note_keep_alive(hint)
         response = Http1Response(self, status, reason, CIMultiDictProxy(headers))
         self.response = response
         encoding = headers.get("Content-Encoding", "identity").lower()
@@ -269,6 +274,15 @@ class _Connection(asyncio.Protocol):
             self._finish()
         elif rest:
             self.data_received(rest)
+
+    def _note_keep_alive(self, hint: str) -> None:
+        """Honour ``Keep-Alive: timeout=N``: reuse the connection only well before the server drops it,
+        which narrows the race of a request sent on a connection the server is closing."""
+        for part in hint.split(","):
+            name, _, value = part.strip().partition("=")
+            if name.lower() == "timeout":
+                with contextlib.suppress(ValueError):  # a malformed hint: keep our own limit
+                    self.idle_limit = min(self.pool.keepalive_s, max(0.0, float(value) - 1.0))
 
     def _by_length(self, data: bytes) -> None:
         left = self._left
@@ -410,10 +424,12 @@ class _Body:
 class Http1Response:
     """One upstream response; its body arrives in the background and is read once."""
 
-    __slots__ = ("_chunks", "_conn", "_done", "_error", "_size", "_waiter", "headers", "reason", "status")
+    __slots__ = ("_chunks", "_conn", "_done", "_error", "_loop", "_size", "_waiter", "headers", "reason", "status")
 
     def __init__(self, conn: _Connection, status: int, reason: str, headers: CIMultiDictProxy[str]) -> None:
         self._conn: _Connection | None = conn
+        # Kept: asyncio.get_running_loop() costs a getpid() system call on every call.
+        self._loop = conn.pool.loop
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -480,13 +496,13 @@ class Http1Response:
                     raise self._error
                 return
             else:
-                waiter = self._waiter = asyncio.get_running_loop().create_future()
+                waiter = self._waiter = self._loop.create_future()
                 await waiter
 
     async def read(self) -> bytes:
         """The whole (rest of the) body."""
         while not self._done:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            waiter = self._waiter = self._loop.create_future()
             await waiter
         if self._error is not None:
             raise self._error
@@ -591,7 +607,7 @@ class Http1Pool:
             now = loop.time()
             while self._idle:
                 conn = self._idle.pop()  # most recently used first: the least likely to be stale
-                if conn.closed or now - conn.idle_since > self.keepalive_s:
+                if conn.closed or now - conn.idle_since > conn.idle_limit:
                     conn.close()
                     continue
                 self._busy.add(conn)
