@@ -380,7 +380,8 @@ def test_restart_with_a_non_empty_queue_resumes_delivery(tmp_path: Path) -> None
     try:
         with run_collector(tmp_path, exporters=[config]) as collector:
             send(collector, [llm(i) for i in range(25)])
-            assert wait_for(lambda: health(collector)["exporters"]["backend"]["queue_spans"] == 25)
+            # The exporters' section appears once the exporter process has reported; wait for it too.
+            assert wait_for(lambda: health(collector).get("exporters", {}).get("backend", {}).get("queue_spans") == 25)
         queue_file = tmp_path / "spendgate-export-queue.db"
         assert queue_file.exists()
 
