@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
-import json
 import os
 import shutil
 import statistics
@@ -42,19 +41,22 @@ from typing import Any
 import psutil
 import uvloop
 from _load import Target, run_phase
-from bench_proxy import CHUNKS, MODEL, _Child, _free_port, _http_ok, _port_open, _spawn, _stop, _wait_ready
+from bench_proxy import (
+    CHUNKS,
+    MODEL,
+    REQUEST_BODY,
+    _Child,
+    _free_port,
+    _http_ok,
+    _port_open,
+    _spawn,
+    _stop,
+    _wait_ready,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 EXPORT_WAIT_S = 1.3  # the proxy exports spans every second: each phase's export lands in its window
-BODY = json.dumps(
-    {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Why would a streaming endpoint seem to buffer?"}],
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-).encode()
 
 
 def _export_tree(rev: str, into: Path) -> Path:
@@ -98,7 +100,7 @@ def _usage(pid: int) -> tuple[float, float, int, int]:
 
 
 async def _phase(url: str, headers: dict[str, str], calls: int) -> Any:
-    target = Target("t", url, BODY, headers, max_connections=1)
+    target = Target("t", url, REQUEST_BODY, headers, max_connections=1)  # bench_proxy's call
     async with target:
         result = await run_phase(target, 1, calls)
     if result.errors:
