@@ -1,12 +1,16 @@
-"""Spans encoded as they are queued (``OTLPRecordSink.prepare``): same bytes at the receiver, failures counted."""
+"""Spans encoded as they are queued, static attributes reused: the same spans, failures counted."""
 
 from __future__ import annotations
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from spendgate.proxy.attribution import Attribution
+from spendgate.proxy.keys import Principal
+from spendgate.proxy.otlp_encode import RequestEncoder
 from spendgate.proxy.otlp_export import Outcome, Result
-from spendgate.proxy.spans import CallRecord, OTLPRecordSink, SpanExportWorker, encode_record
+from spendgate.proxy.spans import CallRecord, OTLPRecordSink, SpanExportWorker, build_span, encode_record
 from tests.proxy.test_otlp import RESOURCE, _record
 
 
@@ -47,3 +51,22 @@ def test_a_record_that_cannot_be_encoded_is_counted_as_dropped(caplog: pytest.Lo
     assert worker.force_flush() is True
     assert worker.stats().exported == 1
     assert "could not be encoded" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"attribution": Attribution("web", "header", "dev")},
+        {"principal": Principal("key_2", "bo@acme.com", "platform", "CC-1", "api")},
+        {"feature": "chat"},
+        {"served_model": "gpt-4.1"},
+        {"route": "/t/repo=web/v1/chat/completions"},
+        {"stream": False},
+    ],
+)
+def test_reused_static_attributes_never_cross_calls(change: dict[str, object]) -> None:
+    first, second = _record(), _record(**change)
+    for rec in (first, second, first, second):  # the second round comes from the cache
+        expected = encode_spans([build_span(rec, RESOURCE)]).resource_spans[0].scope_spans[0].spans[0]
+        ours = ExportTraceServiceRequest.FromString(RequestEncoder({}, "s", "1").encode([encode_record(rec)]))
+        assert list(ours.resource_spans[0].scope_spans[0].spans[0].attributes) == list(expected.attributes)

@@ -67,12 +67,13 @@ def encode_span(
     start_ns: int,
     end_ns: int,
     attributes: Mapping[str, Any],
+    encoded_attributes: bytes = b"",
     status_code: int = STATUS_UNSET,
     status_message: str | None = None,
     kind: int = SPAN_KIND_CLIENT,
     events: Iterable[tuple[int, str, Mapping[str, Any]]] | None = None,
 ) -> bytes:
-    """One ``Span`` message body."""
+    """One ``Span`` message body; ``encoded_attributes`` (already-encoded fields) go before ``attributes``."""
     parts = [
         b"\x0a\x10" + trace_id.to_bytes(16, "big"),
         b"\x12\x08" + span_id.to_bytes(8, "big"),
@@ -84,6 +85,7 @@ def encode_span(
         b"\x30" + _varint(kind),
         b"\x39" + _pack_q(start_ns),
         b"\x41" + _pack_q(end_ns),
+        encoded_attributes,
         encode_attributes(attributes, b"\x4a"),
     ]
     for time_ns, event_name, event_attrs in events or ():
