@@ -467,3 +467,50 @@ def test_keep_alive_timeout_hint_retires_idle_connections_early() -> None:
             await p.close()
 
     run(main())
+
+
+def test_large_bodies_read_whole_or_streamed_to_a_slow_reader() -> None:
+    big = bytes(range(256)) * 8192  # 2 MiB, far past the pause threshold
+
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big))
+        for i in range(0, len(big), 65536):
+            w.write(big[i : i + 65536])
+            await w.drain()
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url, read_timeout=3)
+            url = srv.url + "/chat/completions"
+            resp = await p.post(url, data=b"{}")
+            assert await resp.read() == big  # read() never leaves reading paused
+            resp = await p.post(url, data=b"{}")
+            got = []
+            async for chunk in resp.content.iter_any():
+                got.append(chunk)
+                await asyncio.sleep(0.01)  # a slow client: the upstream is paused and resumed
+            assert b"".join(got) == big
+            assert srv.connections == 1
+            await p.close()
+
+    run(main())
+
+
+def test_unsolicited_bytes_on_an_idle_connection_retire_it() -> None:
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await w.drain()
+        await asyncio.sleep(0.05)
+        w.write(b"junk")  # after the answer: the connection can no longer be trusted
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            url = srv.url + "/chat/completions"
+            assert await (await p.post(url, data=b"{}")).read() == b"ok"
+            await asyncio.sleep(0.2)
+            assert await (await p.post(url, data=b"{}")).read() == b"ok"
+            assert srv.connections == 2
+            await p.close()
+
+    run(main())

@@ -424,7 +424,19 @@ class _Body:
 class Http1Response:
     """One upstream response; its body arrives in the background and is read once."""
 
-    __slots__ = ("_chunks", "_conn", "_done", "_error", "_loop", "_size", "_waiter", "headers", "reason", "status")
+    __slots__ = (
+        "_chunks",
+        "_conn",
+        "_done",
+        "_error",
+        "_loop",
+        "_pausable",
+        "_size",
+        "_waiter",
+        "headers",
+        "reason",
+        "status",
+    )
 
     def __init__(self, conn: _Connection, status: int, reason: str, headers: CIMultiDictProxy[str]) -> None:
         self._conn: _Connection | None = conn
@@ -438,6 +450,7 @@ class Http1Response:
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._pausable = True  # off while read() gathers the whole body: nobody takes chunks meanwhile
 
     @property
     def content(self) -> _Body:
@@ -457,7 +470,7 @@ class Http1Response:
     def _feed(self, data: bytes) -> None:
         self._chunks.append(data)
         self._size += len(data)
-        if self._size > PAUSE_ABOVE_BYTES and self._conn is not None:
+        if self._size > PAUSE_ABOVE_BYTES and self._pausable and self._conn is not None:
             self._conn.pause()
         self._wake()
 
@@ -501,6 +514,9 @@ class Http1Response:
 
     async def read(self) -> bytes:
         """The whole (rest of the) body."""
+        self._pausable = False
+        if self._conn is not None and self._conn.paused:
+            self._conn.resume()
         while not self._done:
             waiter = self._waiter = self._loop.create_future()
             await waiter
@@ -607,7 +623,7 @@ class Http1Pool:
             now = loop.time()
             while self._idle:
                 conn = self._idle.pop()  # most recently used first: the least likely to be stale
-                if conn.closed or now - conn.idle_since > conn.idle_limit:
+                if conn.closed or not conn.reusable or now - conn.idle_since > conn.idle_limit:
                     conn.close()
                     continue
                 self._busy.add(conn)
