@@ -38,9 +38,11 @@ def install_hooks_cmd(
 
     Other hooks in the file are kept; running it again replaces only spendgate's entries.
 
-    Note: the gateway side (POST /hooks/cursor joining reports to calls) is not built yet, so
-    today the hook's reports are answered 404 and ignored (the hook still exits 0 at once).
-    See docs/cursor-attribution.md.
+    Before each prompt, Cursor runs the hook; it posts the repo (git remote, branch, workspace
+    root) to the gateway's POST /hooks/cursor with the developer's virtual key, and that
+    developer's calls are charged to the repo for the next cursor.hook_window_s (15 min by default,
+    refreshed by every report), on every proxy. The hook never blocks Cursor: 300 ms at most,
+    always exit 0. See docs/cursor-attribution.md.
 
     Example:
 
