@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from spendgate.proxy import estimate
+from spendgate.proxy import estimate, features
 from spendgate.proxy.attribution import parse_path_prefix, resolve
 from spendgate.proxy.config import ConfigError, load_config
 from spendgate.proxy.features import classify
-from spendgate.proxy.keys import KeyDirectory, create_key, hash_key, read_key_file
+from spendgate.proxy.keys import (
+    VERIFIED_CACHE_SIZE,
+    KeyDirectory,
+    KeyRecord,
+    Principal,
+    create_key,
+    hash_key,
+    read_key_file,
+    revoke_key,
+)
 from spendgate.proxy.redact import redact
 from spendgate_semconv.attributes import Feature, RepoSource
 
@@ -45,6 +56,28 @@ TOOLS = [{"type": "function", "function": {"name": "grep", "parameters": {}}}]
 )
 def test_feature_rules(body: dict, expected: str) -> None:
     assert classify(body) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Summarize the conversation so far.",
+        "SUMMARISE THIS",
+        "a summary of THE conversation",
+        "Compact this Conversation please",
+        "condense",
+        "condensed",  # no word boundary after "condense": no match
+        "resummarize",  # none before it either
+        "\u017fummarize this",  # long s: IGNORECASE matches it to "s", lower() does not
+        "\u212aeep it short, summarize",  # Kelvin sign in an otherwise matching text
+        "compact the conversation \u00e9t\u00e9",
+        "You are a concise coding assistant.",
+        "",
+    ],
+)
+def test_summarise_prefilter_agrees_with_the_regex(text: str) -> None:
+    assert features._asks_to_summarise(text) == (features._SUMMARISE.search(text) is not None)
+    assert features._asks_to_summarise("x " * 500 + text) == (features._SUMMARISE.search("x " * 500 + text) is not None)
 
 
 def test_attribution_precedence() -> None:
@@ -90,6 +123,70 @@ def test_key_file_round_trip_stores_only_hashes(tmp_path: Path) -> None:
     assert KeyDirectory(path).lookup(key).user == "ana@acme.com"
     with pytest.raises(ValueError, match="email"):
         create_key(path, user="ana")
+
+
+def test_verified_key_cache_never_outlives_a_change(tmp_path: Path) -> None:
+    """``lookup`` remembers verified keys; every index change forgets them and every hit is re-checked."""
+    path = tmp_path / "keys.yaml"
+    key, rec = create_key(path, user="ana@acme.com")
+    keys = KeyDirectory(path)
+    assert keys.lookup(key) is keys.lookup(key) is keys._verified[key]  # the second lookup was a hit
+    revoke_key(path, rec.principal.key_id)
+    os.utime(path, ns=(1, 1))  # a reload must not depend on the mtime's resolution
+    assert keys.reload_if_changed()
+    with pytest.raises(LookupError, match="revoked"):
+        keys.lookup(key)
+    assert key not in keys._verified
+
+    # Control-plane changes: a rotated hash, a disabled key, a removed key.
+    keys = KeyDirectory(records=[KeyRecord(Principal("key_b", "b@acme.com"), hash_key("sg-b"), "sg-b")])
+    assert keys.lookup("sg-b").user == "b@acme.com"
+    keys.upsert([KeyRecord(Principal("key_b", "b@acme.com"), hash_key("sg-b2"), "sg-b2")])
+    with pytest.raises(LookupError, match="unknown"):
+        keys.lookup("sg-b")
+    assert keys.lookup("sg-b2").key_id == "key_b"
+    keys.upsert([KeyRecord(Principal("key_b", "b@acme.com", disabled=True), hash_key("sg-b2"), "sg-b2")])
+    with pytest.raises(LookupError, match="disabled"):
+        keys.lookup("sg-b2")
+    keys.upsert([KeyRecord(Principal("key_b", "b@acme.com"), hash_key("sg-b2"), "sg-b2")])
+    assert keys.lookup("sg-b2").key_id == "key_b"
+    keys.remove(["key_b"])
+    with pytest.raises(LookupError, match="unknown"):
+        keys.lookup("sg-b2")
+    keys.replace([KeyRecord(Principal("key_c", "c@acme.com"), hash_key("sg-c"), "sg-c")])
+    assert keys.lookup("sg-c").user == "c@acme.com"
+    keys.replace([])
+    with pytest.raises(LookupError, match="unknown"):
+        keys.lookup("sg-c")
+
+
+def test_verified_key_cache_rechecks_expiry_and_is_bounded() -> None:
+    expires = datetime(2030, 1, 1, tzinfo=UTC)
+    keys = KeyDirectory(records=[KeyRecord(Principal("key_e", "e@acme.com", expires_at=expires), hash_key("sg-e"), "")])
+    assert keys.lookup("sg-e", now=expires - timedelta(seconds=1)).key_id == "key_e"
+    assert "sg-e" in keys._verified
+    with pytest.raises(LookupError, match="expired"):
+        keys.lookup("sg-e", now=expires)  # a hit, and still refused once the key has expired
+
+    many = [KeyRecord(Principal(f"key_{i}", f"u{i}@acme.com"), hash_key(f"sg-{i}"), "") for i in range(3000)]
+    keys = KeyDirectory(records=many)
+    for i in range(3000):
+        assert keys.lookup(f"sg-{i}").key_id == f"key_{i}"
+    assert len(keys._verified) == VERIFIED_CACHE_SIZE
+    assert "sg-2999" in keys._verified and "sg-0" not in keys._verified  # the oldest went first
+    with pytest.raises(LookupError, match="unknown"):
+        keys.lookup("sg-nope")
+    assert "sg-nope" not in keys._verified  # refusals are never remembered
+
+
+def test_verified_key_cache_a_lookup_racing_a_reload_stores_nothing_live() -> None:
+    """A lookup that read the old index while a reload swapped it stores into the discarded dict."""
+    keys = KeyDirectory(records=[KeyRecord(Principal("key_r", "r@acme.com"), hash_key("sg-r"), "")])
+    stale = keys._verified
+    keys.replace([])  # what the executor thread does between the lookup's two reads
+    stale["sg-r"] = Principal("key_r", "r@acme.com")  # the racing lookup's late store
+    with pytest.raises(LookupError, match="unknown"):
+        keys.lookup("sg-r")
 
 
 def test_config_errors_name_the_field(tmp_path: Path) -> None:
