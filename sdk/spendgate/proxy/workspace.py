@@ -35,6 +35,9 @@ _BLOCK_SPAN = 4096
 _MAX_ITEMS = 3
 """How many leading ``messages`` / ``input`` items are looked at: system, developer, first user."""
 
+_PROMPT_ROLES = (None, "system", "developer", "user")
+"""Roles of the items whose text may carry the workspace."""
+
 _OPEN_TAG = "<user_info>"
 _CLOSE_TAG = "</user_info>"
 # Markers tried (lower-cased text) when there is no <user_info> tag: cheap str.find, then regex.
@@ -82,32 +85,37 @@ def parse_workspace(body: Mapping[str, Any], max_chars: int = DEFAULT_MAX_CHARS)
     (``instructions`` / ``input``) and Anthropic-shaped (``system`` blocks + ``messages``).
     """
     try:
-        for where, text in _prompt_texts(body):
-            info = _parse_text(text[:max_chars], where)
-            if info is not None:
-                return info
+        for key, index, text in _prompt_texts(body):
+            block = _marked_block(text[:max_chars])
+            if block is not None:
+                # The label is built only here: most bodies name no workspace, and it is for debugging.
+                info = _parse_block(block, key if index < 0 else f"{key}[{index}]")
+                if info is not None:
+                    return info
     except Exception:  # a malformed body must never fail the call: no attribution instead
         return None
     return None
 
 
-def _prompt_texts(body: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """The texts where Cursor puts ``<user_info>``, in order, without touching the rest of the history."""
+def _prompt_texts(body: Mapping[str, Any]) -> Iterator[tuple[str, int, str]]:
+    """The texts where Cursor puts ``<user_info>``, in order, without touching the rest of the history:
+    ``(key, index in the list or -1, text)``."""
     for key in ("system", "instructions"):
         if key in body:
             text = _text_of(body[key])
             if text:
-                yield key, text
+                yield key, -1, text
     for key in ("messages", "input"):
         items = body.get(key)
         if isinstance(items, str):
-            yield key, items
+            yield key, -1, items
         elif isinstance(items, list):
             for i, item in enumerate(items[:_MAX_ITEMS]):
-                if isinstance(item, Mapping) and item.get("role") in (None, "system", "developer", "user"):
+                # A dict first: the ABC check alone costs more than the rest of this test.
+                if (type(item) is dict or isinstance(item, Mapping)) and item.get("role") in _PROMPT_ROLES:
                     text = _text_of(item.get("content"))
                     if text:
-                        yield f"{key}[{i}]", text
+                        yield key, i, text
 
 
 def _text_of(content: Any) -> str:
@@ -127,10 +135,7 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def _parse_text(text: str, where: str) -> WorkspaceInfo | None:
-    block = _marked_block(text)
-    if block is None:
-        return None
+def _parse_block(block: str, where: str) -> WorkspaceInfo | None:
     paths = _paths_in(block)
     remote = _remote_in(block)
     if not paths and remote is None:
