@@ -306,6 +306,52 @@ def test_total_timeout_caps_a_call_that_keeps_streaming() -> None:
     run(main())
 
 
+def test_timeouts_hold_on_a_reused_connection() -> None:
+    """The timeout timer outlives a call for the next one on the connection: a silent second call
+    still times out after the read timeout (the reused timer fires early and re-arms), and after the
+    timer lapsed on the idle connection the next call gets its own total timeout, counted from its start."""
+    calls = [0]  # requests answered so far; main() resets it between the two pools
+
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            w.write(HEAD_CHUNKED + chunked(*SSE))
+        elif calls[0] == 2:
+            await asyncio.sleep(5)  # silent: the read timeout must end it
+        else:
+            w.write(HEAD_CHUNKED)
+            for _ in range(100):  # never silent: only the total timeout can end it
+                await asyncio.sleep(0.05)
+                w.write(b"%x\r\n%s\r\n" % (len(SSE[0]), SSE[0]))
+
+    async def main() -> None:
+        async with RawServer(reply) as srv:
+            loop = asyncio.get_running_loop()
+            p = pool(srv.url, read_timeout=0.4)
+            assert await _read_stream(p, srv.url) == (200, b"".join(SSE))
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await p.post(srv.url + "/chat/completions", data=b"{}")
+            assert 0.3 < loop.time() - started < 2
+            await p.close()
+
+            p = pool(srv.url, read_timeout=3, total_timeout=0.5)
+            calls[0] = 0
+            assert await _read_stream(p, srv.url) == (200, b"".join(SSE))  # arms a timer due in 0.5 s
+            await asyncio.sleep(0.7)  # it fires on the idle connection and lapses
+            calls[0] = 2  # the next call streams without pause
+            started = loop.time()
+            resp = await p.post(srv.url + "/chat/completions", data=b"{}")
+            with pytest.raises(TimeoutError):
+                async for _ in resp.content.iter_any():
+                    pass
+            assert 0.4 < loop.time() - started < 1.5  # its own 0.5 s total, not a deadline left from the first call
+            assert srv.connections == 2  # each pool reused its connection for the second call
+            await p.close()
+
+    run(main())
+
+
 def test_unreachable_and_connect_errors_are_client_errors() -> None:
     async def main() -> None:
         srv = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)

@@ -159,8 +159,16 @@ class _Connection(asyncio.Protocol):
         now = self._activity = self._loop.time()
         total = self.pool.total_timeout
         self._deadline = now + total if total is not None else float("inf")
-        # One timer per exchange, not one per chunk: it re-arms itself while bytes keep coming.
-        self._timer = self._loop.call_at(min(now + self._read_timeout, self._deadline), self._check_idle)
+        # One timer per connection, not one per chunk or per call: it re-arms itself while bytes keep
+        # coming, and outlives the exchange (``_finish`` leaves it), so the next call on this
+        # connection reuses it unless it would fire too late for this call's deadlines. A check that
+        # fires early just re-arms; one that fires between calls finds nothing due and lapses.
+        due = min(now + self._read_timeout, self._deadline)
+        timer = self._timer
+        if timer is None or timer.when() > due:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(due, self._check_idle)
         self.transport.writelines((head, body))
         return waiter
 
@@ -387,9 +395,11 @@ class _Connection(asyncio.Protocol):
             self.response._feed(data)
 
     def _finish(self) -> None:
-        """The body is complete: hand the rest to the response and give the connection back."""
+        """The body is complete: hand the rest to the response and give the connection back.
+
+        The timer stays armed for the next call (see ``start``); ``close`` cancels it.
+        """
         self._state = 5
-        self._cancel_timer()
         response = self.response
         if self._decoder is not None:
             tail = self._decoder.flush()
