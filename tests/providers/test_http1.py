@@ -592,3 +592,49 @@ def test_unsolicited_bytes_on_an_idle_connection_retire_it() -> None:
             await p.close()
 
     run(main())
+
+
+def test_sent_runs_once_after_the_request_is_written_and_before_the_answer() -> None:
+    """``sent`` is the caller's chance to work while the upstream computes: the server here answers
+    only once ``sent`` has run (a ``sent`` called after the answer would time the call out), and a
+    ``sent`` that raises drops the exchange's connection like a cancelled call."""
+    wire = HEAD_CHUNKED + chunked(*SSE)
+    gate: asyncio.Event | None = None
+
+    async def reply(_: bytes, w: asyncio.StreamWriter) -> None:
+        assert gate is not None
+        await asyncio.wait_for(gate.wait(), 2)
+        w.write(wire)
+        await w.drain()
+
+    async def main() -> None:
+        nonlocal gate
+        gate = asyncio.Event()
+        calls: list[int] = []
+
+        def sent() -> None:
+            calls.append(len(calls))
+            gate.set()
+
+        async with RawServer(reply) as srv:
+            p = pool(srv.url)
+            resp = await p.post(srv.url + "/chat/completions", data=b'{"x":1}', sent=sent)
+            assert calls == [0]
+            assert b"".join([c async for c in resp.content.iter_any()]) == b"".join(SSE)
+            resp.close()
+
+            def broken() -> None:
+                raise RuntimeError("span record failed")
+
+            with pytest.raises(RuntimeError, match="span record failed"):
+                await p.post(srv.url + "/chat/completions", data=b'{"x":1}', sent=broken)
+            for _ in range(100):
+                if srv.closed:
+                    break
+                await asyncio.sleep(0.01)
+            assert srv.closed == 1  # the connection that carried the failed exchange is gone
+            assert await _read_stream(p, srv.url) == (200, b"".join(SSE))
+            assert srv.connections == 2
+            await p.close()
+
+    run(main())

@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 
 from spendgate.proxy import estimate
-from spendgate.proxy.admission import Plan, new_record, plan_call
+from spendgate.proxy.admission import Plan, lookup_model, new_record, plan_call
 from spendgate.proxy.budget_reply import pause_response
 from spendgate.proxy.config import ProxySettings
 from spendgate.proxy.control import start_control
@@ -143,10 +143,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         # "acme-api/gpt-4.1" is model gpt-4.1 charged to repo acme-api: the base model is what gets
         # looked up, routed, priced and recorded; the upstream never sees the alias.
         model, alias = state.attribution.split_model(requested)
-        attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
-        feature = classify(body)
-        # Model lookup, budget verdicts and routing: the same plan every route uses (admission.py).
-        plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
+        routing = state.routing
+        # Only budget verdicts (repo) and routing rules (repo, feature) read the attribution or the
+        # feature before the upstream call; without them both are worked out while the upstream
+        # computes (``admit`` below), off the time to first byte. Neither can refuse a call.
+        attrib: Attribution | None = None
+        if state.control is not None or routing is not None:
+            attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
+        feature = classify(body) if routing is not None else None
+        if attrib is None:
+            plan = Plan([lookup_model(state, principal, model)])
+        else:
+            # Model lookup, budget verdicts and routing: the same plan every route uses (admission.py).
+            plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
     except ProxyError as exc:
         return exc.response()
 
@@ -167,6 +176,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     route, upstream = attempts[0]
     if state.translating and any(u.format != "openai" for _, u in attempts):
         # Another provider format somewhere in the chain: through the canonical model (translate.py).
+        if attrib is None:
+            attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
+        if feature is None:
+            feature = classify(body)
         return await _serve_translated(
             request, state, start_ns, principal, attrib, feature, raw, body, model, plan, wants_usage
         )
@@ -176,19 +189,33 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         changed = True
     payload = orjson.dumps(body) if changed else raw
 
-    rec = new_record(
-        request,
-        state,
-        start_ns=start_ns,
-        principal=principal,
-        attrib=attrib,
-        feature=feature,
-        model=model,
-        plan=plan,
-        stream=stream,
-        body=body,
-        raw=raw,
-    )
+    rec: CallRecord | None = None
+
+    def admit() -> CallRecord:
+        """The span record (with the attribution and feature when nothing needed them earlier),
+        built once: right after the request is written, or when the call ends before that."""
+        nonlocal rec, attrib, feature
+        if rec is None:
+            if attrib is None:
+                attrib = state.attribution.resolve(
+                    headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body
+                )
+            if feature is None:
+                feature = classify(body)
+            rec = new_record(
+                request,
+                state,
+                start_ns=start_ns,
+                principal=principal,
+                attrib=attrib,
+                feature=feature,
+                model=model,
+                plan=plan,
+                stream=stream,
+                body=body,
+                raw=raw,
+            )
+        return rec
 
     tap: StreamTap | None = None
     resp: Http1Response | None = None
@@ -196,13 +223,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         last = len(attempts) - 1
         for i, (route, upstream) in enumerate(attempts):
             if i:  # a fallback: the body names the fallback's upstream model
+                rec = admit()
                 body["model"] = route.target
                 payload = orjson.dumps(body)
                 rec.served_model, rec.provider_id = route.target, upstream.name
                 rec.server_address, rec.server_port = upstream.host, upstream.port
             try:
-                resp = await upstream.session.post(upstream.chat_url, data=payload)
+                resp = await upstream.session.post(upstream.chat_url, data=payload, sent=admit)
             except TimeoutError:
+                rec = admit()
                 rec.status_code, rec.error_type = 504, "timeout"
                 rec.error_message = f"provider {upstream.name} did not answer in time"
                 if i < last:
@@ -212,6 +241,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                     504, f"Upstream provider '{upstream.name}' timed out.", "api_error", code="upstream_timeout"
                 )
             except aiohttp.ClientError as exc:
+                rec = admit()
                 rec.status_code, rec.error_type = 502, "upstream_unreachable"
                 rec.error_message = f"{type(exc).__name__} reaching provider {upstream.name}"
                 if i < last:
@@ -223,6 +253,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                     "api_error",
                     code="upstream_unreachable",
                 )
+            rec = admit()  # built while the upstream computed: this only hands it over
             if i < last and resp.status in RETRYABLE_STATUSES:
                 # Nothing has reached the client yet, so the next target can still take the call.
                 policy = state.routing
@@ -293,10 +324,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         # The client went away (aiohttp cancels the handler, or a write finds the socket closed).
         # Closing `resp` below drops the upstream connection, so the provider stops generating.
+        rec = admit()
         rec.disconnected = True
         rec.error_type = "client_disconnected"
         raise
     finally:
+        rec = admit()  # cancelled before the request went out: the span still records the call
         if resp is not None:
             resp.close()
         if tap is not None:

@@ -34,7 +34,7 @@ import contextlib
 import ssl
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -625,9 +625,19 @@ class Http1Pool:
         return self._loop
 
     async def post(
-        self, url: yarl.URL | str, *, data: bytes, headers: Mapping[str, str] | None = None
+        self,
+        url: yarl.URL | str,
+        *,
+        data: bytes,
+        headers: Mapping[str, str] | None = None,
+        sent: Callable[[], object] | None = None,
     ) -> Http1Response:
-        """POST ``data`` to ``url`` (on this pool's origin); returns once the response head arrived."""
+        """POST ``data`` to ``url`` (on this pool's origin); returns once the response head arrived.
+
+        ``sent`` is called once the request is written, before its answer is awaited: work the
+        caller needs only after the answer (a span record) then runs while the upstream computes
+        instead of delaying the request. If it raises, the exchange is dropped like a cancelled one.
+        """
         target = url.raw_path_qs if isinstance(url, yarl.URL) else yarl.URL(url).raw_path_qs
         if headers:
             for name, value in headers.items():
@@ -643,7 +653,10 @@ class Http1Pool:
         request_head = f"POST {target} HTTP/1.1\r\n{head}Content-Length: {len(data)}\r\n\r\n".encode()
         conn = await self._acquire()
         try:
-            return await conn.start(request_head, data)
+            answer = conn.start(request_head, data)
+            if sent is not None:
+                sent()
+            return await answer
         except BaseException:
             conn.close()  # cancelled or failed before an answer: the connection is in an unknown state
             raise
