@@ -302,3 +302,14 @@ def test_budget_deltas_refresh_and_remove_in_order() -> None:
     # A replay changes nothing.
     assert not state.apply(control_pb2.ControlUpdate(version=2, epoch=EPOCH, budgets_removed=["org"]))
     assert "org" == _budget_id(state, ANA)
+
+
+def test_by_repo_is_true_exactly_while_a_verdict_or_budget_is_held() -> None:
+    # The hot path resolves a call's attribution before the upstream request only while this is true.
+    assert False is ControlState().by_repo
+    assert False is _state().by_repo
+    state = _state(verdict("p", repo="acme-web"))
+    assert True is state.by_repo
+    assert state.apply(_delta(2, verdicts_removed=["p"]))
+    assert False is state.by_repo
+    assert True is _budgets(budget_state("mine", repo="acme-api")).by_repo

@@ -64,16 +64,28 @@ def lookup_model(state: ProxyState, principal: Principal, model: str) -> tuple[M
     return found
 
 
+def reads_attribution(state: ProxyState) -> bool:
+    """Whether ``plan_call`` reads a call's attribution and feature right now: budget verdicts and
+    budgets match on the repo, routing rules on the repo and the feature. When it does not, the
+    hot path works both out after the upstream request is written, while the upstream computes."""
+    control = state.control
+    return state.routing is not None or (control is not None and control.by_repo)
+
+
 def plan_call(
     state: ProxyState,
     principal: Principal,
-    attrib: Attribution,
+    attrib: Attribution | None,
     model: str,
     *,
     feature: str | None,
     prompt_tokens: int,
 ) -> Plan:
-    """The call's plan; raises ``ModelNotFound`` / ``ModelNotAllowed`` / ``ControlUnavailable``."""
+    """The call's plan; raises ``ModelNotFound`` / ``ModelNotAllowed`` / ``ControlUnavailable``.
+
+    ``attrib`` may be None only when ``reads_attribution(state)`` is False (and nothing is awaited
+    in between: the control state changes only in the event loop).
+    """
     found = lookup_model(state, principal, model)
     name, verdict_applied, budget_headers = model, None, None
     control = state.control
@@ -83,13 +95,14 @@ def plan_call(
                 "The gateway has not received its key and budget state from the collector yet; retry shortly.",
                 code="control_state_unavailable",
             )
-        verdict = control.verdict_for(principal, attrib.repo, model)
+        repo = attrib.repo if attrib is not None else None  # None: no verdict or budget to match
+        verdict = control.verdict_for(principal, repo, model)
         if verdict is not None:
             if verdict.action == "pause":
                 return Plan([found], pause=verdict)
             if verdict.route_to in state.routes:  # a route to a model this proxy does not serve is ignored
                 name, verdict_applied = verdict.route_to, "route"
-        budget = control.budget_for(principal, attrib.repo, model)
+        budget = control.budget_for(principal, repo, model)
         if budget is not None:
             budget_headers = budget.headers
     policy = state.routing

@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 
 from spendgate.proxy import estimate
-from spendgate.proxy.admission import Plan, lookup_model, new_record, plan_call
+from spendgate.proxy.admission import Plan, new_record, plan_call, reads_attribution
 from spendgate.proxy.budget_reply import pause_response
 from spendgate.proxy.config import ProxySettings
 from spendgate.proxy.control import start_control
@@ -143,19 +143,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         # "acme-api/gpt-4.1" is model gpt-4.1 charged to repo acme-api: the base model is what gets
         # looked up, routed, priced and recorded; the upstream never sees the alias.
         model, alias = state.attribution.split_model(requested)
-        routing = state.routing
-        # Only budget verdicts (repo) and routing rules (repo, feature) read the attribution or the
-        # feature before the upstream call; without them both are worked out while the upstream
-        # computes (``admit`` below), off the time to first byte. Neither can refuse a call.
+        # Only budget verdicts and budgets (repo) and routing rules (repo, feature) read the
+        # attribution or the feature before the upstream call; without them both are worked out
+        # while the upstream computes (``admit`` below), off the time to first byte. Neither can
+        # refuse a call, so the order changes no answer.
         attrib: Attribution | None = None
-        if state.control is not None or routing is not None:
+        feature: str | None = None
+        if reads_attribution(state):
             attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
-        feature = classify(body) if routing is not None else None
-        if attrib is None:
-            plan = Plan([lookup_model(state, principal, model)])
-        else:
-            # Model lookup, budget verdicts and routing: the same plan every route uses (admission.py).
-            plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
+            feature = classify(body)
+        # Model lookup, budget verdicts and routing: the same plan every route uses (admission.py).
+        plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
     except ProxyError as exc:
         return exc.response()
 

@@ -295,6 +295,11 @@ class ControlState:
         """True when requests must be refused: no state received yet and the policy is ``fail_closed``."""
         return not self.ready and self.on_no_state == "fail_closed"
 
+    @property
+    def by_repo(self) -> bool:
+        """True while a verdict or budget is held: only then does admitting a call read its repo."""
+        return self._index is not None or self._budget_index is not None
+
     def verdict_for(
         self, principal: _Caller, repo: str | None = None, model: str | None = None, *, now_ms: int | None = None
     ) -> ActiveVerdict | None:
