@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -81,6 +83,20 @@ def test_oversized_body_is_413(gateway: Gateway) -> None:
     big = {**OK_BODY, "messages": [{"role": "user", "content": "x" * (33 * 1024 * 1024)}]}
     err = _error(_post(gateway, big), 413)
     assert err["code"] == "request_too_large"
+
+
+def test_compressed_bodies_are_read_whole_and_size_checked_after_decompression(gateway: Gateway) -> None:
+    # A small gzip body arrives with its head (the proxy takes it without awaiting); the limit
+    # applies to what it decompresses to, not to its Content-Length.
+    headers = {"Content-Encoding": "gzip"}
+    ok = _post(gateway, raw=gzip.compress(json.dumps(OK_BODY).encode()), headers=headers)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["object"] == "chat.completion"
+    big = {**OK_BODY, "messages": [{"role": "user", "content": "x" * (33 * 1024 * 1024)}]}
+    before = _upstream_calls(gateway)
+    err = _error(_post(gateway, raw=gzip.compress(json.dumps(big).encode()), headers=headers), 413)
+    assert err["code"] == "request_too_large"
+    assert _upstream_calls(gateway) == before
 
 
 @pytest.mark.parametrize(
