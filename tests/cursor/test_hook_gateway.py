@@ -67,6 +67,32 @@ def _chat(gw: Gateway, user: str = "ana@acme.com") -> dict:
     return dict(span.attributes or {})
 
 
+def test_a_remote_url_with_credentials_reaches_no_span(gateway: Gateway) -> None:
+    # An older or edited script might send the remote with a token in it: the gateway strips it.
+    url = "https://ana:ghp_s3cr3t@github.com/acme/api.git?ref=x#frag"
+    assert 204 == _post(gateway, {"repo": "api", "repo_url": url}, gateway.keys["ana@acme.com"]).status_code
+    attrs = _chat(gateway)
+    assert attrs[sc.VCS_REPOSITORY_URL_FULL] == "https://github.com/acme/api.git"
+    assert all("s3cr3t" not in str(v) for v in attrs.values())
+
+
+@pytest.mark.parametrize(
+    ("url", "clean"),
+    [
+        ("https://github.com/acme/api", "https://github.com/acme/api"),
+        ("https://x-access-token:tok@github.com/acme/api.git", "https://github.com/acme/api.git"),
+        ("ssh://git@gitlab.acme.dev:2222/team/api.git", "ssh://gitlab.acme.dev:2222/team/api.git"),
+        ("git@github.com:acme/api.git", "git@github.com:acme/api.git"),
+        ("http://u:p@[::1]:8080/r?q=1", "http://[::1]:8080/r"),
+        (None, None),
+    ],
+)
+def test_clean_remote_url(url: str | None, clean: str | None) -> None:
+    from spendgate.proxy.hooks_route import clean_remote_url
+
+    assert clean_remote_url(url) == clean
+
+
 def _post(gw: Gateway, body: object, key: str | None, raw: bytes | None = None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     if raw is not None:
@@ -81,9 +107,10 @@ def test_hook_then_the_next_call_carries_the_repo(gateway: Gateway, git_repo: Pa
 
     TIMINGS.append(_hook(gateway, git_repo, tmp_path))
     after = _chat(gateway)
-    assert ("api", "feature/budgets", "cursor-hook") == (
+    assert ("api", "feature/budgets", "https://github.com/acme/api", "cursor-hook") == (
         after[sc.VCS_REPOSITORY_NAME],
         after[sc.VCS_REF_HEAD_NAME],
+        after[sc.VCS_REPOSITORY_URL_FULL],
         after[sc.SPENDGATE_REPO_SOURCE],
     )
     # Other developers are not touched by ana's window.

@@ -48,6 +48,8 @@ class Attribution:
     repo_source: str = RepoSource.NONE
     branch: str | None = None
     tags: tuple[str, ...] = ()
+    repo_url: str | None = None
+    """The repo's remote URL, when the source that named the repo knows it (a Cursor hook does)."""
 
 
 class HookLookup(Protocol):
@@ -94,6 +96,7 @@ def resolve(
     sources (hook window, prompt) only when no stronger one named the repo.
     """
     branch = headers.get(HEADER_BRANCH) or prefix.get("branch")
+    repo_url = None
     repo = headers.get(HEADER_REPO)
     if repo:
         source = RepoSource.HEADER
@@ -103,7 +106,7 @@ def resolve(
         repo, source = alias_repo, RepoSource.MODEL_ALIAS
     elif hook is not None and hook.repo:
         repo, source = hook.repo, RepoSource.CURSOR_HOOK
-        branch = branch or hook.branch
+        branch, repo_url = branch or hook.branch, hook.repo_url
     elif workspace_repo:
         repo, source = workspace_repo, RepoSource.PROMPT_WORKSPACE
     elif default_repo:
@@ -111,7 +114,7 @@ def resolve(
     else:
         repo, source = None, RepoSource.NONE
     tags = _tags(headers.get(HEADER_TAGS), ",") or _tags(prefix.get("tags"), "+")
-    return Attribution(repo, source, branch, tags)
+    return Attribution(repo, source, branch, tags, repo_url)
 
 
 class RepoChain:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -55,6 +56,28 @@ def _bad(field: str, message: str) -> BadRequest:
     return BadRequest(f"Invalid hook report field '{field}': {message}.", code="invalid_hook_report", param=field)
 
 
+def clean_remote_url(url: str | None) -> str | None:
+    """The remote URL without credentials, query or fragment: it goes into spans and the database.
+
+    The hook script already drops credentials (``https://user:token@host/...``), but an older or
+    edited script might not, and a token must never reach a span. An scp-style remote
+    (``git@github.com:acme/api.git``) has no scheme and carries only the conventional ``git`` user:
+    it is kept as it is.
+    """
+    if not url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def parse_report(body: dict[str, Any]) -> dict[str, str | None]:
     """The report's string fields (None when absent or null); raises ``BadRequest`` naming the bad field."""
     out: dict[str, str | None] = {}
@@ -88,7 +111,7 @@ async def cursor_hook(request: web.Request) -> web.Response:
     window = HookAttribution(
         repo=repo,
         branch=report["branch"],
-        repo_url=report["repo_url"],
+        repo_url=clean_remote_url(report["repo_url"]),
         workspace_root=report["workspace_root"],
         since_ns=now,
         until_ns=now + int(state.cursor.hook_window_s * 1e9),

@@ -185,6 +185,8 @@ def static_attributes(rec: CallRecord) -> dict[str, Any]:
         attrs[A.SPENDGATE_REPO_SOURCE] = a.repo_source
         if a.repo:
             attrs[A.VCS_REPOSITORY_NAME] = metadata["repo"] = a.repo
+        if a.repo_url:
+            attrs[A.VCS_REPOSITORY_URL_FULL] = a.repo_url
         if a.branch:
             attrs[A.VCS_REF_HEAD_NAME] = metadata["branch"] = a.branch
         if a.tags:
