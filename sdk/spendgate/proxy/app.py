@@ -149,9 +149,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         # refuse a call, so the order changes no answer.
         attrib: Attribution | None = None
         feature: str | None = None
+
+        def settle() -> tuple[Attribution, str | None]:
+            """The call's attribution and feature, worked out on first need (always together)."""
+            nonlocal attrib, feature
+            if attrib is None:
+                attrib = state.attribution.resolve(
+                    headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body
+                )
+                feature = classify(body)
+            return attrib, feature
+
         if reads_attribution(state):
-            attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
-            feature = classify(body)
+            settle()
         # Model lookup, budget verdicts and routing: the same plan every route uses (admission.py).
         plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
     except ProxyError as exc:
@@ -174,12 +184,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     route, upstream = attempts[0]
     if state.translating and any(u.format != "openai" for _, u in attempts):
         # Another provider format somewhere in the chain: through the canonical model (translate.py).
-        if attrib is None:
-            attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
-        if feature is None:
-            feature = classify(body)
+        attrib_now, feature_now = settle()
         return await _serve_translated(
-            request, state, start_ns, principal, attrib, feature, raw, body, model, plan, wants_usage
+            request, state, start_ns, principal, attrib_now, feature_now, raw, body, model, plan, wants_usage
         )
     target = route.target
     if target != requested:
@@ -192,21 +199,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     def admit() -> CallRecord:
         """The span record (with the attribution and feature when nothing needed them earlier),
         built once: right after the request is written, or when the call ends before that."""
-        nonlocal rec, attrib, feature
+        nonlocal rec
         if rec is None:
-            if attrib is None:
-                attrib = state.attribution.resolve(
-                    headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body
-                )
-            if feature is None:
-                feature = classify(body)
+            attrib_now, feature_now = settle()
             rec = new_record(
                 request,
                 state,
                 start_ns=start_ns,
                 principal=principal,
-                attrib=attrib,
-                feature=feature,
+                attrib=attrib_now,
+                feature=feature_now,
                 model=model,
                 plan=plan,
                 stream=stream,
