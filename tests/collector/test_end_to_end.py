@@ -23,12 +23,11 @@ from spendgate.proxy.app import create_app
 from spendgate.proxy.config import load_config as load_proxy_config
 from spendgate.proxy.keys import KeyDirectory, create_key
 from spendgate.proxy.otlp_export import GrpcSender
-from spendgate.proxy.server import RUNNER_OPTIONS
 from spendgate.proxy.spans import OTLPRecordSink, SpanExportWorker
 from spendgate.simulator import SimulatorConfig
 from spendgate.simulator import create_app as create_simulator
 from tests.collector.conftest import RunningCollector, run_collector
-from tests.support.aio_server import serve_app
+from tests.support.aio_server import serve_app, serve_proxy
 
 PROVIDER_KEY = "sk-sim-provider-secret-0123456789abcdef"
 # USD per million tokens for every gpt-4.1 variant the simulator serves: whole micro-dollars per
@@ -75,7 +74,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[RunningCollector, str, dict[str, str
         )
         worker = SpanExportWorker(sink, interval_s=0.05)
         app = lambda: create_app(settings, keys=KeyDirectory(keys_file), worker=worker)  # noqa: E731
-        with serve_app(app, **RUNNER_OPTIONS) as proxy:
+        with serve_proxy(app) as proxy:
             yield collector, proxy.url, keys, worker
 
 

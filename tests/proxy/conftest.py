@@ -20,11 +20,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from spendgate.proxy.app import create_app
 from spendgate.proxy.config import load_config
 from spendgate.proxy.keys import KeyDirectory, create_key
-from spendgate.proxy.server import RUNNER_OPTIONS
 from spendgate.proxy.spans import SDKRecordSink, SpanExportWorker
 from spendgate.simulator import SimulatorConfig
 from spendgate.simulator import create_app as create_simulator
-from tests.support.aio_server import ServerHandle, serve_app
+from tests.support.aio_server import ServerHandle, serve_app, serve_proxy
 
 PROVIDER_KEY = "sk-sim-provider-secret-0123456789abcdef"
 MODELS = ["gpt-4.1", "gpt-4.1-mini", "o4-mini"]
@@ -110,7 +109,7 @@ def start_gateway(tmp_path: Path, upstream: ServerHandle, **settings: object) ->
     exporter = InMemorySpanExporter()
     sink = SDKRecordSink(exporter, Resource.create({"service.name": "spendgate-proxy-test"}))
     worker = SpanExportWorker(sink, interval_s=0.05)
-    with serve_app(lambda: create_app(config, keys=KeyDirectory(keys_file), worker=worker), **RUNNER_OPTIONS) as px:
+    with serve_proxy(lambda: create_app(config, keys=KeyDirectory(keys_file), worker=worker)) as px:
         yield Gateway(px, upstream, exporter, worker, keys, keys_file)
 
 

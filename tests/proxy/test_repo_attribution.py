@@ -30,7 +30,6 @@ from spendgate.proxy.config import ConfigError, load_config
 from spendgate.proxy.control import ControlState
 from spendgate.proxy.hook_window import HookAttribution
 from spendgate.proxy.keys import KeyDirectory, create_key
-from spendgate.proxy.server import RUNNER_OPTIONS
 from spendgate.proxy.spans import SDKRecordSink, SpanExportWorker
 from spendgate.proxy.state import STATE, ProxyState
 from spendgate_collector.control import verdict_message
@@ -40,7 +39,7 @@ from spendgate_semconv import control_pb2
 from tests.control.support import verdict
 from tests.formats.support import load_fixture
 from tests.proxy.conftest import PROVIDER_KEY, Gateway
-from tests.support.aio_server import ServerHandle, serve_app
+from tests.support.aio_server import ServerHandle, serve_proxy
 
 MODELS = [
     {"name": "gpt-4.1", "provider": "sim"},
@@ -148,7 +147,7 @@ def start(tmp_path: Path, sim: ServerHandle, control: ControlState | None = None
         box["state"] = app[STATE]
         return app
 
-    with serve_app(make, **RUNNER_OPTIONS) as px:
+    with serve_proxy(make) as px:
         gw = Gateway(px, sim, exporter, worker, keys, keys_file)
         yield Proxy(gw, box["state"])
 

@@ -51,9 +51,15 @@ async def start_app(
 def serve_app(
     make_app: Callable[[], web.Application | Awaitable[web.Application]],
     host: str = "127.0.0.1",
+    *,
+    start: Callable[[web.Application, str], Awaitable[tuple[object, int]]] | None = None,
     **runner_kwargs: object,
 ) -> Iterator[ServerHandle]:
-    """Start ``make_app()`` on an ephemeral port; stop it (cleanly) when the block exits."""
+    """Start ``make_app()`` on an ephemeral port; stop it (cleanly) when the block exits.
+
+    ``start(app, host)`` serves it some other way than a plain ``AppRunner`` (the proxy's front);
+    it returns something with ``cleanup()`` and the bound port.
+    """
     loop = asyncio.new_event_loop()
     started = threading.Event()
     box: dict[str, object] = {}
@@ -62,7 +68,10 @@ def serve_app(
         app = make_app()
         if not isinstance(app, web.Application):
             app = await app
-        box["runner"], box["port"] = await start_app(app, host, **runner_kwargs)
+        if start is not None:
+            box["runner"], box["port"] = await start(app, host)
+        else:
+            box["runner"], box["port"] = await start_app(app, host, **runner_kwargs)
 
     def _run() -> None:
         asyncio.set_event_loop(loop)
@@ -100,3 +109,17 @@ def serve_app(
         yield handle
     finally:
         _stop()
+
+
+async def _start_proxy_front(app: web.Application, host: str) -> tuple[object, int]:
+    from spendgate.proxy.server import serve_app as serve_proxy_app
+
+    front = await serve_proxy_app(app, host, 0)
+    return front, front.port
+
+
+def serve_proxy(
+    make_app: Callable[[], web.Application | Awaitable[web.Application]], host: str = "127.0.0.1"
+) -> contextlib.AbstractContextManager[ServerHandle]:
+    """Serve a proxy application the way ``spendgate proxy`` does: its front, then aiohttp (front.py)."""
+    return serve_app(make_app, host, start=_start_proxy_front)

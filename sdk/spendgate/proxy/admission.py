@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from spendgate.proxy.errors import ModelNotAllowed, ModelNotFound, ProxyError
 from spendgate.proxy.inbound import trace_ids
@@ -19,8 +19,6 @@ from spendgate.proxy.redact import redact
 from spendgate.proxy.spans import CallRecord, invocation_params
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from spendgate.proxy.attribution import Attribution
     from spendgate.proxy.config import ModelRoute
     from spendgate.proxy.keys import Principal
@@ -120,8 +118,15 @@ def plan_call(
     return Plan([state.routes[n] for n in names], rule=rule, verdict=verdict_applied, budget_headers=budget_headers)
 
 
+class Inbound(Protocol):
+    """What a span record reads of the request: an aiohttp ``web.Request`` or an exchange (exchange.py)."""
+
+    headers: Any
+    path: str
+
+
 def new_record(
-    request: web.Request,
+    request: Inbound,
     state: ProxyState,
     *,
     start_ns: int,

@@ -36,17 +36,17 @@ from spendgate.proxy.errors import (
     error_response,
     sse_error_event,
 )
+from spendgate.proxy.exchange import AiohttpExchange, Exchange
 from spendgate.proxy.features import classify
 from spendgate.proxy.formats import openai_chat
 from spendgate.proxy.hooks_route import cursor_hook
-from spendgate.proxy.inbound import authenticate, path_prefix, read_json
+from spendgate.proxy.inbound import authenticate, parse_json, prefix_fields
 from spendgate.proxy.keys import KeyDirectory, KeyFileError
 from spendgate.proxy.messages_route import count_tokens, messages
 from spendgate.proxy.providers.http1 import Http1Response
 from spendgate.proxy.redact import redact
 from spendgate.proxy.routing import RETRYABLE_STATUSES
 from spendgate.proxy.spans import CallRecord, SpanExportWorker
-from spendgate.proxy.sse_response import SSEResponse
 from spendgate.proxy.state import SETTINGS, STATE, ProxyState
 from spendgate.proxy.stream import StreamTap, Usage, usage_from_openai
 from spendgate.proxy.translate import Call, serve
@@ -118,14 +118,24 @@ def _estimate_usage(rec: CallRecord, body: dict[str, Any], tap: StreamTap | None
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/chat/completions``: authenticate, map, forward, stream back, record one span."""
+    """``POST /v1/chat/completions`` as aiohttp serves it (the front serves most calls: front.py)."""
+    return await chat_core(AiohttpExchange(request))
+
+
+async def chat_core(request: Exchange) -> Any:
+    """Chat Completions: authenticate, map, forward, stream back, record one span.
+
+    Written once for both servers (exchange.py). Returns a ``web.Response`` to send, or the
+    stream it has already written to the end.
+    """
     start_ns = time.time_ns()
-    state = request.app[STATE]
+    state = request.state
     headers = request.headers
     try:
         principal = authenticate(state.keys, headers)
-        prefix = path_prefix(request)
-        raw, body = await read_json(request, state.max_body)
+        prefix = prefix_fields(request.attrs)
+        raw = await request.read_body(state.max_body)
+        body = parse_json(raw)
         requested = body.get("model")
         if not isinstance(requested, str) or not requested:
             raise BadRequest(
@@ -185,8 +195,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if state.translating and any(u.format != "openai" for _, u in attempts):
         # Another provider format somewhere in the chain: through the canonical model (translate.py).
         attrib_now, feature_now = settle()
+        assert request.request is not None, "the front leaves translated calls to aiohttp"
         return await _serve_translated(
-            request, state, start_ns, principal, attrib_now, feature_now, raw, body, model, plan, wants_usage
+            request.request, state, start_ns, principal, attrib_now, feature_now, raw, body, model, plan, wants_usage
         )
     target = route.target
     if target != requested:
@@ -283,15 +294,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 rec.error_message = _error_detail(data)
             return web.Response(status=resp.status, body=data, headers=out_headers)
 
-        # Head and first chunk in one write when that chunk is already here (sse_response.py).
-        out = SSEResponse(headers=_STREAM_HEADERS, head_with_first_chunk=resp.buffered)
+        out_headers = dict(_STREAM_HEADERS)
         for name in _PASS_HEADERS:
             value = resp.headers.get(name)
             if value is not None:
-                out.headers[name] = value
+                out_headers[name] = value
         if budget_headers:
-            out.headers.update(budget_headers)
-        await out.prepare(request)
+            out_headers.update(budget_headers)
+        # Head and first chunk in one write when that chunk is already here (sse_response.py).
+        out = request.stream(out_headers, head_with_first_chunk=resp.buffered)
+        await out.prepare(request.request)
         rec.status_code = 200
         tap = StreamTap(strip_usage=not wants_usage)
         feed = tap.feed
@@ -415,6 +427,8 @@ async def healthz(request: web.Request) -> web.Response:
     """Liveness plus a few counters; no secrets, no principals."""
     state = request.app[STATE]
     body: dict[str, Any] = {"status": "ok", "keys": len(state.keys), "models": len(state.routes)}
+    if state.front_counts is not None:
+        body["front"] = dict(state.front_counts)
     if state.control_client is not None:
         body["control"] = state.control_client.stats()
     if state.worker is not None:

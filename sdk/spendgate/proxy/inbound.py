@@ -44,7 +44,11 @@ def authenticate(keys: KeyDirectory, headers: Any) -> Principal:
 
 def path_prefix(request: web.Request) -> dict[str, str]:
     """Attribution fields from a ``/t/{attrs}/...`` base-URL prefix (empty without one)."""
-    segment = request.match_info.get("attrs")
+    return prefix_fields(request.match_info.get("attrs"))
+
+
+def prefix_fields(segment: str | None) -> dict[str, str]:
+    """Attribution fields from the ``{attrs}`` segment of a ``/t/{attrs}/...`` path (empty for None)."""
     if not segment:
         return {}
     try:
@@ -55,6 +59,12 @@ def path_prefix(request: web.Request) -> dict[str, str]:
 
 async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:
     """The raw body and its parsed JSON object, refusing bodies over ``limit`` bytes."""
+    raw = await read_body(request, limit)
+    return raw, parse_json(raw)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The raw body, refusing bodies over ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(
             f"Request body is {request.content_length} bytes; this gateway accepts at most {limit}.",
@@ -76,6 +86,11 @@ async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, 
             raise BodyTooLarge(
                 f"Request body is over this gateway's limit of {limit} bytes.", code="request_too_large"
             ) from None
+    return raw
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """A request body's JSON object, or a ``BadRequest`` naming what is wrong with it."""
     if not raw:
         raise BadRequest("Request body is empty: expected a JSON object.", code="invalid_json")
     try:
@@ -84,7 +99,7 @@ async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, 
         raise BadRequest(f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object.", code="invalid_json")
-    return raw, body
+    return body
 
 
 def trace_ids(headers: Any) -> tuple[int, int | None]:

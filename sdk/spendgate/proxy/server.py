@@ -13,10 +13,12 @@ import signal
 
 from aiohttp import web
 
-from spendgate.proxy.app import create_app
+from spendgate.proxy.app import chat_core, create_app
 from spendgate.proxy.config import ProxySettings
+from spendgate.proxy.front import Front
 from spendgate.proxy.keys import KeyDirectory
 from spendgate.proxy.spans import SpanExportWorker
+from spendgate.proxy.state import SETTINGS, STATE
 
 RUNNER_OPTIONS = {
     # Cancel the handler when the client disconnects, so an abandoned stream closes its upstream
@@ -37,6 +39,20 @@ def install_uvloop() -> bool:
     return True
 
 
+async def serve_app(app: web.Application, host: str, port: int) -> Front:
+    """Serve ``app`` on ``host:port`` in the running loop: the front for the chat hot path, aiohttp
+    for the rest (front.py). Returns the front; ``close()`` (or ``cleanup()``) stops both."""
+    runner = web.AppRunner(app, **RUNNER_OPTIONS)
+    await runner.setup()
+    front = Front(runner, app[STATE], chat_core, app[SETTINGS].max_body_bytes)
+    try:
+        await front.start(host, port)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return front
+
+
 async def start_proxy(
     settings: ProxySettings,
     *,
@@ -44,17 +60,11 @@ async def start_proxy(
     worker: SpanExportWorker | None = None,
     host: str | None = None,
     port: int | None = None,
-) -> tuple[web.AppRunner, int]:
-    """Start serving in the running loop; returns the runner (call ``cleanup()``) and bound port."""
+) -> tuple[Front, int]:
+    """Start serving in the running loop; returns the server (call ``cleanup()``) and bound port."""
     app = create_app(settings, keys=keys, worker=worker)
-    runner = web.AppRunner(app, **RUNNER_OPTIONS)
-    await runner.setup()
-    site = web.TCPSite(
-        runner, host or settings.host, settings.port if port is None else port, backlog=1024, reuse_address=True
-    )
-    await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, bound
+    front = await serve_app(app, host or settings.host, settings.port if port is None else port)
+    return front, front.port
 
 
 async def serve_until_stopped(settings: ProxySettings, worker: SpanExportWorker | None, on_ready: object) -> None:

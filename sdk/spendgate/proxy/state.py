@@ -57,6 +57,8 @@ class ProxyState:
             hooks=self.hook_windows,
         )
         """The repo attribution chain (attribution.py): aliases, hook windows, prompt workspace mapping."""
+        self.front_counts: dict[str, int] | None = None
+        """Calls the front served and connections it handed to aiohttp (front.py); None without a front."""
 
 
 SETTINGS = web.AppKey("settings", ProxySettings)
