@@ -81,6 +81,19 @@ def test_strip_mode_returns_the_stream_the_client_would_have_had(size: int) -> N
     assert tap.usage is not None and tap.usage.completion_tokens == 5
 
 
+@pytest.mark.parametrize("size", [1, 13, 100_000])
+def test_strip_mode_notes_each_event_once_at_any_chunking(size: int) -> None:
+    # Strip mode reads whole blocks of events at once: whatever the chunking, the first event
+    # gives id and model, each finish reason is noted once, and the text is there for estimates.
+    tap = StreamTap(strip_usage=True)
+    b"".join(tap.feed(c) for c in _split(_stream(with_usage=True), size)) + tap.flush()
+    assert tap.finish_reasons == ["stop"]
+    assert (tap.response_id, tap.response_model) == ("chatcmpl-1", "gpt-4.1")
+    assert tap.done
+    text, scale = tap.streamed_text()
+    assert text and scale == 1.0
+
+
 def test_crlf_separated_events_are_understood() -> None:
     data = _stream(with_usage=True).replace(b"\n\n", b"\r\n\r\n")
     tap = StreamTap(strip_usage=True)

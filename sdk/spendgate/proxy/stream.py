@@ -64,7 +64,8 @@ class StreamTap:
 
     Passthrough mode (the client asked for usage, as Cursor does) does nothing per chunk but keep
     a reference to it; ``finish`` then finds the few events that matter with ``bytes.find`` over
-    the whole stream, once. Strip mode must work event by event, since it rewrites the stream.
+    the whole stream, once. Strip mode rewrites the stream as it passes: it forwards whole events
+    only, and finds the ones to note or drop with ``bytes.find`` over each block of events.
     Call ``finish`` once the stream is over, however it ended, before reading the results.
     """
 
@@ -115,24 +116,82 @@ class StreamTap:
                     del self._tail[0]
             return chunk
         buf = self._buf + chunk if self._buf else chunk
-        if not self.events and b"\r\n" in buf:
+        if not self._chunks and not self.unkept_bytes and b"\r\n" in buf:
             self._sep = b"\r\n\r\n"  # decided before the first event: some servers use CRLF
-        parts = buf.split(self._sep)
-        self._buf = parts.pop()
-        out = []
-        for event in parts:
-            if not event:
-                continue
-            if self._see(event):
-                for mark in _NULL_USAGE:
-                    if mark in event:
-                        event = event.replace(mark, b"")
-                        break
-                out.append(event)
-        if not out:
+        sep = self._sep
+        cut = buf.rfind(sep)
+        if cut == -1:
+            self._buf = buf  # no complete event yet
             return b""
-        out.append(b"")
-        return self._sep.join(out)
+        cut += len(sep)
+        block, self._buf = buf[:cut], buf[cut:]
+        # Whole events only, as one block: the few events that matter are found with ``find``
+        # (C speed) instead of a Python loop over every event, which on a fast provider's first
+        # read (a dozen events) delayed the first byte to the client by tens of microseconds.
+        if self._kept_bytes < MAX_KEPT_BYTES:
+            self._chunks.append(block)
+            self._kept_bytes += len(block)
+        else:
+            self.unkept_bytes += len(block)
+        drops = self._see_block(block)
+        if drops:
+            pieces, at = [], 0
+            for begin, end in drops:
+                pieces.append(block[at:begin])
+                at = end
+            pieces.append(block[at:])
+            block = b"".join(pieces)
+        for mark in _NULL_USAGE:
+            if mark in block:
+                block = block.replace(mark, b"")
+        return block
+
+    def _see_block(self, block: bytes) -> list[tuple[int, int]]:
+        """Strip mode: note what the complete events in ``block`` say; the (begin, end) spans of
+        usage-only events the client did not ask for, in order."""
+        sep = self._sep
+        step = len(sep)
+        if self.response_id is None:  # the first JSON event carries the response id and model
+            pos = 0
+            while pos < len(block):
+                end = block.find(sep, pos)
+                obj = _event_json(block[pos:end])
+                if obj is not None:
+                    self.response_id = obj.get("id") or ""
+                    self.response_model = obj.get("model")
+                    break
+                pos = end + step
+        if b"[DONE]" + sep in block:
+            self.done = True
+        starts: set[int] = set()
+        for mark in (*_USAGE_MARKS, *_FINISH_MARKS, b'"error"'):
+            at = block.find(mark)
+            while at != -1:
+                starts.add(block.rfind(sep, 0, at))
+                at = block.find(mark, at + len(mark))
+        drops: list[tuple[int, int]] = []
+        for start in sorted(starts):
+            begin = start + step if start != -1 else 0
+            end = block.find(sep, begin)
+            if not self._note(_event_json(block[begin:end])):
+                drops.append((begin, end + step))
+        return drops
+
+    def _note(self, obj: dict[str, Any] | None) -> bool:
+        """Note an event's error, finish reasons and usage; False for a usage-only event."""
+        if obj is None:
+            return True
+        if isinstance(obj.get("error"), dict):
+            self.error = obj["error"]
+        for choice in obj.get("choices") or ():
+            reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+            if reason:
+                self.finish_reasons.append(reason)
+        if isinstance(obj.get("usage"), dict):
+            self.usage = usage_from_openai(obj["usage"])
+            if not obj.get("choices"):
+                return False
+        return True
 
     def flush(self) -> bytes:
         """At end of stream: what is still to send of an unterminated last event.
@@ -203,38 +262,20 @@ class StreamTap:
                 self.usage = usage_from_openai(obj["usage"])
 
     def _see(self, event: bytes) -> bool:
-        """Strip mode: note what ``event`` says; False for the usage-only event the client did not ask for."""
-        keep = True
+        """Strip mode, an unterminated last event: note what it says (as ``_see_block``)."""
         if self._kept_bytes < MAX_KEPT_BYTES:
-            self.events.append(event)
+            self._chunks.append(event)
             self._kept_bytes += len(event)
         else:
             self.unkept_bytes += len(event)
         if event.endswith(b"[DONE]"):
             self.done = True
             return True
-        first = self.response_id is None
-        has_usage = _USAGE_MARKS[0] in event or _USAGE_MARKS[1] in event
-        has_finish = _FINISH_MARKS[0] in event or _FINISH_MARKS[1] in event
-        if not (first or has_usage or has_finish or b'"error"' in event):
-            return True
         obj = _event_json(event)
-        if obj is None:
-            return True
-        if first:
+        if obj is not None and self.response_id is None:
             self.response_id = obj.get("id") or ""
             self.response_model = obj.get("model")
-        if isinstance(obj.get("error"), dict):
-            self.error = obj["error"]
-        for choice in obj.get("choices") or ():
-            reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-            if reason:
-                self.finish_reasons.append(reason)
-        if has_usage and isinstance(obj.get("usage"), dict):
-            self.usage = usage_from_openai(obj["usage"])
-            if not obj.get("choices"):
-                keep = False
-        return keep
+        return self._note(obj)
 
     def streamed_text(self) -> tuple[str, float]:
         """Text the model produced so far (content, reasoning, tool arguments) and a scale factor.
@@ -243,7 +284,7 @@ class StreamTap:
         from the text by it.
         """
         self.finish()
-        if not self.strip_usage and not self.events and self._chunks:
+        if not self.events and self._chunks:
             self.events = [e for e in b"".join(self._chunks).split(self._sep) if e.strip()]
         pieces: list[str] = []
         for event in self.events:
