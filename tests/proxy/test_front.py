@@ -250,10 +250,23 @@ def test_an_oversized_body_gets_the_openai_413_without_being_sent(gateway: Gatew
     assert status == 413 and json.loads(body)["error"]["code"] == "request_too_large"
 
 
-def test_a_malformed_head_gets_aiohttp_400(gateway: Gateway, conn_factory: type[Conn]) -> None:
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nthis is not a header\r\nContent-Length: 2",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\nContent-Length: 2",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-A: 1\nContent-Length: 2",  # bare LF
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3",
+    ],
+    ids=["no-colon", "space-in-name", "bare-lf", "two-lengths"],
+)
+def test_a_malformed_head_gets_aiohttp_400(gateway: Gateway, conn_factory: type[Conn], head: bytes) -> None:
+    # The front never guesses: aiohttp's parser answers what is not plainly well-formed.
+    before = counts(gateway)
     conn = conn_factory()
-    conn.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nthis is not a header\r\nContent-Length: 2\r\n\r\n{}")
+    conn.send(head + b"\r\n\r\n{}")
     assert conn.response()[0] == 400
+    assert served_by(gateway, before) == (0, 1)
 
 
 def test_a_handler_bug_is_an_openai_500(

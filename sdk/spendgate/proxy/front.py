@@ -247,8 +247,8 @@ class FrontProtocol(asyncio.Protocol):
         if self._pending is None:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
-                if len(buf) > MAX_HEAD_BYTES:
-                    self._handoff()
+                if len(buf) > MAX_HEAD_BYTES or b"\n\n" in buf:
+                    self._handoff()  # too long, or bare-LF line ends: aiohttp answers those
                 return
             parsed = self._parse(bytes(buf[:end]))
             if parsed is None:
@@ -270,6 +270,9 @@ class FrontProtocol(asyncio.Protocol):
     def _parse(self, head: bytes) -> tuple[str, str | None, CIMultiDictProxy[str], int] | None:
         """The request's path, ``/t/`` segment, headers and body length; None when the front
         does not serve it (aiohttp will)."""
+        crlf = head.count(b"\r\n")
+        if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
+            return None  # a bare CR or LF inside the head: never guess where a line ends
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ")
         if len(parts) != 3 or parts[0] != b"POST" or parts[2] != b"HTTP/1.1":
@@ -285,8 +288,8 @@ class FrontProtocol(asyncio.Protocol):
         pairs: list[tuple[str, str]] = []
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
-            if not sep or not name or name[-1:] in b" \t" or line[:1] in b" \t":
-                return None  # no colon, empty name, whitespace before the colon, obsolete folding
+            if not sep or not name or b" " in name or b"\t" in name or line[:1] in b" \t":
+                return None  # no colon, empty name, whitespace in the name, obsolete folding
             pairs.append((name.decode("latin-1"), value.strip(b" \t").decode("latin-1")))
         headers = CIMultiDictProxy(CIMultiDict(pairs))
         for name in _HANDOFF_HEADERS:
