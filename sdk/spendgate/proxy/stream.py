@@ -178,7 +178,8 @@ class StreamTap:
         return drops
 
     def _note(self, obj: dict[str, Any] | None) -> bool:
-        """Note an event's error, finish reasons and usage; False for a usage-only event."""
+        """Note an event's error, finish reasons and usage (both modes); False for a usage-only
+        event, which strip mode drops."""
         if obj is None:
             return True
         if isinstance(obj.get("error"), dict):
@@ -249,17 +250,7 @@ class StreamTap:
         for start in sorted(starts):
             begin = start + len(self._sep) if start != -1 else 0
             end = data.find(self._sep, begin)
-            obj = _event_json(data[begin : end if end != -1 else len(data)])
-            if obj is None:
-                continue
-            if isinstance(obj.get("error"), dict):
-                self.error = obj["error"]
-            for choice in obj.get("choices") or ():
-                reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-                if reason:
-                    self.finish_reasons.append(reason)
-            if isinstance(obj.get("usage"), dict):
-                self.usage = usage_from_openai(obj["usage"])
+            self._note(_event_json(data[begin : end if end != -1 else len(data)]))
 
     def _see(self, event: bytes) -> bool:
         """Strip mode, an unterminated last event: note what it says (as ``_see_block``)."""
