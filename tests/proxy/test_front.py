@@ -372,3 +372,26 @@ def test_stopping_lets_a_call_in_flight_finish(tmp_path: Path) -> None:
                 Conn(gw.proxy.port)  # no longer accepting
         finally:
             running.close()
+
+
+def test_the_cursor_and_messages_routes_are_served_by_the_front(gateway: Gateway, conn_factory: type[Conn]) -> None:
+    # Cursor's route and Anthropic Messages translate through the canonical model; both run on
+    # the front as well, streamed and not, behind a /t/ prefix too.
+    key = gateway.keys["ana@acme.com"]
+    gateway.clear()
+    before = counts(gateway)
+    conn = conn_factory()
+    conn.send(request(key, STREAM, path="/t/repo=cursor-front/cursor/v1/chat/completions"))
+    status, headers, body = conn.response()
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    assert body.endswith(b"data: [DONE]\n\n")
+    anthropic_body = {"model": "gpt-4.1", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    conn.send(request(key, anthropic_body, path="/v1/messages"))
+    status, _, body = conn.response()
+    assert status == 200 and json.loads(body)["type"] == "message"
+    conn.send(request(key, {**anthropic_body, "stream": True}, path="/v1/messages"))
+    status, _, body = conn.response()
+    assert status == 200 and b"event: message_stop" in body
+    assert served_by(gateway, before) == (3, 0)
+    spans = gateway.wait_spans(3)
+    assert {s.attributes["vcs.repository.name"] for s in spans} >= {"cursor-front"}

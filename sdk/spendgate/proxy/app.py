@@ -195,9 +195,8 @@ async def chat_core(request: Exchange) -> Any:
     if state.translating and any(u.format != "openai" for _, u in attempts):
         # Another provider format somewhere in the chain: through the canonical model (translate.py).
         attrib_now, feature_now = settle()
-        assert request.request is not None, "the front leaves translated calls to aiohttp"
         return await _serve_translated(
-            request.request, state, start_ns, principal, attrib_now, feature_now, raw, body, model, plan, wants_usage
+            request, state, start_ns, principal, attrib_now, feature_now, raw, body, model, plan, wants_usage
         )
     target = route.target
     if target != requested:
@@ -364,7 +363,7 @@ async def chat_core(request: Exchange) -> Any:
 
 
 async def _serve_translated(
-    request: web.Request,
+    request: Exchange,
     state: ProxyState,
     start_ns: int,
     principal: Principal,
@@ -375,7 +374,7 @@ async def _serve_translated(
     model: str,
     plan: Plan,
     wants_usage: bool,
-) -> web.StreamResponse:
+) -> Any:
     """A Chat Completions call that a non-OpenAI provider may serve: parse, then ``translate.serve``.
 
     ``body`` may already ask for usage (the hot path adds it); ``wants_usage`` is what the client asked.

@@ -26,13 +26,13 @@ from aiohttp import web
 from spendgate.proxy.admission import new_record, plan_call
 from spendgate.proxy.budget_reply import pause_response
 from spendgate.proxy.errors import BadRequest, ProxyError
+from spendgate.proxy.exchange import AiohttpExchange, Exchange
 from spendgate.proxy.features import classify
 from spendgate.proxy.formats import anthropic_messages, openai_chat, responses_shaped
 from spendgate.proxy.formats.canonical import ChatRequest
 from spendgate.proxy.formats.cursor import normalise_cursor_request
 from spendgate.proxy.formats.detect import detect_shape
-from spendgate.proxy.inbound import authenticate, path_prefix, read_json
-from spendgate.proxy.state import STATE
+from spendgate.proxy.inbound import authenticate, parse_json, prefix_fields
 from spendgate.proxy.translate import Call, feature_body, serve
 
 
@@ -66,15 +66,21 @@ def parse_cursor_body(body: dict[str, Any], *, max_tokens_floor: int | None) -> 
 
 
 async def cursor_chat_completions(request: web.Request) -> web.StreamResponse:
-    """``POST /cursor/v1/chat/completions``: any Cursor body shape in, Chat Completions out."""
+    """``POST /cursor/v1/chat/completions`` as aiohttp serves it (the front serves most calls: front.py)."""
+    return await cursor_core(AiohttpExchange(request))
+
+
+async def cursor_core(request: Exchange) -> Any:
+    """The Cursor route: any Cursor body shape in, Chat Completions out; for either server (exchange.py)."""
     start_ns = time.time_ns()
-    state = request.app[STATE]
+    state = request.state
     headers = request.headers
     settings = state.settings.cursor
     try:
         principal = authenticate(state.keys, headers)
-        prefix = path_prefix(request)
-        raw, body = await read_json(request, state.max_body)
+        prefix = prefix_fields(request.attrs)
+        raw = await request.read_body(state.max_body)
+        body = parse_json(raw)
         req = parse_cursor_body(body, max_tokens_floor=settings.max_tokens_floor)
         # A custom model "acme-api/claude-sonnet-4-6" (one per project in Cursor's settings): the base
         # model is admitted and recorded, the upstream gets its own name, Cursor sees its name echoed.

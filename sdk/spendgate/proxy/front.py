@@ -1,17 +1,19 @@
-"""The proxy's HTTP/1.1 front: serves the Chat Completions hot path itself, hands everything else to aiohttp.
+"""The proxy's HTTP/1.1 front: serves the model-call routes itself, hands everything else to aiohttp.
 
 Measured on the benchmark machine (docs/performance.md), aiohttp's web server costs about 75 µs of
 CPU and 45 µs of latency per request before and after the handler, a large share of what the
-proxy adds to a call. The front is an ``asyncio.Protocol`` that reads the common case (an HTTP/1.1
-``POST`` to a Chat Completions path, with a ``Content-Length`` body) on its own, runs the same
-handler (``app.chat_core``) and writes the answer straight to the transport.
+proxy adds to a call. The front is an ``asyncio.Protocol`` that reads the common case on its own:
+an HTTP/1.1 ``POST`` with a ``Content-Length`` body to one of the routes every model call takes
+(``server.FRONT_ROUTES``: Chat Completions, the Cursor route, Anthropic Messages). It runs the same
+handler aiohttp would (``app.chat_core``, ``cursor_route.cursor_core``,
+``messages_route.messages_core``, written once over ``exchange.Exchange``) and writes the answer
+straight to the transport.
 
-Anything else (another route, a chunked, compressed or ``Expect: 100-continue`` body, an oversized body,
-HTTP/1.0, an odd request line or header, a proxy configured to translate to non-OpenAI providers)
-hands the connection to aiohttp's ``RequestHandler`` **before a byte is answered**: aiohttp gets
-the very bytes the client sent and keeps the connection from then on. So aiohttp remains the one
-implementation of HTTP's corner cases; the front only accelerates the request every Cursor
-keystroke makes.
+Anything else (another route, a chunked, compressed or ``Expect: 100-continue`` body, an
+oversized body, HTTP/1.0, an odd request line or header) hands the connection to aiohttp's
+``RequestHandler`` **before a byte is answered**: aiohttp gets the very bytes the client sent and
+keeps the connection from then on. So aiohttp remains the one implementation of HTTP's corner
+cases; the front only accelerates the requests every editor keystroke makes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import contextlib
 import email.utils
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -37,24 +39,27 @@ logger = logging.getLogger("spendgate.proxy")
 MAX_HEAD_BYTES = 65536  # aiohttp refuses longer heads (with a 400); the front leaves them to it
 KEEPALIVE_TIMEOUT_S = 75.0  # aiohttp's default for idle keep-alive connections
 SWEEP_INTERVAL_S = 10.0  # one timer for all connections, not one per connection and request
-_CHAT_PATHS = frozenset(("/v1/chat/completions", "/chat/completions"))
 # Bodies aiohttp decodes (chunked, compressed), a 100-continue it must answer, a protocol switch.
 _HANDOFF_HEADERS = ("Transfer-Encoding", "Content-Encoding", "Expect", "Upgrade")
 _NO_BODY_HEADERS = frozenset(("content-length", "transfer-encoding"))
 
+Handler = Callable[["FrontExchange"], Awaitable[Any]]
+"""A route's handler over an exchange (exchange.py): returns a ``web.Response`` or a finished stream."""
 
-def chat_path(path: str) -> tuple[bool, str | None]:
-    """Whether ``path`` is a Chat Completions route, and its ``/t/{attrs}`` segment if any.
 
-    The same paths aiohttp's router matches for ``chat_completions`` (``{attrs}`` is ``[^{}/]+``).
+def route_of(path: str, routes: Mapping[str, Handler]) -> tuple[Handler | None, str | None]:
+    """The handler ``path`` goes to, and its ``/t/{attrs}`` segment if any (None, None: not ours).
+
+    The same paths aiohttp's router matches for these routes (``{attrs}`` is ``[^{}/]+``).
     """
-    if path in _CHAT_PATHS:
-        return True, None
+    handler = routes.get(path)
+    if handler is not None:
+        return handler, None
     if path.startswith("/t/"):
         segment, sep, tail = path[3:].partition("/")
-        if segment and sep and "/" + tail in _CHAT_PATHS and "{" not in segment and "}" not in segment:
-            return True, segment
-    return False, None
+        if segment and sep and "{" not in segment and "}" not in segment:
+            return routes.get("/" + tail), segment
+    return None, None
 
 
 class _Date:
@@ -99,7 +104,7 @@ class FrontExchange:
 
     __slots__ = ("_proto", "attrs", "body", "headers", "path", "state")
 
-    request = None  # no aiohttp request behind it: the front never takes translated calls
+    request = None  # no aiohttp request behind it
 
     def __init__(
         self,
@@ -165,9 +170,6 @@ class FrontStream:
         self._proto.finished = True
 
 
-ChatHandler = Callable[[FrontExchange], Awaitable[Any]]
-
-
 class FrontProtocol(asyncio.Protocol):
     """One client connection: parse, serve the hot path, or hand the connection to aiohttp."""
 
@@ -181,7 +183,7 @@ class FrontProtocol(asyncio.Protocol):
         self.close_after = False
         self.finished = False  # the current answer has been written whole
         self.answered = False  # some of the current answer has been written
-        self._pending: tuple[int, tuple[str, str | None, CIMultiDictProxy[str], int]] | None = None
+        self._pending: tuple[int, tuple[Handler, str, str | None, CIMultiDictProxy[str], int]] | None = None
         self.last_active = 0.0
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -255,7 +257,7 @@ class FrontProtocol(asyncio.Protocol):
                 self._handoff()
                 return
             self._pending = (end, parsed)
-        end, (path, attrs, headers, length) = self._pending
+        end, (handler, path, attrs, headers, length) = self._pending
         need = end + 4 + length
         if len(buf) < need:
             return  # the rest of the body is on its way (a long prompt comes in many reads)
@@ -265,11 +267,11 @@ class FrontProtocol(asyncio.Protocol):
         exchange = FrontExchange(self, self._front.state, path, attrs, headers, body)
         self.finished = self.answered = False
         self._front.counts["served"] += 1
-        self._task = self._front.loop.create_task(self._serve(exchange))
+        self._task = self._front.loop.create_task(self._serve(handler, exchange))
 
-    def _parse(self, head: bytes) -> tuple[str, str | None, CIMultiDictProxy[str], int] | None:
-        """The request's path, ``/t/`` segment, headers and body length; None when the front
-        does not serve it (aiohttp will)."""
+    def _parse(self, head: bytes) -> tuple[Handler, str, str | None, CIMultiDictProxy[str], int] | None:
+        """The request's handler, path, ``/t/`` segment, headers and body length; None when the
+        front does not serve it (aiohttp will)."""
         crlf = head.count(b"\r\n")
         if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
             return None  # a bare CR or LF inside the head: never guess where a line ends
@@ -281,9 +283,9 @@ class FrontProtocol(asyncio.Protocol):
         path, _, _query = target.partition("?")
         if "%" in path:
             return None  # aiohttp decodes percent-escapes before routing; leave those to it
-        is_chat, attrs = chat_path(path)
         front = self._front
-        if not is_chat or not front.serves_chat():
+        handler, attrs = route_of(path, front.routes)
+        if handler is None:
             return None
         pairs: list[tuple[str, str]] = []
         for line in lines[1:]:
@@ -303,7 +305,7 @@ class FrontProtocol(asyncio.Protocol):
             return None
         connection = headers.get("Connection", "").lower()
         self.close_after = "close" in connection
-        return path, attrs, headers, length
+        return handler, path, attrs, headers, length
 
     def _handoff(self) -> None:
         """Give the connection, and every byte read but not answered, to aiohttp's server."""
@@ -323,9 +325,9 @@ class FrontProtocol(asyncio.Protocol):
 
     # -- serving -----------------------------------------------------------------------------
 
-    async def _serve(self, exchange: FrontExchange) -> None:
+    async def _serve(self, handler: Handler, exchange: FrontExchange) -> None:
         try:
-            result = await self._front.chat(exchange)
+            result = await handler(exchange)
             if isinstance(result, web.Response):
                 self._send_response(result)
             elif not self.finished:
@@ -398,7 +400,7 @@ class Front:
         self,
         runner: web.AppRunner,
         state: ProxyState,
-        chat: ChatHandler,
+        routes: Mapping[str, Handler],
         max_body: int,
         *,
         keepalive_s: float | None = None,
@@ -408,7 +410,7 @@ class Front:
         self._keepalive_s = KEEPALIVE_TIMEOUT_S if keepalive_s is None else keepalive_s
         self._sweep_s = SWEEP_INTERVAL_S if sweep_s is None else sweep_s
         self.state = state
-        self.chat = chat
+        self.routes = routes
         self.max_body = max_body
         self.loop = asyncio.get_running_loop()
         self.connections: set[FrontProtocol] = set()
@@ -417,10 +419,6 @@ class Front:
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self.port = 0
-
-    def serves_chat(self) -> bool:
-        # Translation to another provider format runs through aiohttp's request and response.
-        return not self.state.translating
 
     def fallback(self) -> asyncio.Protocol:
         server = self._runner.server
@@ -463,4 +461,4 @@ class Front:
         await self.close()
 
 
-__all__ = ["Front", "FrontExchange", "FrontProtocol", "FrontStream", "chat_path"]
+__all__ = ["Front", "FrontExchange", "FrontProtocol", "FrontStream", "Handler", "route_of"]

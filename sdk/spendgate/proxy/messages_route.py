@@ -24,11 +24,12 @@ from aiohttp import web
 from spendgate.proxy.admission import lookup_model, new_record, plan_call
 from spendgate.proxy.budget_reply import pause_response, pause_text
 from spendgate.proxy.errors import BadRequest, ProxyError
+from spendgate.proxy.exchange import AiohttpExchange, Exchange
 from spendgate.proxy.features import classify
 from spendgate.proxy.formats import anthropic_messages
 from spendgate.proxy.formats.anthropic_messages import AnthropicFormatError
 from spendgate.proxy.formats.canonical import ChatRequest, ChatResponse, TextPart, Usage, response_events
-from spendgate.proxy.inbound import authenticate, path_prefix, read_json
+from spendgate.proxy.inbound import authenticate, parse_json, path_prefix, prefix_fields, read_json
 from spendgate.proxy.state import STATE
 from spendgate.proxy.translate import Call, error_reply, feature_body, serve
 
@@ -55,14 +56,21 @@ def _parse(body: dict[str, Any], *, count: bool = False) -> ChatRequest:
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/messages``: authenticate, admit, pass through or translate, record one span."""
+    """``POST /v1/messages`` as aiohttp serves it (the front serves most calls: front.py)."""
+    return await messages_core(AiohttpExchange(request))
+
+
+async def messages_core(request: Exchange) -> Any:
+    """Anthropic Messages: authenticate, admit, pass through or translate, record one span; for
+    either server (exchange.py)."""
     start_ns = time.time_ns()
-    state = request.app[STATE]
+    state = request.state
     headers = request.headers
     try:
         principal = authenticate(state.keys, headers)
-        prefix = path_prefix(request)
-        raw, body = await read_json(request, state.max_body)
+        prefix = prefix_fields(request.attrs)
+        raw = await request.read_body(state.max_body)
+        body = parse_json(raw)
         req = _parse(body)
         # A "repo/model" alias: the base model is admitted and recorded; the upstream gets its own
         # model name (translate.py), and the client's reply echoes what it sent.

@@ -64,6 +64,7 @@ from spendgate.proxy.stream import Usage
 
 if TYPE_CHECKING:
     from spendgate.proxy.config import ModelRoute
+    from spendgate.proxy.exchange import Exchange, StreamOut
     from spendgate.proxy.providers import Provider, Reply
     from spendgate.proxy.spans import CallRecord
     from spendgate.proxy.state import ProxyState
@@ -222,8 +223,10 @@ class _Progress:
             self.error = event
 
 
-async def serve(request: web.Request, state: ProxyState, call: Call) -> web.StreamResponse:
-    """Answer ``call`` in its client's format, trying its targets in order; records one span."""
+async def serve(ex: Exchange, state: ProxyState, call: Call) -> Any:
+    """Answer ``call`` in its client's format, trying its targets in order; records one span.
+
+    Returns a ``web.Response`` to send, or the stream it has written to the end (exchange.py)."""
     rec = call.rec
     reply: Reply | None = None
     progress = _Progress(rec.output_text is not None)
@@ -250,14 +253,14 @@ async def serve(request: web.Request, state: ProxyState, call: Call) -> web.Stre
         if passthrough:
             if call.stream and reply.streaming:
                 tap = AnthropicTap()
-                return await _pipe(request, reply, tap, rec, _ok_headers(call, reply.headers))
+                return await _pipe(ex, reply, tap, rec, _ok_headers(call, reply.headers))
             data = await reply.read()
             rec.ttft_ns = time.time_ns()
             _note_anthropic_json(rec, data)
             return web.Response(body=data, content_type="application/json", headers=_ok_headers(call, reply.headers))
 
         if call.stream:
-            return await _stream(request, call, reply, progress)
+            return await _stream(ex, call, reply, progress)
         # A non-streamed answer (or a stream the client did not ask for, from an odd upstream).
         if reply.streaming:
             events = [e async for batch in reply.events() for e in batch]
@@ -344,12 +347,10 @@ async def _send(state: ProxyState, call: Call) -> tuple[Reply | web.Response, bo
     raise AssertionError("a call has at least one target")
 
 
-async def _pipe(
-    request: web.Request, reply: Reply, tap: AnthropicTap, rec: CallRecord, headers: dict[str, str]
-) -> web.StreamResponse:
+async def _pipe(ex: Exchange, reply: Reply, tap: AnthropicTap, rec: CallRecord, headers: dict[str, str]) -> StreamOut:
     """Same format both sides: the provider's stream goes out byte for byte."""
-    out = web.StreamResponse(status=200, headers={**STREAM_HEADERS, **headers})
-    await out.prepare(request)
+    out = ex.stream({**STREAM_HEADERS, **headers}, head_with_first_chunk=False)
+    await out.prepare(ex.request)
     feed, write = tap.feed, out.write
     try:
         async for chunk in reply.raw.content.iter_any():
@@ -366,7 +367,7 @@ async def _pipe(
     return out
 
 
-async def _stream(request: web.Request, call: Call, reply: Reply, progress: _Progress) -> web.StreamResponse:
+async def _stream(ex: Exchange, call: Call, reply: Reply, progress: _Progress) -> StreamOut:
     """Provider events → the client's stream format, event by event."""
     rec = call.rec
     writer: openai_chat.ChatCompletionsSSEWriter | anthropic_messages.AnthropicSSEWriter
@@ -375,8 +376,8 @@ async def _stream(request: web.Request, call: Call, reply: Reply, progress: _Pro
     else:
         writer = openai_chat.ChatCompletionsSSEWriter(include_usage=call.wants_usage, model=call.req.model)
     rewriter = CustomCallStream(custom_tool_names(call.req), mode=call.custom_mode) if call.cursor else None
-    out = web.StreamResponse(status=200, headers={**STREAM_HEADERS, **_ok_headers(call, reply.headers)})
-    await out.prepare(request)
+    out = ex.stream({**STREAM_HEADERS, **_ok_headers(call, reply.headers)}, head_with_first_chunk=False)
+    await out.prepare(ex.request)
     write, note, render = out.write, progress.note, writer.write
 
     def emit(events: list[StreamEvent]) -> bytes:
