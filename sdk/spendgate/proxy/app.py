@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -28,7 +29,7 @@ from spendgate.proxy.admission import Plan, new_record, plan_call, reads_attribu
 from spendgate.proxy.budget_reply import pause_response
 from spendgate.proxy.config import ProxySettings
 from spendgate.proxy.control import start_control
-from spendgate.proxy.cursor_route import cursor_chat_completions
+from spendgate.proxy.cursor_route import cursor_core
 from spendgate.proxy.errors import (
     CORS_HEADERS,
     BadRequest,
@@ -36,13 +37,13 @@ from spendgate.proxy.errors import (
     error_response,
     sse_error_event,
 )
-from spendgate.proxy.exchange import AiohttpExchange, Exchange
+from spendgate.proxy.exchange import Exchange, on_aiohttp
 from spendgate.proxy.features import classify
 from spendgate.proxy.formats import openai_chat
 from spendgate.proxy.hooks_route import cursor_hook
 from spendgate.proxy.inbound import authenticate, parse_json, prefix_fields
 from spendgate.proxy.keys import KeyDirectory, KeyFileError
-from spendgate.proxy.messages_route import count_tokens, messages
+from spendgate.proxy.messages_route import count_tokens, messages_core
 from spendgate.proxy.providers.http1 import Http1Response
 from spendgate.proxy.redact import redact
 from spendgate.proxy.routing import RETRYABLE_STATUSES
@@ -117,16 +118,11 @@ def _estimate_usage(rec: CallRecord, body: dict[str, Any], tap: StreamTap | None
     rec.usage_estimated = True
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/chat/completions`` as aiohttp serves it (the front serves most calls: front.py)."""
-    return await chat_core(AiohttpExchange(request))
-
-
 async def chat_core(request: Exchange) -> Any:
-    """Chat Completions: authenticate, map, forward, stream back, record one span.
+    """``POST /v1/chat/completions``: authenticate, map, forward, stream back, record one span.
 
-    Written once for both servers (exchange.py). Returns a ``web.Response`` to send, or the
-    stream it has already written to the end.
+    Written once for both servers (exchange.py, ``MODEL_ROUTES``). Returns a ``web.Response`` to
+    send, or the stream it has already written to the end.
     """
     start_ns = time.time_ns()
     state = request.state
@@ -486,6 +482,16 @@ async def _lifecycle(app: web.Application) -> Any:
         await asyncio.get_running_loop().run_in_executor(None, state.worker.shutdown)
 
 
+# The POST routes every model call takes, by path after an optional /t/{attrs} prefix: registered
+# on aiohttp's router below, and served first by the front (front.py, server.py) on the hot path.
+MODEL_ROUTES: dict[str, Callable[[Exchange], Awaitable[Any]]] = {
+    "/v1/chat/completions": chat_core,
+    "/chat/completions": chat_core,
+    "/cursor/v1/chat/completions": cursor_core,
+    "/v1/messages": messages_core,
+}
+
+
 def create_app(
     settings: ProxySettings,
     *,
@@ -501,14 +507,13 @@ def create_app(
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[STATE] = ProxyState(settings, keys, worker)
+    model_routes = {path: on_aiohttp(core) for path, core in MODEL_ROUTES.items()}
     for prefix in ("", "/t/{attrs}"):
-        for base in ("/v1", ""):
-            app.router.add_post(f"{prefix}{base}/chat/completions", chat_completions)
-            app.router.add_get(f"{prefix}{base}/models", list_models)
-        app.router.add_post(f"{prefix}/v1/messages", messages)
+        for path, handler in model_routes.items():
+            app.router.add_post(prefix + path, handler)
+        for path in ("/v1/models", "/models", "/cursor/v1/models"):
+            app.router.add_get(prefix + path, list_models)
         app.router.add_post(f"{prefix}/v1/messages/count_tokens", count_tokens)
-        app.router.add_post(f"{prefix}/cursor/v1/chat/completions", cursor_chat_completions)
-        app.router.add_get(f"{prefix}/cursor/v1/models", list_models)
     app.router.add_post("/hooks/cursor", cursor_hook)
     app.router.add_get("/healthz", healthz)
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)

@@ -21,12 +21,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aiohttp import web
-
 from spendgate.proxy.admission import new_record, plan_call
 from spendgate.proxy.budget_reply import pause_response
 from spendgate.proxy.errors import BadRequest, ProxyError
-from spendgate.proxy.exchange import AiohttpExchange, Exchange
+from spendgate.proxy.exchange import Exchange
 from spendgate.proxy.features import classify
 from spendgate.proxy.formats import anthropic_messages, openai_chat, responses_shaped
 from spendgate.proxy.formats.canonical import ChatRequest
@@ -65,13 +63,9 @@ def parse_cursor_body(body: dict[str, Any], *, max_tokens_floor: int | None) -> 
     return normalise_cursor_request(req, max_tokens_floor=max_tokens_floor)
 
 
-async def cursor_chat_completions(request: web.Request) -> web.StreamResponse:
-    """``POST /cursor/v1/chat/completions`` as aiohttp serves it (the front serves most calls: front.py)."""
-    return await cursor_core(AiohttpExchange(request))
-
-
 async def cursor_core(request: Exchange) -> Any:
-    """The Cursor route: any Cursor body shape in, Chat Completions out; for either server (exchange.py)."""
+    """``POST /cursor/v1/chat/completions``: any Cursor body shape in, Chat Completions out; for
+    either server (exchange.py, ``app.MODEL_ROUTES``)."""
     start_ns = time.time_ns()
     state = request.state
     headers = request.headers

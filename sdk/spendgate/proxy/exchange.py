@@ -1,14 +1,16 @@
-"""What the Chat Completions handler needs from a request, whichever server read it.
+"""What a model-call handler needs from a request, whichever server read it.
 
-Two servers take chat calls: the front (``front.py``, the hot path) and aiohttp's web server
-(every other case). ``Exchange`` is the small surface the handler (``app.chat_core``) uses, so it
-is written once: headers and path, the ``/t/{attrs}`` segment, the raw body, and a streamed
-answer. ``AiohttpExchange`` puts it over an ``aiohttp.web.Request``; ``front.FrontExchange`` is
-the front's.
+Two servers take model calls: the front (``front.py``, the hot path) and aiohttp's web server
+(every other case). ``Exchange`` is the small surface the handlers (``app.MODEL_ROUTES``:
+Chat Completions, the Cursor route, Anthropic Messages, and ``translate.serve`` under them) use,
+so each is written once: headers and path, the ``/t/{attrs}`` segment, the raw body, and a
+streamed answer. ``AiohttpExchange`` puts it over an ``aiohttp.web.Request`` (``on_aiohttp``
+turns a handler into an aiohttp one); ``front.FrontExchange`` is the front's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from spendgate.proxy.inbound import read_body
@@ -31,13 +33,13 @@ class StreamOut(Protocol):
 
 
 class Exchange(Protocol):
-    """One chat request as the handler sees it."""
+    """One model call's request as its handler sees it."""
 
     state: ProxyState
     headers: Any  # case-insensitive mapping (``CIMultiDictProxy``)
     path: str
     attrs: str | None  # the ``/t/{attrs}`` segment, None without one
-    request: web.Request | None  # aiohttp's request; None on the front (no translated calls there)
+    request: web.Request | None  # aiohttp's request (``prepare`` takes it); None on the front
 
     async def read_body(self, limit: int) -> bytes: ...
     def stream(self, headers: dict[str, str], *, head_with_first_chunk: bool) -> StreamOut: ...
@@ -62,4 +64,13 @@ class AiohttpExchange:
         return SSEResponse(headers=headers, head_with_first_chunk=head_with_first_chunk)
 
 
-__all__ = ["AiohttpExchange", "Exchange", "StreamOut"]
+def on_aiohttp(handler: Callable[[Exchange], Awaitable[Any]]) -> Callable[[web.Request], Awaitable[Any]]:
+    """``handler`` as an aiohttp request handler."""
+
+    async def serve(request: web.Request) -> Any:
+        return await handler(AiohttpExchange(request))
+
+    return serve
+
+
+__all__ = ["AiohttpExchange", "Exchange", "StreamOut", "on_aiohttp"]

@@ -4,10 +4,9 @@ Measured on the benchmark machine (docs/performance.md), aiohttp's web server co
 CPU and 45 µs of latency per request before and after the handler, a large share of what the
 proxy adds to a call. The front is an ``asyncio.Protocol`` that reads the common case on its own:
 an HTTP/1.1 ``POST`` with a ``Content-Length`` body to one of the routes every model call takes
-(``server.FRONT_ROUTES``: Chat Completions, the Cursor route, Anthropic Messages). It runs the same
-handler aiohttp would (``app.chat_core``, ``cursor_route.cursor_core``,
-``messages_route.messages_core``, written once over ``exchange.Exchange``) and writes the answer
-straight to the transport.
+(``app.MODEL_ROUTES``: Chat Completions, the Cursor route, Anthropic Messages). It runs the same
+handler aiohttp would (written once over ``exchange.Exchange``) and writes the answer straight to
+the transport.
 
 Anything else (another route, a chunked, compressed or ``Expect: 100-continue`` body, an
 oversized body, HTTP/1.0, an odd request line or header) hands the connection to aiohttp's
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from spendgate.proxy.errors import error_body
+from spendgate.proxy.errors import error_response
 
 if TYPE_CHECKING:
     from spendgate.proxy.state import ProxyState
@@ -101,7 +100,7 @@ def _head(status: int, reason: str, headers: Any, *, chunked: bool, length: int,
 
 
 class FrontExchange:
-    """One request read by the front: what the chat handler reads, and how it answers.
+    """One request read by the front: what its handler reads, and how it answers.
 
     Duck-types the parts of ``aiohttp.web.Request`` the handler and span record use (``headers``,
     ``path``) plus the body, which the front has already read whole.
@@ -276,7 +275,8 @@ class FrontProtocol(asyncio.Protocol):
 
     def _parse(self, head: bytes) -> tuple[Handler, str, str | None, CIMultiDictProxy[str], int] | None:
         """The request's handler, path, ``/t/`` segment, headers and body length; None when the
-        front does not serve it (aiohttp will)."""
+        front does not serve it (aiohttp will). Bodies over ``max_body_bytes`` go to aiohttp too,
+        which answers them with the route's own 413."""
         text = head.decode("latin-1")
         if _PLAIN_HEAD.fullmatch(text) is None:
             return None  # not a plain POST head (see _PLAIN_HEAD): aiohttp's parser decides
@@ -298,7 +298,7 @@ class FrontProtocol(asyncio.Protocol):
         if len(lengths) != 1 or not lengths[0].isdigit() or not lengths[0].isascii():
             return None
         length = int(lengths[0])
-        if length > front.max_body:
+        if length > front.state.max_body:
             return None
         connection = headers.get("Connection", "").lower()
         self.close_after = "close" in connection
@@ -328,7 +328,7 @@ class FrontProtocol(asyncio.Protocol):
             if isinstance(result, web.Response):
                 self._send_response(result)
             elif not self.finished:
-                raise RuntimeError("chat handler returned without finishing its answer")
+                raise RuntimeError("handler returned without finishing its answer")
         except asyncio.CancelledError:
             return  # the client left; the handler has recorded the call
         except ConnectionResetError:
@@ -367,18 +367,24 @@ class FrontProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if not self.answered:
+            self.close_after = True
             with contextlib.suppress(ConnectionResetError):
-                body = error_body(
-                    "The gateway hit an internal error; it has been logged.", "api_error", code="internal_error"
-                )
-                headers = {"Content-Type": "application/json", "Access-Control-Allow-Origin": "*"}
-                self.send(
-                    _head(500, "Internal Server Error", headers, chunked=False, length=len(body), close=True) + body
+                self._send_response(
+                    error_response(
+                        500,
+                        "The gateway hit an internal error; it has been logged.",
+                        "api_error",
+                        code="internal_error",
+                    )
                 )
         transport.close()
 
     def close_if_idle(self, now: float, idle_s: float) -> None:
-        if self._task is None and self._transport is not None and now - self.last_active >= idle_s:
+        if self._task is None and now - self.last_active >= idle_s:
+            self.close()
+
+    def close(self) -> None:
+        if self._transport is not None:
             self._transport.close()
 
     @property
@@ -398,17 +404,13 @@ class Front:
         runner: web.AppRunner,
         state: ProxyState,
         routes: Mapping[str, Handler],
-        max_body: int,
-        *,
-        keepalive_s: float | None = None,
-        sweep_s: float | None = None,
     ) -> None:
         self._runner = runner
-        self._keepalive_s = KEEPALIVE_TIMEOUT_S if keepalive_s is None else keepalive_s
-        self._sweep_s = SWEEP_INTERVAL_S if sweep_s is None else sweep_s
+        # Read here rather than bound as defaults, so a test can shorten them on the module.
+        self._keepalive_s = KEEPALIVE_TIMEOUT_S
+        self._sweep_s = SWEEP_INTERVAL_S
         self.state = state
         self.routes = routes
-        self.max_body = max_body
         self.loop = asyncio.get_running_loop()
         self.connections: set[FrontProtocol] = set()
         self.counts = {"served": 0, "handed_off": 0}
@@ -449,8 +451,7 @@ class Front:
                 break
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
-            if conn._transport is not None:
-                conn._transport.close()
+            conn.close()
         await self._runner.cleanup()
 
     async def cleanup(self) -> None:

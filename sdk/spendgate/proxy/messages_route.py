@@ -24,7 +24,7 @@ from aiohttp import web
 from spendgate.proxy.admission import lookup_model, new_record, plan_call
 from spendgate.proxy.budget_reply import pause_response, pause_text
 from spendgate.proxy.errors import BadRequest, ProxyError
-from spendgate.proxy.exchange import AiohttpExchange, Exchange
+from spendgate.proxy.exchange import Exchange
 from spendgate.proxy.features import classify
 from spendgate.proxy.formats import anthropic_messages
 from spendgate.proxy.formats.anthropic_messages import AnthropicFormatError
@@ -55,14 +55,9 @@ def _parse(body: dict[str, Any], *, count: bool = False) -> ChatRequest:
         raise BadRequest(str(exc), param=exc.param) from None
 
 
-async def messages(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/messages`` as aiohttp serves it (the front serves most calls: front.py)."""
-    return await messages_core(AiohttpExchange(request))
-
-
 async def messages_core(request: Exchange) -> Any:
-    """Anthropic Messages: authenticate, admit, pass through or translate, record one span; for
-    either server (exchange.py)."""
+    """``POST /v1/messages``: authenticate, admit, pass through or translate, record one span;
+    for either server (exchange.py, ``app.MODEL_ROUTES``)."""
     start_ns = time.time_ns()
     state = request.state
     headers = request.headers

@@ -13,23 +13,12 @@ import signal
 
 from aiohttp import web
 
-from spendgate.proxy.app import chat_core, create_app
+from spendgate.proxy.app import MODEL_ROUTES, create_app
 from spendgate.proxy.config import ProxySettings
-from spendgate.proxy.cursor_route import cursor_core
 from spendgate.proxy.front import Front
 from spendgate.proxy.keys import KeyDirectory
-from spendgate.proxy.messages_route import messages_core
 from spendgate.proxy.spans import SpanExportWorker
-from spendgate.proxy.state import SETTINGS, STATE
-
-# What the front serves itself (front.py): the POST routes every model call takes, by path after
-# an optional /t/{attrs} prefix. Everything else is aiohttp's (app.py's router).
-FRONT_ROUTES = {
-    "/v1/chat/completions": chat_core,
-    "/chat/completions": chat_core,
-    "/cursor/v1/chat/completions": cursor_core,
-    "/v1/messages": messages_core,
-}
+from spendgate.proxy.state import STATE
 
 RUNNER_OPTIONS = {
     # Cancel the handler when the client disconnects, so an abandoned stream closes its upstream
@@ -51,11 +40,12 @@ def install_uvloop() -> bool:
 
 
 async def serve_app(app: web.Application, host: str, port: int) -> Front:
-    """Serve ``app`` on ``host:port`` in the running loop: the front for the chat hot path, aiohttp
-    for the rest (front.py). Returns the front; ``close()`` (or ``cleanup()``) stops both."""
+    """Serve ``app`` on ``host:port`` in the running loop: the front for the model-call routes
+    (``MODEL_ROUTES``), aiohttp for the rest (front.py). Returns the front; ``close()`` (or
+    ``cleanup()``) stops both."""
     runner = web.AppRunner(app, **RUNNER_OPTIONS)
     await runner.setup()
-    front = Front(runner, app[STATE], FRONT_ROUTES, app[SETTINGS].max_body_bytes)
+    front = Front(runner, app[STATE], MODEL_ROUTES)
     try:
         await front.start(host, port)
     except BaseException:
