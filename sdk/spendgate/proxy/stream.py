@@ -128,11 +128,7 @@ class StreamTap:
         # Whole events only, as one block: the few events that matter are found with ``find``
         # (C speed) instead of a Python loop over every event, which on a fast provider's first
         # read (a dozen events) delayed the first byte to the client by tens of microseconds.
-        if self._kept_bytes < MAX_KEPT_BYTES:
-            self._chunks.append(block)
-            self._kept_bytes += len(block)
-        else:
-            self.unkept_bytes += len(block)
+        self._keep(block)
         drops = self._see_block(block)
         if drops:
             pieces, at = [], 0
@@ -157,25 +153,48 @@ class StreamTap:
                 end = block.find(sep, pos)
                 obj = _event_json(block[pos:end])
                 if obj is not None:
-                    self.response_id = obj.get("id") or ""
-                    self.response_model = obj.get("model")
+                    self._note_first(obj)
                     break
                 pos = end + step
         if b"[DONE]" + sep in block:
             self.done = True
-        starts: set[int] = set()
-        for mark in (*_USAGE_MARKS, *_FINISH_MARKS, b'"error"'):
-            at = block.find(mark)
-            while at != -1:
-                starts.add(block.rfind(sep, 0, at))
-                at = block.find(mark, at + len(mark))
         drops: list[tuple[int, int]] = []
-        for start in sorted(starts):
-            begin = start + step if start != -1 else 0
-            end = block.find(sep, begin)
+        for start in sorted(self._marked(block, (*_USAGE_MARKS, *_FINISH_MARKS, b'"error"'))):
+            begin, end = self._event_at(block, start)
             if not self._note(_event_json(block[begin:end])):
                 drops.append((begin, end + step))
         return drops
+
+    def _marked(self, data: bytes, marks: tuple[bytes, ...]) -> set[int]:
+        """Where the events holding any of ``marks`` start: the separator before each, -1 for the first."""
+        sep = self._sep
+        starts: set[int] = set()
+        for mark in marks:
+            at = data.find(mark)
+            while at != -1:
+                starts.add(data.rfind(sep, 0, at))
+                at = data.find(mark, at + len(mark))
+        return starts
+
+    def _event_at(self, data: bytes, start: int) -> tuple[int, int]:
+        """The bounds of the event after the separator at ``start`` (-1: the first event)."""
+        begin = start + len(self._sep) if start != -1 else 0
+        end = data.find(self._sep, begin)
+        return begin, end if end != -1 else len(data)
+
+    def _keep(self, data: bytes) -> None:
+        """Strip mode: keep ``data`` for estimates while under ``MAX_KEPT_BYTES``, else count it."""
+        if self._kept_bytes < MAX_KEPT_BYTES:
+            self._chunks.append(data)
+            self._kept_bytes += len(data)
+        else:
+            self.unkept_bytes += len(data)
+
+    def _note_first(self, obj: dict[str, Any]) -> None:
+        """The response id and model, from the first JSON event."""
+        if self.response_id is None:
+            self.response_id = obj.get("id") or ""
+            self.response_model = obj.get("model")
 
     def _note(self, obj: dict[str, Any] | None) -> bool:
         """Note an event's error, finish reasons and usage (both modes); False for a usage-only
@@ -226,8 +245,7 @@ class StreamTap:
             pos = end + len(sep)
         first = _event_json(piece) if piece.strip() else None
         if first is not None:
-            self.response_id = first.get("id") or ""
-            self.response_model = first.get("model")
+            self._note_first(first)
         tail = b"".join(self._tail)
         for data in (head, tail) if tail else (head,):
             self._scan(data)
@@ -235,37 +253,26 @@ class StreamTap:
 
     def _scan(self, data: bytes) -> None:
         """Parse only the events that carry a usage object, a finish reason or an error."""
-        starts: set[int] = set()
+        starts = self._marked(data, (*_FINISH_MARKS, b'"error"'))
         for mark in _USAGE_MARKS:
             # The last usage object wins, so only the last one needs finding: it is at the very
             # end, so searching backwards reads a few hundred bytes instead of the whole stream.
             at = data.rfind(mark)
             if at != -1:
                 starts.add(data.rfind(self._sep, 0, at))
-        for mark in (*_FINISH_MARKS, b'"error"'):
-            at = data.find(mark)
-            while at != -1:
-                starts.add(data.rfind(self._sep, 0, at))
-                at = data.find(mark, at + len(mark))
         for start in sorted(starts):
-            begin = start + len(self._sep) if start != -1 else 0
-            end = data.find(self._sep, begin)
-            self._note(_event_json(data[begin : end if end != -1 else len(data)]))
+            begin, end = self._event_at(data, start)
+            self._note(_event_json(data[begin:end]))
 
     def _see(self, event: bytes) -> bool:
         """Strip mode, an unterminated last event: note what it says (as ``_see_block``)."""
-        if self._kept_bytes < MAX_KEPT_BYTES:
-            self._chunks.append(event)
-            self._kept_bytes += len(event)
-        else:
-            self.unkept_bytes += len(event)
+        self._keep(event)
         if event.endswith(b"[DONE]"):
             self.done = True
             return True
         obj = _event_json(event)
-        if obj is not None and self.response_id is None:
-            self.response_id = obj.get("id") or ""
-            self.response_model = obj.get("model")
+        if obj is not None:
+            self._note_first(obj)
         return self._note(obj)
 
     def streamed_text(self) -> tuple[str, float]:
