@@ -290,9 +290,7 @@ def test_idle_keep_alive_connections_are_closed(
 ) -> None:
     monkeypatch.setattr(front_module, "KEEPALIVE_TIMEOUT_S", 0.3)
     monkeypatch.setattr(front_module, "SWEEP_INTERVAL_S", 0.05)
-    running = start_gateway(tmp_path, simulator)
-    gw = next(running)
-    try:
+    for gw in start_gateway(tmp_path, simulator):
         conn = Conn(gw.proxy.port)
         conn.send(request(gw.keys["ana@acme.com"], CHAT))
         assert conn.response()[0] == 200
@@ -300,8 +298,6 @@ def test_idle_keep_alive_connections_are_closed(
         busy.send(request(gw.keys["ana@acme.com"], CHAT)[:40])  # a head that never completes
         time.sleep(0.8)
         assert conn.at_eof() and busy.at_eof()
-    finally:
-        running.close()
 
 
 def _big_stream_upstream(events: int, size: int) -> web.Application:
@@ -335,9 +331,7 @@ def test_a_slow_reader_gets_every_byte(tmp_path: Path) -> None:
     # (back-pressure) rather than buffer without bound or drop bytes.
     events, size = 512, 16_000
     with serve_app(lambda: _big_stream_upstream(events, size)) as upstream:
-        running = start_gateway(tmp_path, upstream)
-        gw = next(running)
-        try:
+        for gw in start_gateway(tmp_path, upstream):
             conn = Conn(gw.proxy.port, rcvbuf=16_384)
             conn.send(request(gw.keys["ana@acme.com"], {**STREAM, "stream_options": {"include_usage": True}}))
             time.sleep(0.5)  # the proxy fills the socket and must pause
@@ -347,8 +341,6 @@ def test_a_slow_reader_gets_every_byte(tmp_path: Path) -> None:
             assert body.count(b"y" * size) == events
             (span,) = gw.wait_spans(1)
             assert span.attributes["gen_ai.usage.output_tokens"] == events
-        finally:
-            running.close()
 
 
 def test_stopping_lets_a_call_in_flight_finish(tmp_path: Path) -> None:
@@ -356,9 +348,7 @@ def test_stopping_lets_a_call_in_flight_finish(tmp_path: Path) -> None:
     # stops accepting, waits for calls in flight, then closes.
     config = SimulatorConfig(api_key=PROVIDER_KEY, chunks=12, chunk_delay_ms=50)
     with serve_app(lambda: create_simulator(config)) as upstream:
-        running = start_gateway(tmp_path, upstream)
-        gw = next(running)
-        try:
+        for gw in start_gateway(tmp_path, upstream):
             conn = Conn(gw.proxy.port)
             conn.send(request(gw.keys["ana@acme.com"], STREAM))
             time.sleep(0.15)  # the stream is under way
@@ -370,8 +360,6 @@ def test_stopping_lets_a_call_in_flight_finish(tmp_path: Path) -> None:
             assert body.count(b"data: ") >= 13
             with pytest.raises(OSError):
                 Conn(gw.proxy.port)  # no longer accepting
-        finally:
-            running.close()
 
 
 def test_the_cursor_and_messages_routes_are_served_by_the_front(gateway: Gateway, conn_factory: type[Conn]) -> None:
