@@ -144,6 +144,25 @@ def _spendgate(args: list[str]) -> list[str]:
     return [sys.executable, "-c", "from spendgate.cli import main; main()", *args]
 
 
+def proxy_command(port: int, keys: Path, sim_port: int, sink_port: int) -> list[str]:
+    """``spendgate proxy`` in front of the simulator on ``sim_port``, exporting spans to the sink."""
+    return _spendgate(
+        [
+            "proxy",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--keys-file",
+            str(keys),
+            "--upstream",
+            f"http://127.0.0.1:{sim_port}/v1",
+            "--model",
+            MODEL,
+            "--otlp-endpoint",
+            f"http://127.0.0.1:{sink_port}",
+        ]
+    )
+
+
 def _wait_ready(child: _Child, check: Any, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -674,21 +693,7 @@ def main(quick: bool = False) -> dict[str, Any]:
         children.append(sim)
         proxy = _spawn(
             "proxy",
-            _spendgate(
-                [
-                    "proxy",
-                    "--listen",
-                    f"127.0.0.1:{proxy_port}",
-                    "--keys-file",
-                    str(logdir / "keys.yaml"),
-                    "--upstream",
-                    f"http://127.0.0.1:{sim_port}/v1",
-                    "--model",
-                    MODEL,
-                    "--otlp-endpoint",
-                    f"http://127.0.0.1:{sink_port}",
-                ]
-            ),
+            proxy_command(proxy_port, logdir / "keys.yaml", sim_port, sink_port),
             proxy_cpus,
             logdir,
             env,

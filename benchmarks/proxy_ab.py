@@ -43,15 +43,16 @@ import uvloop
 from _load import Target, run_phase
 from bench_proxy import (
     CHUNKS,
-    MODEL,
     REQUEST_BODY,
     _Child,
     _free_port,
     _http_ok,
     _port_open,
     _spawn,
+    _spendgate,
     _stop,
     _wait_ready,
+    proxy_command,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -67,25 +68,6 @@ def _export_tree(rev: str, into: Path) -> Path:
     )
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
-
-
-def _proxy_argv(port: int, keys: Path, sim_port: int, sink_port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        "from spendgate.cli import main; main()",
-        "proxy",
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--keys-file",
-        str(keys),
-        "--upstream",
-        f"http://127.0.0.1:{sim_port}/v1",
-        "--model",
-        MODEL,
-        "--otlp-endpoint",
-        f"http://127.0.0.1:{sink_port}",
-    ]
 
 
 def _tree_env(env: dict[str, str], tree: Path) -> dict[str, str]:
@@ -147,7 +129,7 @@ def _instructions(
     out = Path(tempfile.mkdtemp(prefix="proxy-ab-cg-")) / "cg"
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", "--instr-atstart=no", "--dump-instr=no"]
     proc = subprocess.Popen(
-        argv + _proxy_argv(port, keys, sim_port, sink_port),
+        argv + proxy_command(port, keys, sim_port, sink_port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=_tree_env(env, tree),
@@ -205,14 +187,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         sink_argv = [sys.executable, str(HERE / "_otlp_sink.py"), "--port", str(sink_port)]
         children.append(_spawn("otlp-sink", sink_argv, rest_cpus, work, env))
-        sim_argv = [sys.executable, "-c", "from spendgate.cli import main; main()", "simulate-provider"]
-        sim_argv += ["--port", str(sim_port), "--chunks", str(CHUNKS)]
+        sim_argv = _spendgate(["simulate-provider", "--port", str(sim_port), "--chunks", str(CHUNKS)])
         children.append(_spawn("simulated-provider", sim_argv, rest_cpus, work, env))
         proxies: dict[str, tuple[int, int]] = {}
         for name, tree in trees.items():
             port = _free_port()
             child = _spawn(
-                name, _proxy_argv(port, work / "keys.yaml", sim_port, sink_port), proxy_cpus, work, _tree_env(env, tree)
+                name,
+                proxy_command(port, work / "keys.yaml", sim_port, sink_port),
+                proxy_cpus,
+                work,
+                _tree_env(env, tree),
             )
             children.append(child)
             proxies[name] = (port, child.proc.pid)
