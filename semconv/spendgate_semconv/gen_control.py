@@ -12,6 +12,7 @@ spendgate never runs protoc). The proto is compiled as ``spendgate_semconv/contr
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -41,14 +42,49 @@ def generate(out_dir: Path) -> dict[str, bytes]:
     return {name: (made / name).read_bytes() for name in GENERATED}
 
 
+# The generator stamps its own version into the code: the runtime then refuses an older grpcio or
+# protobuf. Those stamps follow whichever grpcio-tools is installed, not the proto, so a newer tool
+# must not make the committed code "stale"; the stamps are checked against pyproject's floors instead
+# (stamped_versions), since they decide the oldest runtime the package can import with.
+_STAMPS = (
+    (re.compile(rb"^GRPC_GENERATED_VERSION = '[^']*'$", re.M), b"GRPC_GENERATED_VERSION = '<stamp>'"),
+    (re.compile(rb"^# Protobuf Python Version: .*$", re.M), b"# Protobuf Python Version: <stamp>"),
+    (
+        re.compile(rb"(_runtime_version\.Domain\.PUBLIC,\n)\s*\d+,\n\s*\d+,\n\s*\d+,\n\s*'[^']*',\n"),
+        rb"\1    <stamp>\n",
+    ),
+)
+_GRPC_STAMP = re.compile(r"^GRPC_GENERATED_VERSION = '([^']*)'$", re.M)
+_PROTOBUF_STAMP = re.compile(r"^# Protobuf Python Version: (\S+)$", re.M)
+
+
+def without_version_stamps(content: bytes) -> bytes:
+    """Generated code with the generator's version stamps replaced by a placeholder."""
+    for pattern, placeholder in _STAMPS:
+        content = pattern.sub(placeholder, content)
+    return content
+
+
+def stamped_versions() -> dict[str, str]:
+    """The minimum runtime versions the committed code demands: ``{"grpcio": …, "protobuf": …}``."""
+    grpc_code = (PACKAGE_DIR / "control_pb2_grpc.py").read_text()
+    messages = (PACKAGE_DIR / "control_pb2.py").read_text()
+    found = {}
+    for package, pattern, text in (("grpcio", _GRPC_STAMP, grpc_code), ("protobuf", _PROTOBUF_STAMP, messages)):
+        match = pattern.search(text)
+        if match:
+            found[package] = match.group(1)
+    return found
+
+
 def stale_files() -> list[str]:
-    """Names of committed generated files that differ from what the proto generates now."""
+    """Names of committed generated files whose code differs from what the proto generates now."""
     with tempfile.TemporaryDirectory() as tmp:
         fresh = generate(Path(tmp))
     stale = []
     for name, content in fresh.items():
         path = PACKAGE_DIR / name
-        if not path.exists() or path.read_bytes() != content:
+        if not path.exists() or without_version_stamps(path.read_bytes()) != without_version_stamps(content):
             stale.append(name)
     return stale
 

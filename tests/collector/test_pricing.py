@@ -9,6 +9,7 @@ from __future__ import annotations
 
 # Expected value first in every assert (house style), which ruff's SIM300 calls a Yoda condition.
 # ruff: noqa: SIM300
+import importlib.metadata
 import logging
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -19,7 +20,8 @@ from spendgate_collector.pricing import pricer as pricer_module
 from spendgate_collector.pricing.compiled import Uncompilable
 
 AT = datetime(2025, 11, 3, 12, 0, tzinfo=UTC)
-LIBRARY = "genai-prices-0.2.3"
+# The version the installed library reports (uv.lock pins it; `make test-latest` runs a newer one).
+LIBRARY = f"genai-prices-{importlib.metadata.version('genai-prices')}"
 
 
 def usd(value: float) -> object:

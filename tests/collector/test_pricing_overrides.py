@@ -18,6 +18,7 @@ from spendgate_collector.pricing import (
     load_price_overrides,
     parse_price_overrides,
 )
+from tests.collector.test_pricing import LIBRARY
 
 AT = datetime(2025, 11, 3, 12, 0, tzinfo=UTC)
 
@@ -66,7 +67,7 @@ def test_discount_multiplies_library_price(pricer: Pricer) -> None:
     usage = TokenUsage(50_000, 2_000, cache_read_tokens=30_000, cache_write_tokens=10_000)
     price = pricer.price("anthropic", "claude-sonnet-4-5-20250929", usage, AT)
     assert (usd(0.065025), usd(0.0255), usd(0.090525)) == (price.input_usd, price.output_usd, price.total_usd)
-    assert ("override", f"genai-prices-0.2.3+override:{SHA8}", "claude-sonnet-4-5") == (
+    assert ("override", f"{LIBRARY}+override:{SHA8}", "claude-sonnet-4-5") == (
         price.source,
         price.version,
         price.model_ref,
@@ -78,7 +79,7 @@ def test_discount_does_not_leak_to_other_providers(pricer: Pricer) -> None:
     bedrock = pricer.price("aws.bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0", TokenUsage(1_000), AT)
     assert "genai-prices" == bedrock.source
     # gpt-4o: 1,000 x 2.5/1e6 = 0.0025, list price
-    assert Price(0.0025, 0.0, 0.0025, "genai-prices", "genai-prices-0.2.3", "gpt-4o") == pricer.price(
+    assert Price(0.0025, 0.0, 0.0025, "genai-prices", LIBRARY, "gpt-4o") == pricer.price(
         "openai", "gpt-4o", TokenUsage(1_000), AT
     )
 
@@ -113,7 +114,7 @@ def test_custom_model_wins_over_the_library(pricer: Pricer) -> None:
 
 
 def test_unpriced_version_names_the_overrides(pricer: Pricer) -> None:
-    assert f"genai-prices-0.2.3+override:{SHA8}" == pricer.price(None, "nope", TokenUsage(1), AT).version
+    assert f"{LIBRARY}+override:{SHA8}" == pricer.price(None, "nope", TokenUsage(1), AT).version
 
 
 def test_empty_file_means_no_overrides() -> None:
