@@ -1,6 +1,6 @@
 """Benchmark: µs per ``parse_workspace`` call on a 128K-token Cursor request (repo from the prompt).
 
-The body is a reconstruction of a long Cursor agent turn (CURSOR.md: full history re-sent every
+The body is a reconstruction of a long Cursor agent turn (docs/cursor-facts.md: full history re-sent every
 turn, 370+ messages, ~128K tokens): a ~20 KB system prompt with ``<user_info>`` near its end, then
 ~370 user / assistant / tool messages with code, ~512 KB of text in all (~4 chars per token). It
 is parsed JSON, as the proxy holds it. Cases:

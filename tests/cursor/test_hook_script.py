@@ -201,7 +201,3 @@ def test_settings_file_and_gateway_argument(git_repo: Path, receiver: tuple[Rece
 def test_script_and_library_normalise_alike(url: str):
     assert hook_script.normalise_remote_url(url) == normalise_remote_url(url)
 
-
-def test_report_timings_for_the_record():
-    # Not an assertion on speed: prints what this machine measured (see the PR/reply).
-    print("\nhook script wall times (ms):", {k: round(v, 1) for k, v in TIMINGS.items()})

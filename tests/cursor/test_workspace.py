@@ -1,6 +1,6 @@
 """Repo from the prompt: workspace parsing on Cursor-style prompts, and the repo mapping rules.
 
-The prompts below are RECONSTRUCTIONS built from the description in /work/shared/CURSOR.md and
+The prompts below are RECONSTRUCTIONS built from the description in docs/cursor-facts.md and
 public copies of Cursor prompts ("The absolute path of the user's workspace is ..." inside
 ``<user_info>``); they are not captured traffic. Confirm against real traffic on first deploy.
 """

@@ -1,4 +1,4 @@
-"""A long Cursor agent history, generated: CURSOR.md reports 370+ messages re-sent every turn.
+"""A long Cursor agent history, generated: docs/cursor-facts.md reports 370+ messages re-sent every turn.
 
 ``cursor_history(300)`` is a Chat Completions body with exactly 300 messages (system included)
 cycling through what an agent conversation holds: user asks, assistant text with one or two

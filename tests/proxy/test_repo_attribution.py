@@ -1,7 +1,7 @@
 """The repo attribution chain end to end: header > path prefix > model alias > cursor hook > prompt
 workspace > key default, on every route, over real HTTP with the official SDKs.
 
-The Cursor-style prompts are RECONSTRUCTIONS (CURSOR.md, docs/cursor-attribution.md section 2), not
+The Cursor-style prompts are RECONSTRUCTIONS (docs/cursor-facts.md, docs/cursor-attribution.md section 2), not
 captured traffic. Budget verdicts come from a real ``ControlState`` fed the collector's own control
 messages, as the control stream would deliver them; hook windows are reported into the proxy's own
 ``HookWindows`` on its event loop, as ``POST /hooks/cursor`` would.

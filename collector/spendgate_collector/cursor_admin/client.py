@@ -1,6 +1,6 @@
 """A small async client for the Cursor Admin API: Basic auth, a token-bucket rate limit, 429 backoff.
 
-Cursor allows about 20 requests a minute on most team endpoints (shared/CURSOR.md), so every call
+Cursor allows about 20 requests a minute on most team endpoints (docs/cursor-facts.md), so every call
 first takes a token from a bucket refilled at that rate; a 429 still gets through (other tools may
 use the same key) and is answered by waiting ``Retry-After`` (or an exponential backoff when the
 header is missing), then retrying. 5xx and connection errors are retried the same way; other 4xx are

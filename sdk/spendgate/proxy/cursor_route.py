@@ -1,7 +1,7 @@
 """The Cursor route: ``/cursor/v1/chat/completions`` and ``/cursor/v1/models`` (docs/cursor.md).
 
 Cursor posts three body shapes to one URL (Chat Completions, Responses-shaped, Anthropic-shaped;
-CURSOR.md) and reads only Chat Completions back. This route detects the shape
+docs/cursor-facts.md) and reads only Chat Completions back. This route detects the shape
 (``formats.detect``), parses it to the canonical model, normalises it for any provider
 (``formats.cursor``: duplicate tools dropped, custom grammar tools as functions, the
 ``max_tokens`` floor for tool-using turns) and serves it through ``translate.py`` with Cursor's

@@ -1,6 +1,6 @@
 """Cursor-specific normalisation around the canonical model: custom tools, ``max_tokens``, overflow errors.
 
-Facts are from ``CURSOR.md`` (shared docs, "what Cursor sends / expects back"); each rule below
+Facts are from ``docs/cursor-facts.md`` ("what Cursor sends / expects back"); each rule below
 says which one it serves. The adapters (``openai_chat``, ``responses_shaped``, the Anthropic
 parser) already map the three body shapes to one :class:`ChatRequest`; this module fixes what
 is still wrong for a provider, and what a provider sends back that Cursor would mishandle.
@@ -8,7 +8,7 @@ is still wrong for a provider, and what a provider sends back that Cursor would 
 **Custom (grammar) tools such as ``ApplyPatch``.** Providers only call function tools, so a
 custom tool travels as a function taking one string ``input`` (``canonical.custom_tool``). The
 model's call then comes back as ``{"input": "*** Begin Patch..."}``. What Cursor wants in a Chat
-Completions stream is not in CURSOR.md. The one public report we found (icebear0828/codex-proxy
+Completions stream is not in docs/cursor-facts.md. The one public report we found (icebear0828/codex-proxy
 PR #708, Cursor 3.14.27) says Cursor crashes on a ``type: "custom"`` tool call ("Cannot read
 properties of undefined (reading 'name')") and works with a ``type: "function"`` call named
 ``ApplyPatch`` whose ``function.arguments`` is the raw patch text, not JSON; it also replays that
@@ -45,7 +45,7 @@ CustomCallMode: TypeAlias = Literal["raw", "json", "custom"]
 DEFAULT_MAX_TOKENS_FLOOR = 8192
 """The least ``max_tokens`` a tool-using turn gets.
 
-Cursor sometimes sends a ``max_tokens`` low enough to cut tool-call JSON short (CURSOR.md,
+Cursor sometimes sends a ``max_tokens`` low enough to cut tool-call JSON short (docs/cursor-facts.md,
 request bodies item 1), and a cut call is a broken edit. 8192 fits a sizeable ``ApplyPatch`` and
 stays within the output limit of every model Cursor users pick (the smallest, Claude Haiku 3.5,
 allows 8192).
@@ -62,7 +62,7 @@ def normalise_cursor_request(
     """Make a parsed Cursor request safe to send to any provider.
 
     - Tools with the same name are kept once (the first): Cursor mixes nested and flat tool
-      entries (CURSOR.md item 1), and Anthropic rejects duplicate names.
+      entries (docs/cursor-facts.md item 1), and Anthropic rejects duplicate names.
     - Earlier calls of a custom tool whose ``arguments`` are raw text (how Cursor replays them,
       see the module docstring) are wrapped as ``{"input": ...}`` so every provider gets JSON.
     - A tool-using turn (tools offered, ``tool_choice`` not ``none``) with ``max_tokens`` below
@@ -400,7 +400,7 @@ def context_overflow_message(used: int | None, limit: int | None, original: str 
 def map_context_overflow(status: int, body: bytes | str | Mapping[str, Any]) -> tuple[int, bytes]:
     """A provider's error → OpenAI's ``context_length_exceeded`` 400 when it is a context overflow.
 
-    Cursor summarises the conversation only on that error (CURSOR.md, what Cursor expects back);
+    Cursor summarises the conversation only on that error (docs/cursor-facts.md, what Cursor expects back);
     any other error is returned as it came (the body as bytes).
     """
     found = context_overflow(status, body)

@@ -1,6 +1,6 @@
 """Which request shape a body posted to ``/chat/completions`` has: Chat Completions, Responses or Anthropic.
 
-Cursor picks the shape by model name and mode (CURSOR.md, request bodies), so the Cursor route
+Cursor picks the shape by model name and mode (docs/cursor-facts.md, request bodies), so the Cursor route
 detects it from the fields instead of trusting the path. The rules, first match wins:
 
 1. ``input``, or ``instructions`` → ``"responses"`` (no other shape has either field).

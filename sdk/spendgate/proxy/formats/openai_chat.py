@@ -258,7 +258,7 @@ def _parse_tools(tools: object) -> list[Tool]:
 def parse_tool(raw: object) -> Tool | None:
     """One tool entry, nested ``{type, function: {...}}`` or flat ``{type, name, parameters}``.
 
-    Cursor mixes both forms in one request (CURSOR.md, item 1). Custom (grammar) tools become
+    Cursor mixes both forms in one request (docs/cursor-facts.md, item 1). Custom (grammar) tools become
     function tools through :func:`~spendgate.proxy.formats.canonical.custom_tool`. Other built-in
     tool types return None: no provider we render for could run them.
     """

@@ -1,6 +1,6 @@
 """Responses-API-shaped request bodies → the canonical model (what Cursor posts for GPT models in Agent mode).
 
-Cursor sends these to ``/chat/completions`` and still expects Chat Completions back (CURSOR.md,
+Cursor sends these to ``/chat/completions`` and still expects Chat Completions back (docs/cursor-facts.md,
 request bodies item 2), so only the request side exists here: answers are rendered by
 ``openai_chat``. Parsing is tolerant: chat-style message content (``text``, ``image_url``) and
 nested function tools are accepted too, since the shapes Cursor sends drift between releases.
@@ -16,7 +16,7 @@ equivalent):
   reasoning, and Cursor drops reasoning when it replays history anyway.
 - ``store``: dropped; storing the response upstream is only useful with ``previous_response_id``,
   which a Chat Completions upstream cannot honour.
-- ``previous_response_id``: dropped; Cursor re-sends the full history every turn (CURSOR.md), so
+- ``previous_response_id``: dropped; Cursor re-sends the full history every turn (docs/cursor-facts.md), so
   nothing is lost as long as that holds. Kept in ``extra`` so a route can log when it is set.
 - ``truncation``: dropped; Chat Completions never truncates. An overflow instead becomes
   ``context_length_exceeded`` (see ``cursor.map_context_overflow``), which makes Cursor summarise.
