@@ -20,7 +20,7 @@ import click
 _COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "up": ("spendgate.up:up_command", "Run proxy + collector (+ simulated provider) in one process.", "all"),
     "proxy": ("spendgate.proxy.cli:proxy_command", "Run the streaming proxy (data plane).", "proxy"),
-    "keys": ("spendgate.proxy.keys_cli:keys_group", "Create, list and revoke virtual keys.", "proxy"),
+    "keys": ("spendgate.proxy.keys_cli:keys_group", "Create, list and revoke virtual keys.", None),
     "collector": (
         "spendgate_collector.cli:collector_command",
         "Run the collector: OTLP receivers, pricing, storage, query API.",
