@@ -139,7 +139,14 @@ def leaf_argvs(tree: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def test_every_help_works(blocked: list[str], home: Path, tree: list[dict[str, Any]]) -> None:
-    assert_every_help_works(_run_all(blocked, home, help_argvs(tree)))
+    results = _run_all(blocked, home, help_argvs(tree))
+    assert_every_help_works(results)
+    # `spendgate --help` ends with which extra each command needs: the same promise as NEEDS_EXTRA.
+    listed = {}
+    for line in results[0]["output"].split("Extras (pip install 'spendgate[EXTRA]'):\n")[1].splitlines():
+        extra, _, names = line.strip().partition(" ")
+        listed.update({name: extra for name in names.strip().split(", ") if extra != "none"})
+    assert NEEDS_EXTRA == listed
 
 
 def test_every_command_works_or_names_its_extra(blocked: list[str], home: Path, tree: list[dict[str, Any]]) -> None:

@@ -4,10 +4,12 @@ Subcommands live beside the code they drive (the proxy's in ``spendgate.proxy``,
 in ``spendgate_collector``) and are named here as ``module:attribute`` strings, so ``spendgate
 --help`` stays fast and a missing extra only fails the command that needs it, with a hint.
 
-A plain ``pip install spendgate`` (no extras) must be able to show every command's ``--help``. So a
-command's module imports only click, the standard library and light project modules at its top,
-and imports its server stack inside the callback. When that import fails, ``LazyGroup`` prints
-one line naming the extra to install (``missing_extra``) and exits 1, never a traceback.
+A plain ``pip install spendgate`` (no extras) must show every command's ``--help`` and run every
+command that needs no server (``keys``, ``budgets``, ``status``, ``cursor``). So a command's module
+imports only click, the standard library and light project modules at its top, and imports its
+server stack inside the callback. When that import fails, ``LazyGroup`` prints one line naming the
+extra to install (``missing_extra``) and exits 1, never a traceback. ``tests/test_no_extras.py``
+runs every command without what a base install lacks; ``tests/test_base_install.py`` in a real one.
 """
 
 from __future__ import annotations
@@ -114,6 +116,16 @@ class LazyGroup(click.Group):
         rows = [(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        by_extra: dict[str, list[str]] = {}
+        for name in self.list_commands(ctx):
+            by_extra.setdefault(_COMMANDS[name][2] or "", []).append(name)
+        rows = [(extra, ", ".join(names)) for extra, names in sorted(by_extra.items()) if extra]
+        rows.append(("none", ", ".join(by_extra.get("", [])) + ", and every --help"))
+        with formatter.section("Extras (pip install 'spendgate[EXTRA]')"):
+            formatter.write_dl(rows)
+        super().format_epilog(ctx, formatter)
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
