@@ -40,3 +40,11 @@ def test_diff_lists_only_moved_packages(tmp_path: Path) -> None:
     freeze = tmp_path / "versions.txt"
     freeze.write_text(f"click==99.0\norjson=={pins['orjson']}\n-e file:///somewhere\n")
     assert [f"  click: {pins['click']} -> 99.0"] == lockfile.diff(lockfile.ROOT / "uv.lock", freeze)
+
+
+def test_installed_with_follows_extras_through_the_lock() -> None:
+    base = lockfile.installed_with()
+    assert {"click", "pyyaml"} <= base
+    assert "aiohttp" not in base
+    assert "aiohttp" in lockfile.installed_with(("proxy",))
+    assert "sqlite-utils" in lockfile.installed_with(("dev",))  # dev -> spendgate[all] -> collector

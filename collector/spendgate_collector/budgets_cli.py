@@ -3,7 +3,8 @@
 Every command talks to a running collector (``--api``, default ``http://127.0.0.1:8788``, or
 ``$SPENDGATE_API``) and prints a readable table or line, or the API's JSON with ``--json``. The
 actor recorded in the audit table is ``--actor``, by default the local user name. Errors print one
-``Error: ...`` line (naming the field the API rejected) and exit 1.
+``Error: ...`` line (naming the field the API rejected) and exit 1. Only the standard library's HTTP
+client is used (``api_client``), so these commands need no extra.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 import click
 
-from spendgate_collector.budgets.engine import usd
+from spendgate_collector.api_client import Answer, ApiClient, ApiUnreachable
+from spendgate_collector.money import usd
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_API = "http://127.0.0.1:8788"
@@ -26,46 +28,35 @@ _SCOPE_OPTIONS = ("developer", "team", "cost_center", "repo", "key_id", "model")
 
 
 class _Api:
-    """The budget routes of one collector, over httpx (speed does not matter here)."""
+    """The budget routes of one collector (stdlib HTTP: these commands need no extra)."""
 
     def __init__(self, base_url: str, actor: str) -> None:
-        import httpx
+        self._client = ApiClient(base_url, timeout=30.0, headers={ACTOR_HEADER: actor})
+        self._base = self._client.base_url
 
-        self._base = base_url.rstrip("/")
-        from .auth.client import admin_token_headers
-
-        headers = {ACTOR_HEADER: actor, **admin_token_headers()}
-        self._client = httpx.Client(base_url=self._base, timeout=30.0, headers=headers)
+    def _send(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Answer:
+        try:
+            return self._client.send(method, path, body=body, params=params)
+        except ApiUnreachable as exc:
+            raise click.ClickException(str(exc)) from None
 
     def call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
-        import httpx
+        return self._data(self._send(method, path, body, params))
 
+    def exists(self, path: str) -> Any | None:
+        answer = self._send("GET", path)
+        return None if answer.status == 404 else self._data(answer)
+
+    def _data(self, answer: Answer) -> Any:
         try:
-            response = self._client.request(method, path, json=body, params=params)
-        except httpx.HTTPError as exc:
-            raise click.ClickException(f"cannot reach the collector API at {self._base}: {exc}") from None
-        try:
-            data = response.json()
+            data = answer.json()
         except ValueError:
-            raise click.ClickException(
-                f"collector API at {self._base} answered {response.status_code} without JSON"
-            ) from None
-        if response.status_code >= 400:
-            message = data.get("error", response.reason_phrase) if isinstance(data, dict) else response.reason_phrase
+            raise click.ClickException(f"collector API at {self._base} answered {answer.status} without JSON") from None
+        if answer.status >= 400:
+            message = data.get("error", answer.reason) if isinstance(data, dict) else answer.reason
             field = data.get("field") if isinstance(data, dict) else None
             raise click.ClickException(f"{field}: {message}" if field else str(message))
         return data
-
-    def exists(self, path: str) -> Any | None:
-        import httpx
-
-        try:
-            response = self._client.get(path)
-        except httpx.HTTPError as exc:
-            raise click.ClickException(f"cannot reach the collector API at {self._base}: {exc}") from None
-        if response.status_code == 404:
-            return None
-        return self.call("GET", path)
 
 
 def _common(func: Any) -> Any:

@@ -1,6 +1,8 @@
 """``spendgate collector`` and ``spendgate report``: thin click commands over ``Collector`` and ``report``.
 
 Both are registered lazily in ``spendgate.cli``. Errors print one ``Error: ...`` line and exit 1.
+Both need the ``collector`` extra; only click, the standard library and light modules are imported
+here, so ``--help`` works without it (the rest is imported in the callbacks).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import click
 
 from . import env
-from .config import DEFAULT_DB, load_config
+from .env import DEFAULT_DB
 from .errors import CollectorError, QueryError
 from .query import DIMENSIONS, current_month
 
@@ -66,6 +68,8 @@ def collector_command(config_path: str | None, log_level: str, **options: Any) -
       spendgate collector --db ./spendgate-data/spendgate.db --keys-file keys.yaml
       spendgate report --month 2026-11 --by team
     """
+    from .config import load_config
+
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

@@ -23,7 +23,7 @@ from .cursor_admin.config import CursorAdminConfig
 from .errors import ConfigError
 from .exporters.config import ExporterConfig, validate_exporters
 
-DEFAULT_DB = Path("./spendgate-data/spendgate.db")
+DEFAULT_DB = env.DEFAULT_DB
 DEFAULT_OTLP_GRPC = "127.0.0.1:4317"
 DEFAULT_OTLP_HTTP = "127.0.0.1:4318"
 DEFAULT_API = "127.0.0.1:8788"

@@ -7,13 +7,18 @@ without the prefix); ``docs/collector.md`` lists them from these docstrings.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 PREFIX = "SPENDGATE_COLLECTOR_"
 
 SPENDGATE_COLLECTOR_CONFIG = "SPENDGATE_COLLECTOR_CONFIG"
 """Path of a YAML config file (top-level fields, or a ``collector:`` section). Default: none."""
 
 SPENDGATE_COLLECTOR_DB = "SPENDGATE_COLLECTOR_DB"
-"""SQLite database file. Default: ``./spendgate-data/spendgate.db``."""
+"""SQLite database file. Default: ``./spendgate-data/spendgate.db`` (``DEFAULT_DB``)."""
+
+DEFAULT_DB = Path("./spendgate-data/spendgate.db")
+"""The default database file, here rather than in ``config`` so the CLI's help can show it without pydantic."""
 
 SPENDGATE_COLLECTOR_OTLP_GRPC = "SPENDGATE_COLLECTOR_OTLP_GRPC"
 """``HOST:PORT`` of the OTLP/gRPC receiver, or ``off``. Default: ``127.0.0.1:4317``."""

@@ -11,16 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
-from .auth.client import admin_token_headers
+from .api_client import ApiClient, ApiUnreachable
 from .errors import CollectorError
 from .query import CHARGEBACK_DIMENSIONS, MEASURES, parse_filter, parse_group_by
 from .store.base import Row
@@ -192,27 +189,24 @@ class ApiSource:
     """Ask a running collector's query API."""
 
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
-        self._base = base_url.rstrip("/")
-        self._timeout = timeout
+        # With sign-in on, the operator's admin token ($SPENDGATE_ADMIN_TOKEN) lets the report in.
+        self._client = ApiClient(base_url, timeout=timeout)
 
     def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
-        url = f"{self._base}{path}?{urllib.parse.urlencode(params)}"
-        # With sign-in on, the operator's admin token ($SPENDGATE_ADMIN_TOKEN) lets the report in.
-        request = urllib.request.Request(url, headers=admin_token_headers())
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                return orjson.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = orjson.loads(exc.read()).get("error", exc.reason)
-            except (orjson.JSONDecodeError, AttributeError):
-                detail = exc.reason
-            raise ReportError(f"collector API answered {exc.code}: {detail}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ReportError(f"cannot reach the collector API at {self._base}: {reason}") from None
-        except orjson.JSONDecodeError:
-            raise ReportError(f"collector API at {self._base} did not answer JSON") from None
+            answer = self._client.send("GET", path, params=params)
+        except ApiUnreachable as exc:
+            raise ReportError(str(exc)) from None
+        try:
+            body = answer.json()
+        except ValueError:
+            body = None
+        if answer.status >= 400:
+            detail = body.get("error", answer.reason) if isinstance(body, dict) else answer.reason
+            raise ReportError(f"collector API answered {answer.status}: {detail}")
+        if body is None:
+            raise ReportError(f"collector API at {self._client.base_url} did not answer JSON")
+        return body
 
     def spend(self, params: Mapping[str, str]) -> list[Row]:
         return self._get("/api/spend", params)["rows"]

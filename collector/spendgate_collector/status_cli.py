@@ -1,42 +1,45 @@
 """``spendgate status``: one screen of what the gateway is doing right now.
 
 Asks a running collector's API for its health (pipeline, store, control plane with the connected
-proxies), the month's spend by team, and every budget's state with the verdicts in force.
+proxies), the month's spend by team, and every budget's state with the verdicts in force. Only the
+standard library's HTTP client is used (``api_client``), so ``status`` needs no extra.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import click
-import httpx
-import orjson
 
-from spendgate_collector.auth.client import admin_token_headers
-from spendgate_collector.budgets.engine import usd
+from spendgate_collector.api_client import ApiClient, ApiUnreachable
+from spendgate_collector.money import usd
 
 DEFAULT_API = "http://127.0.0.1:8788"
 
 
-def _get(client: httpx.Client, path: str, params: dict[str, str] | None = None) -> Any:
+def _get(client: ApiClient, path: str, params: dict[str, str] | None = None) -> Any:
     try:
-        resp = client.get(path, params=params)
-    except httpx.TransportError as exc:
-        raise click.ClickException(f"cannot reach the collector API at {client.base_url}: {exc}") from None
-    if resp.status_code != 200:
-        raise click.ClickException(f"collector API answered {resp.status_code} for {path}: {resp.text[:200]}")
-    return resp.json()
+        answer = client.send("GET", path, params=params)
+    except ApiUnreachable as exc:
+        raise click.ClickException(str(exc)) from None
+    if answer.status != 200:
+        raise click.ClickException(f"collector API answered {answer.status} for {path}: {answer.text(200)}")
+    try:
+        return answer.json()
+    except ValueError:
+        raise click.ClickException(f"collector API at {client.base_url} did not answer JSON for {path}") from None
 
 
 def collect(api_url: str) -> dict[str, Any]:
     """Everything ``status`` shows, as one JSON-ready dict."""
     month = datetime.now(UTC).strftime("%Y-%m")
     # With sign-in on, the operator's admin token ($SPENDGATE_ADMIN_TOKEN) lets the CLI in.
-    with httpx.Client(base_url=api_url.rstrip("/"), timeout=10, headers=admin_token_headers()) as client:
-        health = _get(client, "/healthz")
-        spend = _get(client, "/api/spend", {"month": month, "group_by": "team"})
-        budgets = _get(client, "/api/budgets/status")
+    client = ApiClient(api_url, timeout=10)
+    health = _get(client, "/healthz")
+    spend = _get(client, "/api/spend", {"month": month, "group_by": "team"})
+    budgets = _get(client, "/api/budgets/status")
     return {"month": month, "health": health, "spend": spend.get("rows", []), "budgets": budgets.get("budgets", [])}
 
 
@@ -96,4 +99,4 @@ def status_command(api_url: str, as_json: bool) -> None:
       spendgate status --api http://collector.internal:8788 --json
     """
     data = collect(api_url)
-    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json else render(data), nl=as_json)
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else render(data), nl=as_json)

@@ -100,6 +100,32 @@ def diff(lock: Path, freeze: Path) -> list[str]:
     return lines
 
 
+def installed_with(extras: tuple[str, ...] = (), lock: Path = ROOT / "uv.lock") -> set[str]:
+    """Canonical names of every package a locked install of the project with ``extras`` brings.
+
+    ``installed_with()`` is a plain ``pip install spendgate``; markers are ignored, so a package
+    needed on one platform only counts everywhere.
+    """
+    data = _load(lock)
+    packages = {canonicalize_name(p["name"]): p for p in data["package"]}
+    project = _project_entry(data)
+    todo = [*project.get("dependencies", [])]
+    for extra in extras:
+        todo += project.get("optional-dependencies", {}).get(extra, [])
+    found: set[str] = set()
+    while todo:
+        dep = todo.pop()
+        name = canonicalize_name(dep["name"])
+        package = packages.get(name, {})
+        for extra in dep.get("extra", []):
+            todo += package.get("optional-dependencies", {}).get(extra, [])
+        if name in found or name == PROJECT:
+            continue
+        found.add(name)
+        todo += package.get("dependencies", [])
+    return found
+
+
 def _project_entry(lock: dict[str, Any]) -> dict[str, Any]:
     for package in lock["package"]:
         if package["name"] == PROJECT:

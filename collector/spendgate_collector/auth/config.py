@@ -18,11 +18,12 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..api_client import ADMIN_TOKEN_ENV
 from ..config_section import section_from_json
 from ..errors import ConfigError
 from .identity import Role
 
-DEFAULT_ADMIN_TOKEN_ENV = "SPENDGATE_ADMIN_TOKEN"
+DEFAULT_ADMIN_TOKEN_ENV = ADMIN_TOKEN_ENV  # the variable the command-line tools send the token from
 DEFAULT_CLIENT_SECRET_ENV = "SPENDGATE_OIDC_CLIENT_SECRET"
 # A working day: long enough not to interrupt anyone, short enough that a removed group membership
 # stops counting by the next morning.

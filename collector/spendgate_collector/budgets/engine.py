@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..money import usd
 from ..records import SpendRecord
 from ..store.base import SpendStore, WriteResult
 from ..verdicts import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
@@ -129,13 +130,6 @@ def _percent(spend_nanos: int, limit_usd: float | None) -> float | None:
     if limit_usd is None:
         return None
     return round(spend_nanos / (limit_usd * NANOS_PER_USD) * 100, 1)
-
-
-def usd(value: float) -> str:
-    """Dollars for people: cents for real budgets, more digits for tiny ones ($0.0023, not $0.00)."""
-    if value != 0 and abs(value) < 1:
-        return f"${value:,.4f}"
-    return f"${value:,.2f}"
 
 
 def describe_spend(budget: Budget, spend_nanos: int, limit_usd: float | None) -> str:

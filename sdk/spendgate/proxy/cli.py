@@ -10,8 +10,6 @@ from typing import Any
 
 import click
 
-from spendgate.proxy.config import ConfigError, load_config
-
 
 def _overrides(
     listen: str | None,
@@ -101,6 +99,7 @@ def proxy_command(
           --model gpt-4.1 --model gpt-4.1-mini
       spendgate proxy --config spendgate.yaml
     """
+    from spendgate.proxy.config import ConfigError, load_config
     from spendgate.proxy.server import install_uvloop, serve_until_stopped
     from spendgate.proxy.spans import worker_from_settings
 

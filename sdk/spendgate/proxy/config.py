@@ -34,9 +34,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spendgate.proxy.formats.cursor import DEFAULT_MAX_TOKENS_FLOOR
+from spendgate.proxy.keys import DEFAULT_KEYS_FILE
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
-DEFAULT_KEYS_FILE = "spendgate-data/keys.yaml"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 """Cursor re-sends whole histories (128K tokens and images), so the limit is generous."""
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+DEFAULT_KEYS_FILE = "spendgate-data/keys.yaml"
+"""Where ``spendgate keys``, the proxy and ``spendgate up`` keep the key file unless told otherwise."""
 KEY_PREFIX = "sg-"
 FILE_VERSION = 1
 VERIFIED_CACHE_SIZE = 1024

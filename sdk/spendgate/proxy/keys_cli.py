@@ -8,8 +8,7 @@ from pathlib import Path
 
 import click
 
-from spendgate.proxy.config import DEFAULT_KEYS_FILE
-from spendgate.proxy.keys import KeyFileError, KeyRecord, create_key, read_key_file, revoke_key
+from spendgate.proxy.keys import DEFAULT_KEYS_FILE, KeyFileError, KeyRecord, create_key, read_key_file, revoke_key
 
 _keys_file = click.option(
     "--keys-file",

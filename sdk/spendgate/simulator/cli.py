@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import click
 
-from spendgate.simulator.app import create_app
 from spendgate.simulator.config import SimulatorConfig
 
 
@@ -25,6 +24,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 async def _serve(config: SimulatorConfig, host: str, port: int) -> None:
     from aiohttp import web
+
+    from spendgate.simulator.app import create_app
 
     # No access log: on the benchmark path it would cost more CPU than answering.
     runner = web.AppRunner(create_app(config), access_log=None)
