@@ -141,7 +141,7 @@ def _spawn(
 
 
 def _spendgate(args: list[str]) -> list[str]:
-    return [sys.executable, "-c", "from spendgate.cli import main; main()", *args]
+    return [sys.executable, "-c", "from spendgate_app.cli import main; main()", *args]
 
 
 def proxy_command(port: int, keys: Path, sim_port: int, sink_port: int) -> list[str]:
@@ -636,7 +636,7 @@ def _code_state() -> dict[str, Any]:
             return ""
         return out.stdout.rstrip() if out.returncode == 0 else ""  # keep porcelain's leading status column
 
-    dirty = git("status", "--porcelain", "--", "sdk/spendgate/proxy", "sdk/spendgate/simulator")
+    dirty = git("status", "--porcelain", "--", "proxy/spendgate_proxy", "simulator/spendgate_simulator")
     return {"commit": git("rev-parse", "--short", "HEAD") or None, "uncommitted": [ln[3:] for ln in dirty.splitlines()]}
 
 
@@ -651,7 +651,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     """Run the proxy benchmark; returns its results (JSON-ready) with the printable text under ``report``."""
     import uvloop
 
-    from spendgate.proxy.keys import create_key
+    from spendgate_proxy.keys import create_key
 
     started = time.monotonic()
     requests = QUICK_REQUESTS if quick else FULL_REQUESTS

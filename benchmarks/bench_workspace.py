@@ -33,10 +33,10 @@ from typing import Any
 
 import orjson
 
-from spendgate.proxy.attribution import RepoChain
-from spendgate.proxy.hook_window import HookAttribution, HookWindows
-from spendgate.proxy.keys import Principal
-from spendgate.proxy.workspace import RepoMapper, parse_workspace
+from spendgate_proxy.attribution import RepoChain
+from spendgate_proxy.hook_window import HookAttribution, HookWindows
+from spendgate_proxy.keys import Principal
+from spendgate_proxy.workspace import RepoMapper, parse_workspace
 
 TARGET_CHARS = 128_000 * 4
 USER_INFO = (

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
 
-    from spendgate.proxy.keys import create_key
+    from spendgate_proxy.keys import create_key
 
     work = Path(tempfile.mkdtemp(prefix="proxy-ab-"))
     trees = {

@@ -1,6 +1,6 @@
 """``spendgate collector`` and ``spendgate report``: thin click commands over ``Collector`` and ``report``.
 
-Both are registered lazily in ``spendgate.cli``. Errors print one ``Error: ...`` line and exit 1.
+Both are registered lazily in ``spendgate_app.cli``. Errors print one ``Error: ...`` line and exit 1.
 """
 
 from __future__ import annotations

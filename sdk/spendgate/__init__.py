@@ -1,4 +1,4 @@
-"""spendgate: attribution and spans for AI workloads; the proxy lives in ``spendgate.proxy``.
+"""spendgate: attribution and spans for AI workloads (the SDK; the proxy is ``spendgate_proxy``).
 
 The SDK's public surface::
 
@@ -10,8 +10,8 @@ The SDK's public surface::
         client.chat.completions.create(...)
 
 Importing this package does no work and pulls in no server dependencies: every name below is
-imported from its module on first use (PEP 562), so ``import spendgate`` stays cheap for the proxy's
-and the CLI's start-up and for applications that only need one function. See docs/sdk.md.
+imported from its module on first use (PEP 562), so ``import spendgate`` stays cheap for applications
+that only need one function. See docs/sdk.md.
 """
 
 from __future__ import annotations

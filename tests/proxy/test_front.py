@@ -20,10 +20,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-import spendgate.proxy.app as proxy_app
-import spendgate.proxy.front as front_module
-from spendgate.simulator import SimulatorConfig
-from spendgate.simulator import create_app as create_simulator
+import spendgate_proxy.app as proxy_app
+import spendgate_proxy.front as front_module
+from spendgate_simulator import SimulatorConfig
+from spendgate_simulator import create_app as create_simulator
 from tests.proxy.conftest import PROVIDER_KEY, Gateway, start_gateway
 from tests.support.aio_server import ServerHandle, serve_app
 

@@ -10,7 +10,18 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = ("aiohttp", "grpc", "spendgate_collector", "spendgate.proxy", "uvloop", "sqlite_utils", "httpx", "openai")
+FORBIDDEN = (
+    "aiohttp",
+    "grpc",
+    "spendgate_collector",
+    "spendgate_proxy",
+    "spendgate_simulator",
+    "spendgate_app",
+    "uvloop",
+    "sqlite_utils",
+    "httpx",
+    "openai",
+)
 
 
 def _modules_after(code: str) -> list[str]:
@@ -56,5 +67,5 @@ def test_default_grpc_export_loads_the_grpc_client_only() -> None:
         """
     )
     assert _loaded(modules, "grpc")  # the OTLP exporter's client library, which export needs
-    for prefix in ("aiohttp", "spendgate_collector", "spendgate.proxy", "uvloop", "sqlite_utils"):
+    for prefix in ("aiohttp", "spendgate_collector", "spendgate_proxy", "uvloop", "sqlite_utils"):
         assert _loaded(modules, prefix) == [], prefix

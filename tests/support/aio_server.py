@@ -112,7 +112,7 @@ def serve_app(
 
 
 async def _start_proxy_front(app: web.Application, host: str) -> tuple[object, int]:
-    from spendgate.proxy.server import serve_app as serve_proxy_app
+    from spendgate_proxy.server import serve_app as serve_proxy_app
 
     front = await serve_proxy_app(app, host, 0)
     return front, front.port
