@@ -22,18 +22,18 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from spendgate.configure import SdkStats, SpendgateHandle, configure, force_flush, shutdown, stats
+    from spendgate._setup import SdkStats, SpendgateHandle, configure, force_flush, shutdown, stats
     from spendgate.context import Attribution, AttributionScope, attribute, current_attribution
     from spendgate.instrument import MissingDependencyError, instrument_anthropic, instrument_openai
     from spendgate.processor import SpendgateSpanProcessor
 
 _LAZY: dict[str, str] = {
-    "configure": "spendgate.configure",
-    "shutdown": "spendgate.configure",
-    "force_flush": "spendgate.configure",
-    "stats": "spendgate.configure",
-    "SpendgateHandle": "spendgate.configure",
-    "SdkStats": "spendgate.configure",
+    "configure": "spendgate._setup",
+    "shutdown": "spendgate._setup",
+    "force_flush": "spendgate._setup",
+    "stats": "spendgate._setup",
+    "SpendgateHandle": "spendgate._setup",
+    "SdkStats": "spendgate._setup",
     "attribute": "spendgate.context",
     "current_attribution": "spendgate.context",
     "Attribution": "spendgate.context",
@@ -67,7 +67,7 @@ class _Package(types.ModuleType):
 
     Importing ``spendgate.configure`` (the module) makes Python bind it on the package under the same
     name, which would shadow the lazily imported ``configure()`` function. Skipping that one binding
-    leaves the name to ``__getattr__``; ``from spendgate.configure import ...`` still works, through
+    leaves the name to ``__getattr__``; ``from spendgate._setup import ...`` still works, through
     ``sys.modules``.
     """
 

@@ -37,7 +37,7 @@ def _loaded(modules: list[str], prefix: str) -> list[str]:
 
 def test_import_spendgate_loads_nothing_else() -> None:
     modules = _modules_after("import spendgate")
-    for prefix in (*FORBIDDEN, "opentelemetry", "spendgate.configure"):
+    for prefix in (*FORBIDDEN, "opentelemetry", "spendgate._setup"):
         assert _loaded(modules, prefix) == [], prefix
 
 
