@@ -17,8 +17,6 @@ that only need one function. See docs/sdk.md.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -60,24 +58,6 @@ __all__ = [
     "shutdown",
     "stats",
 ]
-
-
-class _Package(types.ModuleType):
-    """This package's module type: keeps ``spendgate.configure`` the function, not its submodule.
-
-    Importing ``spendgate.configure`` (the module) makes Python bind it on the package under the same
-    name, which would shadow the lazily imported ``configure()`` function. Skipping that one binding
-    leaves the name to ``__getattr__``; ``from spendgate._setup import ...`` still works, through
-    ``sys.modules``.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

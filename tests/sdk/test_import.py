@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import pkgutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import spendgate
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = (
@@ -69,3 +72,11 @@ def test_default_grpc_export_loads_the_grpc_client_only() -> None:
     assert _loaded(modules, "grpc")  # the OTLP exporter's client library, which export needs
     for prefix in ("aiohttp", "spendgate_collector", "spendgate_proxy", "uvloop", "sqlite_utils"):
         assert _loaded(modules, prefix) == [], prefix
+
+
+def test_no_submodule_shadows_a_public_name() -> None:
+    # Importing a submodule binds it on the package: one named like a lazy export (as
+    # `spendgate.configure` once was) would replace the function with the module.
+    submodules = {m.name for m in pkgutil.iter_modules(spendgate.__path__)}
+    assert set() == submodules & set(spendgate.__all__)
+    assert "_setup" in submodules  # configure() and friends live here
