@@ -140,11 +140,15 @@ def _spawn(
     return _Child(name, proc, log)
 
 
-def _spendgate(args: list[str]) -> list[str]:
-    return [sys.executable, "-c", "from spendgate_app.cli import main; main()", *args]
+CLI_MODULE = "spendgate_app.cli"
+"""The module of the ``spendgate`` command (``spendgate.cli`` in trees from before one package per program)."""
 
 
-def proxy_command(port: int, keys: Path, sim_port: int, sink_port: int) -> list[str]:
+def _spendgate(args: list[str], cli_module: str = CLI_MODULE) -> list[str]:
+    return [sys.executable, "-c", f"from {cli_module} import main; main()", *args]
+
+
+def proxy_command(port: int, keys: Path, sim_port: int, sink_port: int, cli_module: str = CLI_MODULE) -> list[str]:
     """``spendgate proxy`` in front of the simulator on ``sim_port``, exporting spans to the sink."""
     return _spendgate(
         [
@@ -159,7 +163,8 @@ def proxy_command(port: int, keys: Path, sim_port: int, sink_port: int) -> list[
             MODEL,
             "--otlp-endpoint",
             f"http://127.0.0.1:{sink_port}",
-        ]
+        ],
+        cli_module,
     )
 
 
