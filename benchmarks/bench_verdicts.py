@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from spendgate_proxy.control import ControlState
+from spendgate_proxy.control.state import ControlState
 from spendgate_proxy.keys import Principal
 from spendgate_semconv import control_pb2
 

@@ -82,7 +82,7 @@ async def run_up(
     from spendgate_collector.config import load_config as load_collector_config
     from spendgate_proxy.config import load_config as load_proxy_config
     from spendgate_proxy.server import start_proxy
-    from spendgate_proxy.spans import worker_from_settings
+    from spendgate_proxy.telemetry.spans import worker_from_settings
 
     data_dir.mkdir(parents=True, exist_ok=True)
     keys_file = data_dir / "keys.yaml"

@@ -102,7 +102,7 @@ def proxy_command(
       spendgate proxy --config spendgate.yaml
     """
     from spendgate_proxy.server import install_uvloop, serve_until_stopped
-    from spendgate_proxy.spans import worker_from_settings
+    from spendgate_proxy.telemetry.spans import worker_from_settings
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

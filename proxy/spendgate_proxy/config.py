@@ -131,7 +131,7 @@ class TelemetrySettings(_Model):
 
 
 class ControlSettings(_Model):
-    """The control stream from the collector: key directory and budget verdicts (``control.py``)."""
+    """The control stream from the collector: key directory and budget verdicts (``control/``)."""
 
     endpoint: str | None = Field(None, description="collector control address host:port; none = standalone")
     on_no_state: Literal["fail_open", "fail_closed"] = Field(

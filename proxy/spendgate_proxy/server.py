@@ -13,12 +13,12 @@ import signal
 
 from aiohttp import web
 
-from spendgate_proxy.app import MODEL_ROUTES, create_app
 from spendgate_proxy.config import ProxySettings
-from spendgate_proxy.front import Front
+from spendgate_proxy.http.front import Front
 from spendgate_proxy.keys import KeyDirectory
-from spendgate_proxy.spans import SpanExportWorker
+from spendgate_proxy.routes.chat import MODEL_ROUTES, create_app
 from spendgate_proxy.state import STATE
+from spendgate_proxy.telemetry.spans import SpanExportWorker
 
 RUNNER_OPTIONS = {
     # Cancel the handler when the client disconnects, so an abandoned stream closes its upstream
@@ -41,7 +41,7 @@ def install_uvloop() -> bool:
 
 async def serve_app(app: web.Application, host: str, port: int) -> Front:
     """Serve ``app`` on ``host:port`` in the running loop: the front for the model-call routes
-    (``MODEL_ROUTES``), aiohttp for the rest (front.py). Returns the front; ``close()`` (or
+    (``MODEL_ROUTES``), aiohttp for the rest (http/front.py). Returns the front; ``close()`` (or
     ``cleanup()``) stops both."""
     runner = web.AppRunner(app, **RUNNER_OPTIONS)
     await runner.setup()

@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from spendgate_proxy.attribution import RepoChain
+from spendgate_proxy.attribution.chain import RepoChain
+from spendgate_proxy.attribution.hook_window import HookWindows
+from spendgate_proxy.call.routing import RoutingPolicy
 from spendgate_proxy.config import ModelRoute, ProxySettings
-from spendgate_proxy.hook_window import HookWindows
 from spendgate_proxy.providers import Provider, create_provider
-from spendgate_proxy.routing import RoutingPolicy
 
 if TYPE_CHECKING:
-    from spendgate_proxy.control import ControlClient, ControlState
+    from spendgate_proxy.control.state import ControlClient, ControlState
     from spendgate_proxy.keys import KeyDirectory
-    from spendgate_proxy.spans import SpanExportWorker
+    from spendgate_proxy.telemetry.spans import SpanExportWorker
 
 
 class ProxyState:
@@ -56,9 +56,9 @@ class ProxyState:
             prompt_workspace=settings.cursor.prompt_workspace,
             hooks=self.hook_windows,
         )
-        """The repo attribution chain (attribution.py): aliases, hook windows, prompt workspace mapping."""
+        """The repo attribution chain (attribution/chain.py): aliases, hook windows, prompt workspace mapping."""
         self.front_counts: dict[str, int] | None = None
-        """Calls the front served and connections it handed to aiohttp (front.py); None without a front."""
+        """Calls the front served and connections it handed to aiohttp (http/front.py); None without a front."""
 
 
 SETTINGS = web.AppKey("settings", ProxySettings)

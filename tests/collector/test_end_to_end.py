@@ -19,11 +19,11 @@ import openai
 import pytest
 from opentelemetry.sdk.resources import Resource
 
-from spendgate_proxy.app import create_app
 from spendgate_proxy.config import load_config as load_proxy_config
 from spendgate_proxy.keys import KeyDirectory, create_key
-from spendgate_proxy.otlp_export import GrpcSender
-from spendgate_proxy.spans import OTLPRecordSink, SpanExportWorker
+from spendgate_proxy.routes.chat import create_app
+from spendgate_proxy.telemetry.otlp_export import GrpcSender
+from spendgate_proxy.telemetry.spans import OTLPRecordSink, SpanExportWorker
 from spendgate_simulator import SimulatorConfig
 from spendgate_simulator import create_app as create_simulator
 from tests.collector.conftest import RunningCollector, run_collector

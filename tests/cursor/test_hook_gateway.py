@@ -88,7 +88,7 @@ def test_a_remote_url_with_credentials_reaches_no_span(gateway: Gateway) -> None
     ],
 )
 def test_clean_remote_url(url: str | None, clean: str | None) -> None:
-    from spendgate_proxy.hooks_route import clean_remote_url
+    from spendgate_proxy.routes.hooks import clean_remote_url
 
     assert clean_remote_url(url) == clean
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from spendgate_proxy.attribution import Attribution, RepoChain
-from spendgate_proxy.hook_window import HookAttribution, HookWindows
+from spendgate_proxy.attribution.chain import Attribution, RepoChain
+from spendgate_proxy.attribution.hook_window import HookAttribution, HookWindows
 from spendgate_proxy.keys import Principal
 from spendgate_semconv.attributes import RepoSource
 

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from spendgate_proxy.errors import ProxyError
-from spendgate_proxy.inbound import read_json
+from spendgate_proxy.http.inbound import read_json
 from tests.support.aio_server import ServerHandle, serve_app
 
 LIMIT = 64 * 1024

@@ -14,8 +14,8 @@ import httpx
 import openai
 import pytest
 
+from spendgate_proxy.call.routing import RoutingPolicy
 from spendgate_proxy.config import ConfigError, load_config
-from spendgate_proxy.routing import RoutingPolicy
 from spendgate_semconv import attributes as A
 from spendgate_simulator import SimulatorConfig
 from spendgate_simulator import create_app as create_simulator

@@ -53,7 +53,7 @@ MAX_STDIN_BYTES = 1 << 20  # events are small; never read an unbounded stream
 def normalise_remote_url(url: str) -> str:
     """``git@github.com:acme/api.git`` -> ``https://github.com/acme/api``; credentials dropped.
 
-    Same rules as ``spendgate_proxy.workspace.normalise_remote_url`` (tests check they agree).
+    Same rules as ``spendgate_proxy.attribution.workspace.normalise_remote_url`` (tests check they agree).
     """
     url = url.strip().rstrip(".,;")
     scp = re.match(r"^[\w.-]+@([\w.-]+):(?!//)(.+)$", url)

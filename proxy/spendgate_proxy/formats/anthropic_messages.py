@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from spendgate_proxy.estimate import MESSAGE_OVERHEAD_TOKENS, count_tokens
+from spendgate_proxy.call.estimate import MESSAGE_OVERHEAD_TOKENS, count_tokens
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
     ChatResponse,
@@ -833,7 +833,7 @@ def stream_error_to_anthropic(error: StreamError) -> dict[str, Any]:
 def estimate_input_tokens(req: ChatRequest) -> int:
     """Estimated input tokens of a request, for ``count_tokens`` when no Anthropic upstream can answer.
 
-    Uses :mod:`spendgate_proxy.estimate` (tiktoken when cached, else 4 characters a token), plus
+    Uses :mod:`spendgate_proxy.call.estimate` (tiktoken when cached, else 4 characters a token), plus
     per-message framing and :data:`IMAGE_TOKENS` per image. Thinking from earlier turns is left
     out, as Anthropic strips it from the context; only the last assistant turn's counts.
     """

@@ -1,6 +1,6 @@
 """OpenAI-compatible upstreams (OpenAI, Azure-style, vLLM, Ollama, ...): Chat Completions in and out.
 
-The passthrough hot path in ``app.py`` posts to :attr:`OpenAIProvider.chat_url` directly with the
+The passthrough hot path in ``routes/chat.py`` posts to :attr:`OpenAIProvider.chat_url` directly with the
 session, exactly as before providers existed; the hooks below serve the translation path (an
 Anthropic-shaped or Responses-shaped request answered by an OpenAI-compatible model).
 

@@ -21,17 +21,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from spendgate_proxy.admission import lookup_model, new_record, plan_call
-from spendgate_proxy.budget_reply import pause_response, pause_text
+from spendgate_proxy.attribution.features import classify
+from spendgate_proxy.call.budget_reply import pause_response, pause_text
+from spendgate_proxy.call.plan import lookup_model, new_record, plan_call
+from spendgate_proxy.call.translate import Call, error_reply, feature_body, serve
 from spendgate_proxy.errors import BadRequest, ProxyError
-from spendgate_proxy.exchange import Exchange
-from spendgate_proxy.features import classify
 from spendgate_proxy.formats import anthropic_messages
 from spendgate_proxy.formats.anthropic_messages import AnthropicFormatError
 from spendgate_proxy.formats.canonical import ChatRequest, ChatResponse, TextPart, Usage, response_events
-from spendgate_proxy.inbound import authenticate, parse_json, path_prefix, prefix_fields, read_json
+from spendgate_proxy.http.exchange import Exchange
+from spendgate_proxy.http.inbound import authenticate, parse_json, path_prefix, prefix_fields, read_json
 from spendgate_proxy.state import STATE
-from spendgate_proxy.translate import Call, error_reply, feature_body, serve
 
 _FORWARD = ("anthropic-beta",)
 """Client headers an Anthropic upstream should see (opt-in features such as interleaved thinking)."""

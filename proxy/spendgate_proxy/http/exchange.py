@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from spendgate_proxy.inbound import read_body
-from spendgate_proxy.sse_response import SSEResponse
+from spendgate_proxy.http.inbound import read_body
+from spendgate_proxy.http.sse_response import SSEResponse
 from spendgate_proxy.state import STATE
 
 if TYPE_CHECKING:

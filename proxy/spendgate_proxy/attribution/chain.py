@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
-from spendgate_proxy.hook_window import HookAttribution, developer_of
-from spendgate_proxy.model_alias import split_model_alias
-from spendgate_proxy.workspace import RepoMapper, parse_workspace
+from spendgate_proxy.attribution.hook_window import HookAttribution, developer_of
+from spendgate_proxy.attribution.model_alias import split_model_alias
+from spendgate_proxy.attribution.workspace import RepoMapper, parse_workspace
 from spendgate_semconv.attributes import RepoSource
 
 if TYPE_CHECKING:

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from spendgate_proxy.otlp_encode import STATUS_ERROR, RequestEncoder, encode_attributes, encode_span
-from spendgate_proxy.otlp_export import GrpcSender, HttpSender, Outcome, Result
+from spendgate_proxy.telemetry.otlp_encode import STATUS_ERROR, RequestEncoder, encode_attributes, encode_span
+from spendgate_proxy.telemetry.otlp_export import GrpcSender, HttpSender, Outcome, Result
 from spendgate_semconv import attributes as A
 
 if TYPE_CHECKING:
@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import SpanExporter
 
-    from spendgate_proxy.attribution import Attribution
+    from spendgate_proxy.attribution.chain import Attribution
+    from spendgate_proxy.call.stream import Usage
     from spendgate_proxy.keys import Principal
-    from spendgate_proxy.stream import Usage
 
 logger = logging.getLogger(__name__)
 

@@ -24,12 +24,15 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from spendgate_proxy import estimate
-from spendgate_proxy.admission import Plan, new_record, plan_call, reads_attribution
-from spendgate_proxy.budget_reply import pause_response
+from spendgate_proxy.attribution.features import classify
+from spendgate_proxy.call import estimate
+from spendgate_proxy.call.budget_reply import pause_response
+from spendgate_proxy.call.plan import Plan, new_record, plan_call, reads_attribution
+from spendgate_proxy.call.routing import RETRYABLE_STATUSES
+from spendgate_proxy.call.stream import StreamTap, Usage, usage_from_openai
+from spendgate_proxy.call.translate import Call, serve
 from spendgate_proxy.config import ProxySettings
-from spendgate_proxy.control import start_control
-from spendgate_proxy.cursor_route import cursor_core
+from spendgate_proxy.control.state import start_control
 from spendgate_proxy.errors import (
     CORS_HEADERS,
     BadRequest,
@@ -37,23 +40,20 @@ from spendgate_proxy.errors import (
     error_response,
     sse_error_event,
 )
-from spendgate_proxy.exchange import Exchange, on_aiohttp
-from spendgate_proxy.features import classify
 from spendgate_proxy.formats import openai_chat
-from spendgate_proxy.hooks_route import cursor_hook
-from spendgate_proxy.inbound import authenticate, parse_json, prefix_fields
+from spendgate_proxy.http.exchange import Exchange, on_aiohttp
+from spendgate_proxy.http.inbound import authenticate, parse_json, prefix_fields
 from spendgate_proxy.keys import KeyDirectory, KeyFileError
-from spendgate_proxy.messages_route import count_tokens, messages_core
 from spendgate_proxy.providers.http1 import Http1Response
-from spendgate_proxy.redact import redact
-from spendgate_proxy.routing import RETRYABLE_STATUSES
-from spendgate_proxy.spans import CallRecord, SpanExportWorker
+from spendgate_proxy.routes.cursor import cursor_core
+from spendgate_proxy.routes.hooks import cursor_hook
+from spendgate_proxy.routes.messages import count_tokens, messages_core
 from spendgate_proxy.state import SETTINGS, STATE, ProxyState
-from spendgate_proxy.stream import StreamTap, Usage, usage_from_openai
-from spendgate_proxy.translate import Call, serve
+from spendgate_proxy.telemetry.redact import redact
+from spendgate_proxy.telemetry.spans import CallRecord, SpanExportWorker
 
 if TYPE_CHECKING:
-    from spendgate_proxy.attribution import Attribution
+    from spendgate_proxy.attribution.chain import Attribution
     from spendgate_proxy.keys import Principal
 
 logger = logging.getLogger("spendgate.proxy")
@@ -168,7 +168,7 @@ async def chat_core(request: Exchange) -> Any:
 
         if reads_attribution(state):
             settle()
-        # Model lookup, budget verdicts and routing: the same plan every route uses (admission.py).
+        # Model lookup, budget verdicts and routing: the same plan every route uses (call/plan.py).
         plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
     except ProxyError as exc:
         return exc.response()

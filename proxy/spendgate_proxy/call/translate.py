@@ -1,11 +1,11 @@
 """Serving a call through the canonical model: when the client's format is not the provider's, or must be fixed first.
 
-The Chat Completions hot path in ``app.py`` passes bytes straight through to OpenAI-compatible
+The Chat Completions hot path in ``routes/chat.py`` passes bytes straight through to OpenAI-compatible
 providers. Everything else comes here as a :class:`Call` (the canonical request, the client's
 body, the targets to try) and :func:`serve` answers it in the client's format:
 
 - **Anthropic client, Anthropic provider**: the body is passed through (model renamed) and the
-  answer's bytes go back untouched, with :class:`~spendgate_proxy.anthropic_tap.AnthropicTap`
+  answer's bytes go back untouched, with :class:`~spendgate_proxy.call.anthropic_tap.AnthropicTap`
   noting usage on the side.
 - **Anything else**: the provider renders the canonical request, its stream is parsed into
   canonical events and written back by the client format's writer (``ChatCompletionsSSEWriter``
@@ -33,8 +33,10 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from spendgate_proxy.anthropic_tap import AnthropicTap
-from spendgate_proxy.estimate import CHARS_PER_TOKEN
+from spendgate_proxy.call.anthropic_tap import AnthropicTap
+from spendgate_proxy.call.estimate import CHARS_PER_TOKEN
+from spendgate_proxy.call.routing import RETRYABLE_STATUSES
+from spendgate_proxy.call.stream import Usage
 from spendgate_proxy.formats import anthropic_messages, openai_chat
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
@@ -58,16 +60,14 @@ from spendgate_proxy.formats.canonical import (
 )
 from spendgate_proxy.formats.canonical import Usage as CanonicalUsage
 from spendgate_proxy.formats.cursor import CustomCallStream, custom_tool_names, map_stream_error, restore_custom_calls
-from spendgate_proxy.redact import redact
-from spendgate_proxy.routing import RETRYABLE_STATUSES
-from spendgate_proxy.stream import Usage
+from spendgate_proxy.telemetry.redact import redact
 
 if TYPE_CHECKING:
     from spendgate_proxy.config import ModelRoute
-    from spendgate_proxy.exchange import Exchange, StreamOut
+    from spendgate_proxy.http.exchange import Exchange, StreamOut
     from spendgate_proxy.providers import Provider, Reply
-    from spendgate_proxy.spans import CallRecord
     from spendgate_proxy.state import ProxyState
+    from spendgate_proxy.telemetry.spans import CallRecord
 
 InboundFormat = Literal["openai", "anthropic"]
 

@@ -1,6 +1,6 @@
 """Admitting a call on the translating routes: budget verdict and headers, routing plan, the span record.
 
-The Chat Completions hot path in ``app.py`` does the same steps inline; ``/v1/messages`` and the
+The Chat Completions hot path in ``routes/chat.py`` does the same steps inline; ``/v1/messages`` and the
 Cursor route share them from here so that budgets (pause, route) and the routing policy
 (rules, weighted targets, fallbacks) behave the same whichever door a call came through.
 """
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from spendgate_proxy.errors import ModelNotAllowed, ModelNotFound, ProxyError
-from spendgate_proxy.inbound import trace_ids
-from spendgate_proxy.redact import redact
-from spendgate_proxy.spans import CallRecord, invocation_params
+from spendgate_proxy.http.inbound import trace_ids
+from spendgate_proxy.telemetry.redact import redact
+from spendgate_proxy.telemetry.spans import CallRecord, invocation_params
 
 if TYPE_CHECKING:
-    from spendgate_proxy.attribution import Attribution
+    from spendgate_proxy.attribution.chain import Attribution
     from spendgate_proxy.config import ModelRoute
     from spendgate_proxy.keys import Principal
     from spendgate_proxy.providers import Provider

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
+from spendgate_proxy.attribution.hook_window import HookAttribution, developer_of
 from spendgate_proxy.errors import CORS_HEADERS, BadRequest, ProxyError
-from spendgate_proxy.hook_window import HookAttribution, developer_of
-from spendgate_proxy.inbound import authenticate, read_json
+from spendgate_proxy.http.inbound import authenticate, read_json
 from spendgate_proxy.state import STATE
 
 MAX_REPORT_BYTES = 16 * 1024

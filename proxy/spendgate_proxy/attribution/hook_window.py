@@ -3,7 +3,7 @@
 Cursor's hook script (``spendgate_proxy/cursor/hook_script.py``) reports the repo and branch of the
 developer's workspace to ``POST /hooks/cursor`` just before each turn's first LLM call. The proxy
 keeps the latest report per developer for a short time (the window) and the attribution chain
-(``attribution.py``) reads it with :meth:`HookWindows.lookup` when no header, path prefix or
+(``chain.py``) reads it with :meth:`HookWindows.lookup` when no header, path prefix or
 model alias names the repo. Windows also arrive from other proxies through the control plane
 (:meth:`HookWindows.apply`), so the report and the call may land on different proxies.
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from typing import Any
 
-from spendgate_proxy.hook_window import HookAttribution
+from spendgate_proxy.attribution.hook_window import HookAttribution
 from spendgate_semconv import control_pb2
 
 logger = logging.getLogger(__name__)

@@ -21,17 +21,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from spendgate_proxy.admission import new_record, plan_call
-from spendgate_proxy.budget_reply import pause_response
+from spendgate_proxy.attribution.features import classify
+from spendgate_proxy.call.budget_reply import pause_response
+from spendgate_proxy.call.plan import new_record, plan_call
+from spendgate_proxy.call.translate import Call, feature_body, serve
 from spendgate_proxy.errors import BadRequest, ProxyError
-from spendgate_proxy.exchange import Exchange
-from spendgate_proxy.features import classify
 from spendgate_proxy.formats import anthropic_messages, openai_chat, responses_shaped
 from spendgate_proxy.formats.canonical import ChatRequest
 from spendgate_proxy.formats.cursor import normalise_cursor_request
 from spendgate_proxy.formats.detect import detect_shape
-from spendgate_proxy.inbound import authenticate, parse_json, prefix_fields
-from spendgate_proxy.translate import Call, feature_body, serve
+from spendgate_proxy.http.exchange import Exchange
+from spendgate_proxy.http.inbound import authenticate, parse_json, prefix_fields
 
 
 def parse_cursor_body(body: dict[str, Any], *, max_tokens_floor: int | None) -> ChatRequest:

@@ -38,14 +38,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from spendgate_proxy.budget_state import BudgetIndex, BudgetStatus, status_from
-from spendgate_proxy.hook_forward import HookForwarder, attribution_from
+from spendgate_proxy.attribution.hook_forward import HookForwarder, attribution_from
+from spendgate_proxy.control.budget_state import BudgetIndex, BudgetStatus, status_from
 from spendgate_proxy.keys import KeyDirectory, KeyRecord, Principal
 from spendgate_semconv import control_pb2
 
 if TYPE_CHECKING:
+    from spendgate_proxy.attribution.hook_window import HookAttribution, HookWindows
     from spendgate_proxy.config import ProxySettings
-    from spendgate_proxy.hook_window import HookAttribution, HookWindows
 
 logger = logging.getLogger(__name__)
 

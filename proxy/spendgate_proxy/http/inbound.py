@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from spendgate_proxy import attribution
+from spendgate_proxy.attribution import chain
 from spendgate_proxy.errors import AuthenticationFailed, BadRequest, BodyTooLarge
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def prefix_fields(segment: str | None) -> dict[str, str]:
     if not segment:
         return {}
     try:
-        return attribution.parse_path_prefix(segment)
+        return chain.parse_path_prefix(segment)
     except ValueError as exc:
         raise BadRequest(str(exc), code="invalid_attribution_prefix") from None
 
