@@ -4,7 +4,7 @@
 it. Needs the ``proxy`` extra (aiohttp, orjson, pyyaml, pydantic).
 """
 
+from spendgate_proxy.app import create_app
 from spendgate_proxy.config import ProxySettings, load_config
-from spendgate_proxy.routes.chat import create_app
 
 __all__ = ["ProxySettings", "create_app", "load_config"]

@@ -13,10 +13,10 @@ import signal
 
 from aiohttp import web
 
+from spendgate_proxy.app import MODEL_ROUTES, create_app
 from spendgate_proxy.config import ProxySettings
 from spendgate_proxy.http.front import Front
 from spendgate_proxy.keys import KeyDirectory
-from spendgate_proxy.routes.chat import MODEL_ROUTES, create_app
 from spendgate_proxy.state import STATE
 from spendgate_proxy.telemetry.spans import SpanExportWorker
 

@@ -19,9 +19,9 @@ import openai
 import pytest
 from opentelemetry.sdk.resources import Resource
 
+from spendgate_proxy.app import create_app
 from spendgate_proxy.config import load_config as load_proxy_config
 from spendgate_proxy.keys import KeyDirectory, create_key
-from spendgate_proxy.routes.chat import create_app
 from spendgate_proxy.telemetry.otlp_export import GrpcSender
 from spendgate_proxy.telemetry.spans import OTLPRecordSink, SpanExportWorker
 from spendgate_simulator import SimulatorConfig

@@ -17,9 +17,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from spendgate_proxy.app import create_app
 from spendgate_proxy.config import load_config
 from spendgate_proxy.keys import KeyDirectory, create_key
-from spendgate_proxy.routes.chat import create_app
 from spendgate_proxy.telemetry.spans import SDKRecordSink, SpanExportWorker
 from spendgate_simulator import SimulatorConfig
 from spendgate_simulator import create_app as create_simulator
