@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from spendgate_proxy.config import ProxySettings
-from spendgate_proxy.control.state import start_control
+from spendgate_proxy.control.client import start_control
 from spendgate_proxy.errors import CORS_HEADERS, error_response
 from spendgate_proxy.http.exchange import Exchange, on_aiohttp
 from spendgate_proxy.keys import KeyDirectory, KeyFileError

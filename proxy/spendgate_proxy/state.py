@@ -16,7 +16,8 @@ from spendgate_proxy.config import ModelRoute, ProxySettings
 from spendgate_proxy.providers import Provider, create_provider
 
 if TYPE_CHECKING:
-    from spendgate_proxy.control.state import ControlClient, ControlState
+    from spendgate_proxy.control.client import ControlClient
+    from spendgate_proxy.control.state import ControlState
     from spendgate_proxy.keys import KeyDirectory
     from spendgate_proxy.telemetry.spans import SpanExportWorker
 
