@@ -54,7 +54,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from spendgate.proxy.keys import create_key
+from spendgate_proxy.keys import create_key
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # bench_verdicts is a sibling module, also when run standalone
@@ -120,7 +120,7 @@ def _spawn(name: str, args: list[str], logdir: Path) -> _Child:
     # Output goes to a file, not a pipe: a pipe nobody reads fills up and blocks a chatty child.
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from spendgate.cli import main; main()", *args],
+            [sys.executable, "-c", "from spendgate_app.cli import main; main()", *args],
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,

@@ -140,11 +140,15 @@ def _spawn(
     return _Child(name, proc, log)
 
 
-def _spendgate(args: list[str]) -> list[str]:
-    return [sys.executable, "-c", "from spendgate.cli import main; main()", *args]
+CLI_MODULE = "spendgate_app.cli"
+"""The module of the ``spendgate`` command (``spendgate.cli`` in trees from before one package per program)."""
 
 
-def proxy_command(port: int, keys: Path, sim_port: int, sink_port: int) -> list[str]:
+def _spendgate(args: list[str], cli_module: str = CLI_MODULE) -> list[str]:
+    return [sys.executable, "-c", f"from {cli_module} import main; main()", *args]
+
+
+def proxy_command(port: int, keys: Path, sim_port: int, sink_port: int, cli_module: str = CLI_MODULE) -> list[str]:
     """``spendgate proxy`` in front of the simulator on ``sim_port``, exporting spans to the sink."""
     return _spendgate(
         [
@@ -159,7 +163,8 @@ def proxy_command(port: int, keys: Path, sim_port: int, sink_port: int) -> list[
             MODEL,
             "--otlp-endpoint",
             f"http://127.0.0.1:{sink_port}",
-        ]
+        ],
+        cli_module,
     )
 
 
@@ -636,7 +641,7 @@ def _code_state() -> dict[str, Any]:
             return ""
         return out.stdout.rstrip() if out.returncode == 0 else ""  # keep porcelain's leading status column
 
-    dirty = git("status", "--porcelain", "--", "sdk/spendgate/proxy", "sdk/spendgate/simulator")
+    dirty = git("status", "--porcelain", "--", "proxy/spendgate_proxy", "simulator/spendgate_simulator")
     return {"commit": git("rev-parse", "--short", "HEAD") or None, "uncommitted": [ln[3:] for ln in dirty.splitlines()]}
 
 
@@ -651,7 +656,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     """Run the proxy benchmark; returns its results (JSON-ready) with the printable text under ``report``."""
     import uvloop
 
-    from spendgate.proxy.keys import create_key
+    from spendgate_proxy.keys import create_key
 
     started = time.monotonic()
     requests = QUICK_REQUESTS if quick else FULL_REQUESTS

@@ -212,7 +212,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     """Run the translation benchmark; returns its results with the printable text under ``report``."""
     import uvloop
 
-    from spendgate.proxy.keys import create_key
+    from spendgate_proxy.keys import create_key
 
     started = time.monotonic()
     cpus = sorted(os.sched_getaffinity(0))

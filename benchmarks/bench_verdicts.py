@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from spendgate.proxy.control import ControlState
-from spendgate.proxy.keys import Principal
+from spendgate_proxy.control.state import ControlState
+from spendgate_proxy.keys import Principal
 from spendgate_semconv import control_pb2
 
 SIZES = (0, 10, 200)

@@ -12,7 +12,7 @@ is parsed JSON, as the proxy holds it. Cases:
 - ``no_marker``: no Cursor markers at all (another client: the worst case, every window scanned);
 - ``anthropic``: the same conversation Anthropic-shaped (``system`` blocks).
 
-Then the proxy's whole added cost per call, ``RepoChain`` (``attribution.py``) as the routes run
+Then the proxy's whole added cost per call, ``RepoChain`` (``attribution/chain.py``) as the routes run
 it: the alias split of the model name, then, when no stronger source named the repo, the hook window
 lookup and the prompt parse + mapping. Cases: a header already names the repo (the chain stops at
 once), a ``repo/model`` alias, no live hook window with and without a workspace sentence, and a live
@@ -33,10 +33,10 @@ from typing import Any
 
 import orjson
 
-from spendgate.proxy.attribution import RepoChain
-from spendgate.proxy.hook_window import HookAttribution, HookWindows
-from spendgate.proxy.keys import Principal
-from spendgate.proxy.workspace import RepoMapper, parse_workspace
+from spendgate_proxy.attribution.chain import RepoChain
+from spendgate_proxy.attribution.hook_window import HookAttribution, HookWindows
+from spendgate_proxy.attribution.workspace import RepoMapper, parse_workspace
+from spendgate_proxy.keys import Principal
 
 TARGET_CHARS = 128_000 * 4
 USER_INFO = (

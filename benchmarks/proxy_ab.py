@@ -14,9 +14,11 @@ through the candidate, in alternating order. Per proxy it reports, as medians ov
   move with the machine's load, so they settle small differences the CPU times cannot.
 
 Trees: ``--baseline REV`` (a git revision, exported with ``git archive``) or ``--baseline-tree DIR``
-(a directory holding ``sdk/`` and ``semconv/``); the candidate is this working tree unless
-``--candidate-tree`` says otherwise. The proxies import the trees through ``PYTHONPATH``, so only
-code under ``sdk/`` and ``semconv/`` differs between them.
+(a source tree); the candidate is this working tree unless ``--candidate-tree`` says otherwise. The
+proxies import the trees through ``PYTHONPATH``, so only the code of the tree's import roots differs
+between them. Either tree may have either layout: one package per program (``app/``, ``proxy/``,
+``simulator/``, ``sdk/``, ``semconv/``) or the older one (everything but the contract under ``sdk/``,
+beside ``semconv/``).
 
     .venv/bin/python benchmarks/proxy_ab.py --baseline HEAD~3 [--instructions] [--calls 1500 --rounds 5]
 
@@ -60,18 +62,40 @@ REPO = HERE.parent
 EXPORT_WAIT_S = 1.3  # the proxy exports spans every second: each phase's export lands in its window
 
 
+# A tree's import roots and the module of its ``spendgate`` command, per layout, newest first.
+LAYOUTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("app", "proxy", "simulator", "sdk", "semconv"), "spendgate_app.cli"),  # one package per program
+    (("sdk", "semconv"), "spendgate.cli"),  # proxy, simulator and CLI inside the spendgate package
+)
+
+
+def _layout(tree: Path) -> tuple[tuple[str, ...], str]:
+    """Import roots and CLI module of ``tree``: the first layout whose roots all exist there."""
+    for roots, cli_module in LAYOUTS:
+        if all((tree / root).is_dir() for root in roots):
+            return roots, cli_module
+    raise SystemExit(f"{tree} has neither layout: expected {' or '.join('/, '.join(r) + '/' for r, _ in LAYOUTS)}")
+
+
 def _export_tree(rev: str, into: Path) -> Path:
-    """``sdk/`` and ``semconv/`` of git revision ``rev`` under ``into``."""
+    """The import roots of git revision ``rev`` (either layout) under ``into``."""
     into.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", rev, "sdk", "semconv"], check=True, capture_output=True
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-tree", "--name-only", rev], check=True, capture_output=True, text=True
     )
+    roots = sorted({root for r, _ in LAYOUTS for root in r} & set(listed.stdout.split()))
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, *roots], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
 
 
 def _tree_env(env: dict[str, str], tree: Path) -> dict[str, str]:
-    return {**env, "PYTHONPATH": f"{tree}/sdk{os.pathsep}{tree}/semconv"}
+    roots, _ = _layout(tree)
+    return {**env, "PYTHONPATH": os.pathsep.join(str(tree / root) for root in roots)}
+
+
+def _tree_proxy_command(tree: Path, port: int, keys: Path, sim_port: int, sink_port: int) -> list[str]:
+    return proxy_command(port, keys, sim_port, sink_port, cli_module=_layout(tree)[1])
 
 
 def _usage(pid: int) -> tuple[float, float, int, int]:
@@ -129,7 +153,7 @@ def _instructions(
     out = Path(tempfile.mkdtemp(prefix="proxy-ab-cg-")) / "cg"
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", "--instr-atstart=no", "--dump-instr=no"]
     proc = subprocess.Popen(
-        argv + proxy_command(port, keys, sim_port, sink_port),
+        argv + _tree_proxy_command(tree, port, keys, sim_port, sink_port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=_tree_env(env, tree),
@@ -160,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     base = parser.add_mutually_exclusive_group(required=True)
     base.add_argument("--baseline", metavar="REV", help="git revision to compare against")
-    base.add_argument("--baseline-tree", type=Path, metavar="DIR", help="directory with sdk/ and semconv/")
+    base.add_argument("--baseline-tree", type=Path, metavar="DIR", help="a source tree (either layout)")
     parser.add_argument("--candidate-tree", type=Path, default=REPO, metavar="DIR", help="default: this tree")
     parser.add_argument("--calls", type=int, default=1500, help="calls per phase (default 1500)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of direct/baseline/candidate (default 5)")
@@ -170,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
 
-    from spendgate.proxy.keys import create_key
+    from spendgate_proxy.keys import create_key
 
     work = Path(tempfile.mkdtemp(prefix="proxy-ab-"))
     trees = {
@@ -194,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             port = _free_port()
             child = _spawn(
                 name,
-                proxy_command(port, work / "keys.yaml", sim_port, sink_port),
+                _tree_proxy_command(tree, port, work / "keys.yaml", sim_port, sink_port),
                 proxy_cpus,
                 work,
                 _tree_env(env, tree),

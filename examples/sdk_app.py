@@ -50,7 +50,7 @@ def simulated_provider() -> Iterator[str]:
     """Serve spendgate's simulated provider on a free loopback port in a thread; yields its base URL."""
     from aiohttp import web
 
-    from spendgate.simulator import SimulatorConfig, create_app
+    from spendgate_simulator import SimulatorConfig, create_app
 
     loop = asyncio.new_event_loop()
     ready = threading.Event()

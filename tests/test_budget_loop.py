@@ -28,12 +28,12 @@ from typing import Any
 import httpx
 import pytest
 
-from spendgate.proxy.keys import create_key
-from spendgate.simulator import SimulatorConfig
-from spendgate.simulator import create_app as create_simulator
+from spendgate_proxy.keys import create_key
+from spendgate_simulator import SimulatorConfig
+from spendgate_simulator import create_app as create_simulator
 from tests.support.aio_server import ServerHandle, serve_app
 
-SPENDGATE = [sys.executable, "-c", "from spendgate.cli import main; main()"]
+SPENDGATE = [sys.executable, "-c", "from spendgate_app.cli import main; main()"]
 BODY = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "refactor the billing module " * 20}]}
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SPENDGATE = [sys.executable, "-c", "from spendgate.cli import main; main()"]
+SPENDGATE = [sys.executable, "-c", "from spendgate_app.cli import main; main()"]
 
 
 def test_up_demo_prints_priced_rows_for_three_developers(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """``spendgate collector`` and ``spendgate report``: thin click commands over ``Collector`` and ``report``.
 
-Both are registered lazily in ``spendgate.cli``. Errors print one ``Error: ...`` line and exit 1.
+Both are registered lazily in ``spendgate_app.cli``. Errors print one ``Error: ...`` line and exit 1.
 Both need the ``collector`` extra; only click, the standard library and light modules are imported
 here, so ``--help`` works without it (the rest is imported in the callbacks).
 """

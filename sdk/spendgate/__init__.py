@@ -1,4 +1,4 @@
-"""spendgate: attribution and spans for AI workloads; the proxy lives in ``spendgate.proxy``.
+"""spendgate: attribution and spans for AI workloads (the SDK; the proxy is ``spendgate_proxy``).
 
 The SDK's public surface::
 
@@ -10,30 +10,28 @@ The SDK's public surface::
         client.chat.completions.create(...)
 
 Importing this package does no work and pulls in no server dependencies: every name below is
-imported from its module on first use (PEP 562), so ``import spendgate`` stays cheap for the proxy's
-and the CLI's start-up and for applications that only need one function. See docs/sdk.md.
+imported from its module on first use (PEP 562), so ``import spendgate`` stays cheap for applications
+that only need one function. See docs/sdk.md.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from spendgate.configure import SdkStats, SpendgateHandle, configure, force_flush, shutdown, stats
+    from spendgate._setup import SdkStats, SpendgateHandle, configure, force_flush, shutdown, stats
     from spendgate.context import Attribution, AttributionScope, attribute, current_attribution
     from spendgate.instrument import MissingDependencyError, instrument_anthropic, instrument_openai
     from spendgate.processor import SpendgateSpanProcessor
 
 _LAZY: dict[str, str] = {
-    "configure": "spendgate.configure",
-    "shutdown": "spendgate.configure",
-    "force_flush": "spendgate.configure",
-    "stats": "spendgate.configure",
-    "SpendgateHandle": "spendgate.configure",
-    "SdkStats": "spendgate.configure",
+    "configure": "spendgate._setup",
+    "shutdown": "spendgate._setup",
+    "force_flush": "spendgate._setup",
+    "stats": "spendgate._setup",
+    "SpendgateHandle": "spendgate._setup",
+    "SdkStats": "spendgate._setup",
     "attribute": "spendgate.context",
     "current_attribution": "spendgate.context",
     "Attribution": "spendgate.context",
@@ -60,24 +58,6 @@ __all__ = [
     "shutdown",
     "stats",
 ]
-
-
-class _Package(types.ModuleType):
-    """This package's module type: keeps ``spendgate.configure`` the function, not its submodule.
-
-    Importing ``spendgate.configure`` (the module) makes Python bind it on the package under the same
-    name, which would shadow the lazily imported ``configure()`` function. Skipping that one binding
-    leaves the name to ``__getattr__``; ``from spendgate.configure import ...`` still works, through
-    ``sys.modules``.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

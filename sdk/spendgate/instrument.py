@@ -48,7 +48,7 @@ def _instrument(
     if instrumentor.is_instrumented_by_opentelemetry:
         return instrumentor  # instrumentors are singletons; a second instrument() only logs a warning
     if tracer_provider is None:
-        from spendgate.configure import current_handle
+        from spendgate._setup import current_handle
 
         handle = current_handle()
         # The provider configure() set up, which may not be global (set_global=False, or taken).

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from spendgate.cli import cli
+from spendgate_app.cli import cli
 from tests.collector.conftest import RunningCollector, run_collector
 from tests.collector.seed import CHARGEBACK_CSV_2026_11, seed
 

@@ -28,7 +28,6 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from spendgate.simulator.cursor_admin import day_ms, usage_event
 from spendgate_collector.cli import report_command
 from spendgate_collector.cursor_admin import event_to_record
 from spendgate_collector.errors import StoreUnavailable
@@ -36,6 +35,7 @@ from spendgate_collector.keys import Principal
 from spendgate_collector.query import SpendFilter, parse_month
 from spendgate_collector.store.sqlite import SQLiteStore
 from spendgate_semconv import attributes as sc
+from spendgate_simulator.cursor_admin import day_ms, usage_event
 from tests.collector.conftest import RunningCollector, run_collector
 from tests.collector.spans import ours, protobuf_body, span
 

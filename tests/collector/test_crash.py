@@ -41,7 +41,7 @@ def start_collector(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
         "-c",
-        "from spendgate.cli import main; main()",
+        "from spendgate_app.cli import main; main()",
         "collector",
         "--db",
         str(db),

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from spendgate.simulator.cursor_admin import AdminSimulator, create_admin_app, day_ms, usage_event
 from spendgate_collector.cursor_admin import (
     AdminApiError,
     CursorAdminClient,
@@ -27,6 +26,7 @@ from spendgate_collector.keys import Principal
 from spendgate_collector.query import SpendFilter
 from spendgate_collector.records import SpendRecord
 from spendgate_collector.store.sqlite import SQLiteStore
+from spendgate_simulator.cursor_admin import AdminSimulator, create_admin_app, day_ms, usage_event
 from tests.support.aio_server import start_app
 
 DAY = 86_400_000

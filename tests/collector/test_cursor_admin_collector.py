@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from spendgate.simulator.cursor_admin import AdminSimulator, create_admin_app, usage_event
 from spendgate_collector.app import Collector
 from spendgate_collector.config import CollectorConfig, load_config
 from spendgate_collector.errors import ConfigError
+from spendgate_simulator.cursor_admin import AdminSimulator, create_admin_app, usage_event
 from tests.support.aio_server import start_app
 
 

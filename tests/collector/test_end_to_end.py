@@ -19,13 +19,13 @@ import openai
 import pytest
 from opentelemetry.sdk.resources import Resource
 
-from spendgate.proxy.app import create_app
-from spendgate.proxy.config import load_config as load_proxy_config
-from spendgate.proxy.keys import KeyDirectory, create_key
-from spendgate.proxy.otlp_export import GrpcSender
-from spendgate.proxy.spans import OTLPRecordSink, SpanExportWorker
-from spendgate.simulator import SimulatorConfig
-from spendgate.simulator import create_app as create_simulator
+from spendgate_proxy.app import create_app
+from spendgate_proxy.config import load_config as load_proxy_config
+from spendgate_proxy.keys import KeyDirectory, create_key
+from spendgate_proxy.telemetry.otlp_export import GrpcSender
+from spendgate_proxy.telemetry.spans import OTLPRecordSink, SpanExportWorker
+from spendgate_simulator import SimulatorConfig
+from spendgate_simulator import create_app as create_simulator
 from tests.collector.conftest import RunningCollector, run_collector
 from tests.support.aio_server import serve_app, serve_proxy
 

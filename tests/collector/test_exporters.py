@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
-from spendgate.proxy.keys import create_key
+from spendgate_proxy.keys import create_key
 from spendgate_semconv import attributes as sc
 from tests.collector.conftest import RunningCollector, run_collector
 from tests.collector.spans import ns, ours, protobuf_body, span

@@ -1,6 +1,6 @@
 """KeyService over a real keys file, the real audit table and a real SQLite store.
 
-The file it writes is read back with the proxy's own reader (``spendgate.proxy.keys``), so a key
+The file it writes is read back with the proxy's own reader (``spendgate_proxy.keys``), so a key
 the collector creates is proven usable by a proxy, and the CLI's keys are proven visible here.
 """
 
@@ -16,9 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spendgate.proxy.keys import KeyDirectory as ProxyKeyDirectory
-from spendgate.proxy.keys import create_key as cli_create_key
-from spendgate.proxy.keys import read_key_file
 from spendgate_collector.budgets import BudgetStorage
 from spendgate_collector.key_service import (
     InvalidKeyRequest,
@@ -28,6 +25,9 @@ from spendgate_collector.key_service import (
 )
 from spendgate_collector.records import SpendRecord
 from spendgate_collector.store.sqlite import SQLiteStore
+from spendgate_proxy.keys import KeyDirectory as ProxyKeyDirectory
+from spendgate_proxy.keys import create_key as cli_create_key
+from spendgate_proxy.keys import read_key_file
 
 
 @pytest.fixture

@@ -24,17 +24,17 @@ import httpx
 import pytest
 from aiohttp import web
 
-from spendgate.proxy.app import create_app as create_proxy
-from spendgate.proxy.config import load_config as load_proxy_config
-from spendgate.proxy.keys import KeyDirectory as ProxyKeyDirectory
-from spendgate.proxy.spans import worker_from_settings
-from spendgate.simulator import SimulatorConfig
-from spendgate.simulator import create_app as create_simulator
 from spendgate_collector.auth.identity import REQUEST_KEY, Identity, Role, allowed_roles
 from spendgate_collector.budgets import BudgetStorage
 from spendgate_collector.key_service import KeyService
 from spendgate_collector.keys_api import KeysApi
 from spendgate_collector.store.sqlite import SQLiteStore
+from spendgate_proxy.app import create_app as create_proxy
+from spendgate_proxy.config import load_config as load_proxy_config
+from spendgate_proxy.keys import KeyDirectory as ProxyKeyDirectory
+from spendgate_proxy.telemetry.spans import worker_from_settings
+from spendgate_simulator import SimulatorConfig
+from spendgate_simulator import create_app as create_simulator
 from tests.collector.conftest import RunningCollector, run_collector
 from tests.support.aio_server import ServerHandle, serve_app
 

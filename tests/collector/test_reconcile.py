@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 from click.testing import CliRunner
 
-from spendgate.simulator.cursor_admin import AdminSimulator, create_admin_app, day_ms, usage_event
 from spendgate_collector.attribution_api import AttributionApi
 from spendgate_collector.auth.identity import Role, allowed_roles
 from spendgate_collector.cli import report_command
@@ -26,6 +25,7 @@ from spendgate_collector.cursor_admin import CursorAdminClient, CursorAdminPolle
 from spendgate_collector.query import SpendFilter
 from spendgate_collector.reconcile import Options, reconcile
 from spendgate_collector.store.sqlite import SQLiteStore
+from spendgate_simulator.cursor_admin import AdminSimulator, create_admin_app, day_ms, usage_event
 from tests.collector.conftest import run_collector
 from tests.collector.spans import ours, protobuf_body, span
 from tests.support.aio_server import serve_app, start_app

@@ -13,11 +13,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from spendgate.proxy.config import ConfigError, load_config
-from spendgate.proxy.control import ControlClient, ControlState, start_control
-from spendgate.proxy.keys import KeyDirectory, Principal, create_key, revoke_key
 from spendgate_collector.control import ControlServer, verdict_message
 from spendgate_collector.verdicts import ROUTE, VerdictBoard
+from spendgate_proxy.config import ConfigError, load_config
+from spendgate_proxy.control.client import ControlClient, start_control
+from spendgate_proxy.control.state import ControlState
+from spendgate_proxy.keys import KeyDirectory, Principal, create_key, revoke_key
 from spendgate_semconv import control_pb2, control_pb2_grpc
 from tests.control.support import TcpHop, free_port, verdict, wait_until
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from spendgate.simulator import SimulatorConfig
-from spendgate.simulator import create_app as create_simulator
 from spendgate_semconv import attributes as sc
+from spendgate_simulator import SimulatorConfig
+from spendgate_simulator import create_app as create_simulator
 from tests.cursor import test_hook_script as _script
 from tests.cursor.test_hook_script import event, free_port, run_hook
 from tests.proxy.conftest import PROVIDER_KEY, Gateway, start_gateway
@@ -88,7 +88,7 @@ def test_a_remote_url_with_credentials_reaches_no_span(gateway: Gateway) -> None
     ],
 )
 def test_clean_remote_url(url: str | None, clean: str | None) -> None:
-    from spendgate.proxy.hooks_route import clean_remote_url
+    from spendgate_proxy.routes.hooks import clean_remote_url
 
     assert clean_remote_url(url) == clean
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from spendgate.cursor import hook_script
-from spendgate.proxy.workspace import normalise_remote_url
+from spendgate_proxy.attribution.workspace import normalise_remote_url
+from spendgate_proxy.cursor import hook_script
 from tests.support.aio_server import ServerHandle, serve_app
 
 SCRIPT = Path(hook_script.__file__)

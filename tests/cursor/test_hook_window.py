@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spendgate.proxy.hook_window import HookAttribution, HookWindows, developer_of
+from spendgate_proxy.attribution.hook_window import HookAttribution, HookWindows, developer_of
 
 S = 1_000_000_000
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from spendgate.cursor.cli import cursor_group
-from spendgate.cursor.install import HOOK_EVENTS, SCRIPT_RELPATH, install_hooks, script_source
+from spendgate_proxy.cursor.cli import cursor_group
+from spendgate_proxy.cursor.install import HOOK_EVENTS, SCRIPT_RELPATH, install_hooks, script_source
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spendgate.proxy.model_alias import split_model_alias
+from spendgate_proxy.attribution.model_alias import split_model_alias
 
 KNOWN = frozenset(
     {"claude-sonnet-4-6", "gpt-4.1", "gpt-4.1-mini", "anthropic/claude-opus-4-1", "openai/gpt-4.1", "acme/gpt-oss-120b"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from spendgate.proxy.workspace import (
+from spendgate_proxy.attribution.workspace import (
     RepoMapper,
     WorkspaceInfo,
     last_component,

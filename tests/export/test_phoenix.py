@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
-from spendgate.proxy.keys import create_key
+from spendgate_proxy.keys import create_key
 from tests.collector.conftest import run_collector
 
 ROOT = Path(__file__).resolve().parents[2]

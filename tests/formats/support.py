@@ -14,8 +14,8 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionToolParam
 from pydantic import TypeAdapter
 
-from spendgate.proxy.formats.canonical import StreamEvent
-from spendgate.simulator.responses import build_reply
+from spendgate_proxy.formats.canonical import StreamEvent
+from spendgate_simulator.responses import build_reply
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cursor"
 

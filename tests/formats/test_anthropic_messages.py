@@ -15,10 +15,10 @@ import anthropic
 import orjson
 import pytest
 
-from spendgate.proxy.estimate import count_tokens
-from spendgate.proxy.formats import anthropic_messages as am
-from spendgate.proxy.formats import openai_chat
-from spendgate.proxy.formats.canonical import (
+from spendgate_proxy.call.estimate import count_tokens
+from spendgate_proxy.formats import anthropic_messages as am
+from spendgate_proxy.formats import openai_chat
+from spendgate_proxy.formats.canonical import (
     ChatResponse,
     ImagePart,
     Reasoning,
@@ -29,9 +29,9 @@ from spendgate.proxy.formats.canonical import (
     ToolResultPart,
     Usage,
 )
-from spendgate.proxy.formats.cursor import normalise_cursor_request
-from spendgate.simulator import anthropic as anthropic_sim
-from spendgate.simulator.responses import build_reply as openai_build_reply
+from spendgate_proxy.formats.cursor import normalise_cursor_request
+from spendgate_simulator import anthropic as anthropic_sim
+from spendgate_simulator.responses import build_reply as openai_build_reply
 from tests.formats.support import assert_valid_chat_request, load_fixture
 
 MODEL = "claude-sonnet-4-6"

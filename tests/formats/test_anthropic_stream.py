@@ -20,13 +20,13 @@ import openai
 import orjson
 import pytest
 
-from spendgate.proxy.formats.anthropic_messages import (
+from spendgate_proxy.formats.anthropic_messages import (
     AnthropicSSEParser,
     AnthropicSSEWriter,
     parse_sse,
     usage_to_anthropic,
 )
-from spendgate.proxy.formats.canonical import (
+from spendgate_proxy.formats.canonical import (
     Finish,
     StreamError,
     StreamEvent,
@@ -38,8 +38,8 @@ from spendgate.proxy.formats.canonical import (
     Usage,
     UsageEvent,
 )
-from spendgate.proxy.formats.openai_chat import ChatCompletionsSSEParser, ChatCompletionsSSEWriter
-from spendgate.simulator import anthropic as anthropic_sim
+from spendgate_proxy.formats.openai_chat import ChatCompletionsSSEParser, ChatCompletionsSSEWriter
+from spendgate_simulator import anthropic as anthropic_sim
 from tests.formats.support import chunked, openai_final, openai_stream, simulated_stream
 
 MODEL = "claude-sonnet-4-6"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spendgate.proxy.formats.canonical import (
+from spendgate_proxy.formats.canonical import (
     CUSTOM_TOOL_INPUT,
     ChatRequest,
     ChatResponse,

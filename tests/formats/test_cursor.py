@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from spendgate.proxy.formats import openai_chat, responses_shaped
-from spendgate.proxy.formats.canonical import (
+from spendgate_proxy.formats import openai_chat, responses_shaped
+from spendgate_proxy.formats.canonical import (
     ChatRequest,
     ChatResponse,
     Finish,
@@ -23,7 +23,7 @@ from spendgate.proxy.formats.canonical import (
     ToolCallStart,
     custom_tool,
 )
-from spendgate.proxy.formats.cursor import (
+from spendgate_proxy.formats.cursor import (
     DEFAULT_MAX_TOKENS_FLOOR,
     CustomCallStream,
     custom_input,

@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from spendgate.proxy.formats import openai_chat, responses_shaped
-from spendgate.proxy.formats.canonical import ChatRequest, ToolChoiceTool
-from spendgate.proxy.formats.cursor import (
+from spendgate_proxy.formats import openai_chat, responses_shaped
+from spendgate_proxy.formats.canonical import ChatRequest, ToolChoiceTool
+from spendgate_proxy.formats.cursor import (
     DEFAULT_MAX_TOKENS_FLOOR,
     CustomCallStream,
     custom_tool_names,
     normalise_cursor_request,
 )
-from spendgate.proxy.formats.detect import detect_shape
+from spendgate_proxy.formats.detect import detect_shape
 from tests.formats.cursor_history import cursor_history
 from tests.formats.support import (
     assert_valid_chat_request,
@@ -42,7 +42,7 @@ PARSERS: dict[str, Callable[[dict[str, Any]], ChatRequest]] = {
 
 
 def _anthropic_parser() -> Callable[[dict[str, Any]], ChatRequest]:
-    module = pytest.importorskip("spendgate.proxy.formats.anthropic_messages")
+    module = pytest.importorskip("spendgate_proxy.formats.anthropic_messages")
     return module.parse_request
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from spendgate.proxy.formats.detect import detect_shape
+from spendgate_proxy.formats.detect import detect_shape
 from tests.formats.cursor_history import cursor_history
 from tests.formats.support import load_fixture
 

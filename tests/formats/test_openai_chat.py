@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from spendgate.proxy.formats import openai_chat, responses_shaped
-from spendgate.proxy.formats.canonical import (
+from spendgate_proxy.formats import openai_chat, responses_shaped
+from spendgate_proxy.formats.canonical import (
     ChatRequest,
     ChatResponse,
     Finish,
@@ -32,15 +32,15 @@ from spendgate.proxy.formats.canonical import (
     UsageEvent,
     collect_stream,
 )
-from spendgate.proxy.formats.openai_chat import (
+from spendgate_proxy.formats.openai_chat import (
     ChatCompletionsSSEParser,
     ChatCompletionsSSEWriter,
     parse_request,
     parse_sse,
     render_request,
 )
-from spendgate.simulator import SimulatorConfig
-from spendgate.simulator import create_app as create_simulator
+from spendgate_simulator import SimulatorConfig
+from spendgate_simulator import create_app as create_simulator
 from tests.formats.support import (
     assert_valid_chat_request,
     chunked,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from spendgate.proxy.formats import openai_chat, responses_shaped
-from spendgate.proxy.formats.canonical import (
+from spendgate_proxy.formats import openai_chat, responses_shaped
+from spendgate_proxy.formats.canonical import (
     Message,
     TextPart,
     ThinkingPart,

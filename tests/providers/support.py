@@ -9,9 +9,9 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.credentials import Credentials
 from botocore.session import get_session
 
-from spendgate.proxy.config import ProviderSettings
-from spendgate.proxy.providers.bedrock import BedrockProvider
-from spendgate.simulator.bedrock import SIM_ACCESS_KEY_ID, SIM_SECRET_ACCESS_KEY
+from spendgate_proxy.config import ProviderSettings
+from spendgate_proxy.providers.bedrock import BedrockProvider
+from spendgate_simulator.bedrock import SIM_ACCESS_KEY_ID, SIM_SECRET_ACCESS_KEY
 
 REGION = "us-east-1"
 MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"

@@ -1,6 +1,6 @@
 """Event-stream frames: the simulator's encoder checked by botocore's decoder, and the provider's parser.
 
-botocore has no event-stream encoder, so ``spendgate.simulator.bedrock.encode_frame`` is ours; every
+botocore has no event-stream encoder, so ``spendgate_simulator.bedrock.encode_frame`` is ours; every
 frame it makes is decoded here by botocore's ``EventStreamBuffer`` (which checks both CRC32s and
 the lengths) and, for Bedrock's frames, by botocore's rest-json parser with the ``bedrock-runtime``
 service model, the code ``invoke_model_with_response_stream`` itself runs. The provider's parser is
@@ -19,7 +19,7 @@ from botocore.loaders import Loader
 from botocore.model import ServiceModel
 from botocore.parsers import EventStreamJSONParser
 
-from spendgate.proxy.formats.canonical import (
+from spendgate_proxy.formats.canonical import (
     Finish,
     StreamError,
     StreamStart,
@@ -30,8 +30,8 @@ from spendgate.proxy.formats.canonical import (
     UsageEvent,
     collect_stream,
 )
-from spendgate.proxy.providers.bedrock import BedrockStreamParser
-from spendgate.simulator.bedrock import chunk_frame, encode_frame, exception_frame
+from spendgate_proxy.providers.bedrock import BedrockStreamParser
+from spendgate_simulator.bedrock import chunk_frame, encode_frame, exception_frame
 
 ANTHROPIC_EVENTS = [
     {

@@ -21,7 +21,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.session import get_session
 
-from spendgate.proxy.formats.canonical import (
+from spendgate_proxy.formats.canonical import (
     ChatRequest,
     Finish,
     Message,
@@ -36,9 +36,9 @@ from spendgate.proxy.formats.canonical import (
     UsageEvent,
     collect_stream,
 )
-from spendgate.proxy.providers.bedrock import BedrockProvider
-from spendgate.simulator import SimulatorConfig, create_app
-from spendgate.simulator.bedrock import SIM_ACCESS_KEY_ID, SIM_SECRET_ACCESS_KEY
+from spendgate_proxy.providers.bedrock import BedrockProvider
+from spendgate_simulator import SimulatorConfig, create_app
+from spendgate_simulator.bedrock import SIM_ACCESS_KEY_ID, SIM_SECRET_ACCESS_KEY
 from tests.providers.support import MODEL_ID, REGION, bedrock_provider
 from tests.support.aio_server import ServerHandle, serve_app
 

@@ -16,10 +16,10 @@ from unittest import mock
 import pytest
 from botocore.credentials import Credentials
 
-from spendgate.proxy.config import ProviderSettings
-from spendgate.proxy.providers import create_provider
-from spendgate.proxy.providers.bedrock import BedrockProvider
-from spendgate.simulator.bedrock import SIM_ACCESS_KEY_ID, SIM_SECRET_ACCESS_KEY, verify_sigv4
+from spendgate_proxy.config import ProviderSettings
+from spendgate_proxy.providers import create_provider
+from spendgate_proxy.providers.bedrock import BedrockProvider
+from spendgate_simulator.bedrock import SIM_ACCESS_KEY_ID, SIM_SECRET_ACCESS_KEY, verify_sigv4
 from tests.providers.support import FROZEN, MODEL_ID, CapturingClient, bedrock_provider
 
 ENDPOINTS = ["https://bedrock-runtime.us-east-1.amazonaws.com", "http://127.0.0.1:8123"]

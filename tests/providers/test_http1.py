@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from spendgate.proxy.providers.http1 import Http1Pool, UpstreamProtocolError
+from spendgate_proxy.providers.http1 import Http1Pool, UpstreamProtocolError
 
 Reply = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
 

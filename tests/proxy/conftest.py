@@ -17,12 +17,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from spendgate.proxy.app import create_app
-from spendgate.proxy.config import load_config
-from spendgate.proxy.keys import KeyDirectory, create_key
-from spendgate.proxy.spans import SDKRecordSink, SpanExportWorker
-from spendgate.simulator import SimulatorConfig
-from spendgate.simulator import create_app as create_simulator
+from spendgate_proxy.app import create_app
+from spendgate_proxy.config import load_config
+from spendgate_proxy.keys import KeyDirectory, create_key
+from spendgate_proxy.telemetry.spans import SDKRecordSink, SpanExportWorker
+from spendgate_simulator import SimulatorConfig
+from spendgate_simulator import create_app as create_simulator
 from tests.support.aio_server import ServerHandle, serve_app, serve_proxy
 
 PROVIDER_KEY = "sk-sim-provider-secret-0123456789abcdef"

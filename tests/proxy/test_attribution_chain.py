@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from spendgate.proxy.attribution import Attribution, RepoChain
-from spendgate.proxy.hook_window import HookAttribution, HookWindows
-from spendgate.proxy.keys import Principal
+from spendgate_proxy.attribution.chain import Attribution, RepoChain
+from spendgate_proxy.attribution.hook_window import HookAttribution, HookWindows
+from spendgate_proxy.keys import Principal
 from spendgate_semconv.attributes import RepoSource
 
 ANA = Principal("key_ana", "ana@acme.com", repo="acme-api")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from spendgate.proxy.keys import create_key, revoke_key
+from spendgate_proxy.keys import create_key, revoke_key
 from tests.proxy.conftest import Gateway
 
 
@@ -125,7 +125,7 @@ def test_revoked_and_expired_keys_are_401_saying_which(gateway: Gateway) -> None
 
 
 def _key_id(gw: Gateway, user: str) -> str:
-    from spendgate.proxy.keys import read_key_file
+    from spendgate_proxy.keys import read_key_file
 
     return next(r.principal.key_id for r in read_key_file(gw.keys_file) if r.principal.user == user)
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from spendgate.simulator import SimulatorConfig
-from spendgate.simulator import create_app as create_simulator
-from spendgate.simulator.bedrock import SIM_ACCESS_KEY_ID, SIM_SECRET_ACCESS_KEY
 from spendgate_semconv import attributes as A
+from spendgate_simulator import SimulatorConfig
+from spendgate_simulator import create_app as create_simulator
+from spendgate_simulator.bedrock import SIM_ACCESS_KEY_ID, SIM_SECRET_ACCESS_KEY
 from tests.proxy.conftest import Gateway, start_gateway
 from tests.support.aio_server import serve_app
 

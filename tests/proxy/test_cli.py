@@ -14,13 +14,13 @@ import httpx
 import openai
 from click.testing import CliRunner
 
-from spendgate.cli import cli
+from spendgate_app.cli import cli
 from spendgate_semconv import attributes as A
 from tests.proxy.conftest import PROVIDER_KEY
 from tests.support.aio_server import ServerHandle
 from tests.support.otlp_receiver import otlp_receiver
 
-SPENDGATE = [sys.executable, "-c", "from spendgate.cli import main; main()"]
+SPENDGATE = [sys.executable, "-c", "from spendgate_app.cli import main; main()"]
 
 
 def _free_port() -> int:
@@ -85,7 +85,7 @@ def test_proxy_config_error_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_proxy_process_exports_spans_over_otlp_grpc(tmp_path: Path, simulator: ServerHandle) -> None:
-    from spendgate.proxy.keys import create_key
+    from spendgate_proxy.keys import create_key
 
     keys = tmp_path / "keys.yaml"
     key, _ = create_key(keys, user="ana@acme.com", team="platform", cost_center="CC-1", repo="acme-api")

@@ -1,4 +1,4 @@
-"""The proxy's HTTP/1.1 front (front.py): what it serves itself and what it leaves to aiohttp.
+"""The proxy's HTTP/1.1 front (http/front.py): what it serves itself and what it leaves to aiohttp.
 
 Driven over raw sockets, because the point is the bytes on one connection: keep-alive, pipelining,
 a connection handed to aiohttp mid-way, bodies that arrive in pieces, slow readers. ``/healthz``
@@ -20,10 +20,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-import spendgate.proxy.app as proxy_app
-import spendgate.proxy.front as front_module
-from spendgate.simulator import SimulatorConfig
-from spendgate.simulator import create_app as create_simulator
+import spendgate_proxy.http.front as front_module
+import spendgate_proxy.routes.chat as chat_route
+from spendgate_simulator import SimulatorConfig
+from spendgate_simulator import create_app as create_simulator
 from tests.proxy.conftest import PROVIDER_KEY, Gateway, start_gateway
 from tests.support.aio_server import ServerHandle, serve_app
 
@@ -275,7 +275,7 @@ def test_a_handler_bug_is_an_openai_500(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(proxy_app, "plan_call", broken)
+    monkeypatch.setattr(chat_route, "plan_call", broken)
     conn = conn_factory()
     conn.send(request(gateway.keys["ana@acme.com"], CHAT))
     status, headers, body = conn.response()

@@ -14,11 +14,12 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 
-from spendgate.proxy.attribution import Attribution
-from spendgate.proxy.keys import Principal
-from spendgate.proxy.otlp_encode import RequestEncoder
-from spendgate.proxy.otlp_export import GrpcSender, HttpSender, Outcome, Result
-from spendgate.proxy.spans import (
+from spendgate_proxy.attribution.chain import Attribution
+from spendgate_proxy.call.stream import Usage
+from spendgate_proxy.keys import Principal
+from spendgate_proxy.telemetry.otlp_encode import RequestEncoder
+from spendgate_proxy.telemetry.otlp_export import GrpcSender, HttpSender, Outcome, Result
+from spendgate_proxy.telemetry.spans import (
     SCOPE_NAME,
     SCOPE_VERSION,
     CallRecord,
@@ -27,7 +28,6 @@ from spendgate.proxy.spans import (
     build_span,
     encode_record,
 )
-from spendgate.proxy.stream import Usage
 from tests.support.aio_server import ServerHandle, serve_app
 from tests.support.otlp_receiver import otlp_receiver
 

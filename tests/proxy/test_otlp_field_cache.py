@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from spendgate.proxy import otlp_encode
+from spendgate_proxy.telemetry import otlp_encode
 from spendgate_semconv.otlp_wire import key_value, ld
 
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from spendgate.proxy.errors import ProxyError
-from spendgate.proxy.inbound import read_json
+from spendgate_proxy.errors import ProxyError
+from spendgate_proxy.http.inbound import read_json
 from tests.support.aio_server import ServerHandle, serve_app
 
 LIMIT = 64 * 1024

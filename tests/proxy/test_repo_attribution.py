@@ -25,15 +25,15 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from spendgate.proxy.app import create_app
-from spendgate.proxy.config import ConfigError, load_config
-from spendgate.proxy.control import ControlState
-from spendgate.proxy.hook_window import HookAttribution
-from spendgate.proxy.keys import KeyDirectory, create_key
-from spendgate.proxy.spans import SDKRecordSink, SpanExportWorker
-from spendgate.proxy.state import STATE, ProxyState
 from spendgate_collector.control import verdict_message
 from spendgate_collector.verdicts import ROUTE
+from spendgate_proxy.app import create_app
+from spendgate_proxy.attribution.hook_window import HookAttribution
+from spendgate_proxy.config import ConfigError, load_config
+from spendgate_proxy.control.state import ControlState
+from spendgate_proxy.keys import KeyDirectory, create_key
+from spendgate_proxy.state import STATE, ProxyState
+from spendgate_proxy.telemetry.spans import SDKRecordSink, SpanExportWorker
 from spendgate_semconv import attributes as A
 from spendgate_semconv import control_pb2
 from tests.control.support import verdict

@@ -14,11 +14,11 @@ import httpx
 import openai
 import pytest
 
-from spendgate.proxy.config import ConfigError, load_config
-from spendgate.proxy.routing import RoutingPolicy
-from spendgate.simulator import SimulatorConfig
-from spendgate.simulator import create_app as create_simulator
+from spendgate_proxy.call.routing import RoutingPolicy
+from spendgate_proxy.config import ConfigError, load_config
 from spendgate_semconv import attributes as A
+from spendgate_simulator import SimulatorConfig
+from spendgate_simulator import create_app as create_simulator
 from tests.proxy.conftest import Gateway, start_gateway
 from tests.support.aio_server import serve_app
 

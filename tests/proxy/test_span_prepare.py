@@ -6,11 +6,11 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from spendgate.proxy.attribution import Attribution
-from spendgate.proxy.keys import Principal
-from spendgate.proxy.otlp_encode import RequestEncoder
-from spendgate.proxy.otlp_export import Outcome, Result
-from spendgate.proxy.spans import CallRecord, OTLPRecordSink, SpanExportWorker, build_span, encode_record
+from spendgate_proxy.attribution.chain import Attribution
+from spendgate_proxy.keys import Principal
+from spendgate_proxy.telemetry.otlp_encode import RequestEncoder
+from spendgate_proxy.telemetry.otlp_export import Outcome, Result
+from spendgate_proxy.telemetry.spans import CallRecord, OTLPRecordSink, SpanExportWorker, build_span, encode_record
 from tests.proxy.test_otlp import RESOURCE, _record
 
 

@@ -7,7 +7,7 @@ import socket
 
 from aiohttp import web
 
-from spendgate.proxy.sse_response import SSEResponse
+from spendgate_proxy.http.sse_response import SSEResponse
 
 HEADERS = {"Content-Type": "text/event-stream"}
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from spendgate.proxy import estimate, features
-from spendgate.proxy.attribution import parse_path_prefix, resolve
-from spendgate.proxy.config import ConfigError, load_config
-from spendgate.proxy.features import classify
-from spendgate.proxy.keys import (
+from spendgate_proxy.attribution import features
+from spendgate_proxy.attribution.chain import parse_path_prefix, resolve
+from spendgate_proxy.attribution.features import classify
+from spendgate_proxy.call import estimate
+from spendgate_proxy.config import ConfigError, load_config
+from spendgate_proxy.keys import (
     VERIFIED_CACHE_SIZE,
     KeyDirectory,
     KeyRecord,
@@ -22,7 +23,7 @@ from spendgate.proxy.keys import (
     read_key_file,
     revoke_key,
 )
-from spendgate.proxy.redact import redact
+from spendgate_proxy.telemetry.redact import redact
 from spendgate_semconv.attributes import Feature, RepoSource
 
 USER = {"role": "user", "content": "How does the cache work?"}

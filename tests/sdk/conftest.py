@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import spendgate
-from spendgate.configure import SpendgateHandle
+from spendgate._setup import SpendgateHandle
 from spendgate_semconv import attributes as sc
 
 

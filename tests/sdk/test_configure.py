@@ -30,8 +30,8 @@ from spendgate.processor import SpendgateSpanProcessor
 from spendgate_semconv import attributes as sc
 from tests.support.otlp_receiver import otlp_receiver
 
-# The module, not the function of the same name that `spendgate.configure` resolves to.
-cfg = importlib.import_module("spendgate.configure")
+# The module behind `spendgate.configure()` and its settings constants.
+cfg = importlib.import_module("spendgate._setup")
 ROOT = Path(__file__).resolve().parents[2]
 LLM = {sc.OPENINFERENCE_SPAN_KIND: sc.SPAN_KIND_LLM}
 

@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("openinference.instrumentation.openai")
 
-from spendgate.simulator import SimulatorConfig, create_app
 from spendgate_semconv import attributes as sc
+from spendgate_simulator import SimulatorConfig, create_app
 from tests.support.aio_server import serve_app
 from tests.support.otlp_receiver import otlp_receiver
 

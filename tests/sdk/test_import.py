@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import pkgutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import spendgate
+
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = ("aiohttp", "grpc", "spendgate_collector", "spendgate.proxy", "uvloop", "sqlite_utils", "httpx", "openai")
+FORBIDDEN = (
+    "aiohttp",
+    "grpc",
+    "spendgate_collector",
+    "spendgate_proxy",
+    "spendgate_simulator",
+    "spendgate_app",
+    "uvloop",
+    "sqlite_utils",
+    "httpx",
+    "openai",
+)
 
 
 def _modules_after(code: str) -> list[str]:
@@ -26,7 +40,7 @@ def _loaded(modules: list[str], prefix: str) -> list[str]:
 
 def test_import_spendgate_loads_nothing_else() -> None:
     modules = _modules_after("import spendgate")
-    for prefix in (*FORBIDDEN, "opentelemetry", "spendgate.configure"):
+    for prefix in (*FORBIDDEN, "opentelemetry", "spendgate._setup"):
         assert _loaded(modules, prefix) == [], prefix
 
 
@@ -56,5 +70,13 @@ def test_default_grpc_export_loads_the_grpc_client_only() -> None:
         """
     )
     assert _loaded(modules, "grpc")  # the OTLP exporter's client library, which export needs
-    for prefix in ("aiohttp", "spendgate_collector", "spendgate.proxy", "uvloop", "sqlite_utils"):
+    for prefix in ("aiohttp", "spendgate_collector", "spendgate_proxy", "uvloop", "sqlite_utils"):
         assert _loaded(modules, prefix) == [], prefix
+
+
+def test_no_submodule_shadows_a_public_name() -> None:
+    # Importing a submodule binds it on the package: one named like a lazy export (as
+    # `spendgate.configure` once was) would replace the function with the module.
+    submodules = {m.name for m in pkgutil.iter_modules(spendgate.__path__)}
+    assert set() == submodules & set(spendgate.__all__)
+    assert "_setup" in submodules  # configure() and friends live here

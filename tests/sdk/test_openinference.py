@@ -21,8 +21,8 @@ import openai
 from openinference.instrumentation import using_metadata, using_user
 
 import spendgate
-from spendgate.simulator import SimulatorConfig, create_app
 from spendgate_semconv import attributes as sc
+from spendgate_simulator import SimulatorConfig, create_app
 from tests.sdk.conftest import Traced, attribution_of
 from tests.support.aio_server import ServerHandle, serve_app
 

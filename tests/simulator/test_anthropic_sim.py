@@ -14,8 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from spendgate.simulator import SimulatorConfig, create_app
-from spendgate.simulator import anthropic as sim
+from spendgate_simulator import SimulatorConfig, create_app
+from spendgate_simulator import anthropic as sim
 from tests.support.aio_server import ServerHandle, serve_app
 
 MODEL = "claude-sonnet-4-6"

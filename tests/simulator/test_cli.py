@@ -13,13 +13,14 @@ import httpx
 import openai
 from click.testing import CliRunner
 
-from spendgate.simulator.cli import simulate_provider_command
+from spendgate_simulator.cli import simulate_provider_command
 
 # SIGINT is re-armed first: a test runner started in the background may hand it down ignored.
 LAUNCH = [
     sys.executable,
     "-c",
-    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from spendgate.cli import main; main()",
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from spendgate_app.cli import main; main()",
     "simulate-provider",
 ]
 

@@ -1,4 +1,4 @@
-"""Unit tests for spendgate.simulator.responses: the pure request → reply functions, no sockets."""
+"""Unit tests for spendgate_simulator.responses: the pure request → reply functions, no sockets."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import orjson
 import pytest
 
-from spendgate.simulator.config import SimulatorConfig
-from spendgate.simulator.responses import (
+from spendgate_simulator.config import SimulatorConfig
+from spendgate_simulator.responses import (
     CREATED,
     SYSTEM_FINGERPRINT,
     build_reply,

@@ -10,8 +10,8 @@ import openai
 import orjson
 import pytest
 
-from spendgate.simulator import SimulatorConfig, create_app
-from spendgate.simulator.config import DEFAULT_MODELS
+from spendgate_simulator import SimulatorConfig, create_app
+from spendgate_simulator.config import DEFAULT_MODELS
 from tests.support.aio_server import ServerHandle, serve_app
 
 USER = [{"role": "user", "content": "Explain what this function does."}]

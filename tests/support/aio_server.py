@@ -112,7 +112,7 @@ def serve_app(
 
 
 async def _start_proxy_front(app: web.Application, host: str) -> tuple[object, int]:
-    from spendgate.proxy.server import serve_app as serve_proxy_app
+    from spendgate_proxy.server import serve_app as serve_proxy_app
 
     front = await serve_proxy_app(app, host, 0)
     return front, front.port
@@ -121,5 +121,5 @@ async def _start_proxy_front(app: web.Application, host: str) -> tuple[object, i
 def serve_proxy(
     make_app: Callable[[], web.Application | Awaitable[web.Application]], host: str = "127.0.0.1"
 ) -> contextlib.AbstractContextManager[ServerHandle]:
-    """Serve a proxy application the way ``spendgate proxy`` does: its front, then aiohttp (front.py)."""
+    """Serve a proxy application the way ``spendgate proxy`` does: its front, then aiohttp (http/front.py)."""
     return serve_app(make_app, host, start=_start_proxy_front)

@@ -72,7 +72,7 @@ def command_paths() -> list[dict[str, Any]]:
     """Every command and subcommand below ``spendgate``: ``{"path": argv prefix, "group": bool}``."""
     import click
 
-    from spendgate.cli import cli
+    from spendgate_app.cli import cli
 
     found: list[dict[str, Any]] = []
 
@@ -93,7 +93,7 @@ def run(argvs: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
     """Each argv through ``spendgate``'s group, in this process, as click's runner sees it."""
     from click.testing import CliRunner
 
-    from spendgate.cli import cli
+    from spendgate_app.cli import cli
 
     results = []
     for argv in argvs:
@@ -120,7 +120,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(run(json.load(sys.stdin))))
         return 0
     if argv[:1] == ["cli"]:
-        from spendgate.cli import cli
+        from spendgate_app.cli import cli
 
         return cli.main(argv[1:], prog_name="spendgate")
     print("usage: python -m tests.support.no_extras tree | run | cli ARGS...", file=sys.stderr)

@@ -1,0 +1,113 @@
+"""The Cursor route: ``/cursor/v1/chat/completions`` and ``/cursor/v1/models`` (docs/cursor.md).
+
+Cursor posts three body shapes to one URL (Chat Completions, Responses-shaped, Anthropic-shaped;
+docs/cursor-facts.md) and reads only Chat Completions back. This route detects the shape
+(``formats.detect``), parses it to the canonical model, normalises it for any provider
+(``formats.cursor``: duplicate tools dropped, custom grammar tools as functions, the
+``max_tokens`` floor for tool-using turns) and serves it through ``translate.py`` with Cursor's
+extras on the way back: custom tool calls rewritten for Cursor, a provider's context overflow as
+OpenAI's ``context_length_exceeded`` (Cursor summarises on it), and a budget pause as an assistant
+message by default (``proxy.cursor.pause_response``), since Cursor shows any refusal as a bare
+error.
+
+Every call goes through the canonical model here, also a Chat Completions body for an
+OpenAI-compatible provider: Cursor's chat bodies mix flat and nested tools, repeat tool names and
+carry too-low ``max_tokens``, which a strict upstream would refuse or a tool call would not
+survive. The translation costs well under a millisecond (docs/performance.md, Translation).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from spendgate_proxy.attribution.features import classify
+from spendgate_proxy.call.budget_reply import pause_response
+from spendgate_proxy.call.plan import new_record, plan_call
+from spendgate_proxy.call.translate import Call, feature_body, serve
+from spendgate_proxy.errors import BadRequest, ProxyError
+from spendgate_proxy.formats import anthropic_messages, openai_chat, responses_shaped
+from spendgate_proxy.formats.canonical import ChatRequest
+from spendgate_proxy.formats.cursor import normalise_cursor_request
+from spendgate_proxy.formats.detect import detect_shape
+from spendgate_proxy.http.exchange import Exchange
+from spendgate_proxy.http.inbound import authenticate, parse_json, prefix_fields
+
+
+def parse_cursor_body(body: dict[str, Any], *, max_tokens_floor: int | None) -> ChatRequest:
+    """Any of Cursor's body shapes → a normalised canonical request; ``BadRequest`` names what is wrong."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest(
+            "Missing required parameter: 'model' (a string naming a model; GET /v1/models lists them).",
+            code="missing_required_parameter",
+            param="model",
+        )
+    shape = detect_shape(body)
+    if shape == "responses":
+        req = responses_shaped.parse_request(body)
+    elif shape == "anthropic":
+        try:
+            req = anthropic_messages.parse_request(body, require_max_tokens=False)
+        except anthropic_messages.AnthropicFormatError as exc:
+            raise BadRequest(str(exc), param=exc.param) from None
+    else:
+        req = openai_chat.parse_request(body)
+    if not req.messages:
+        where = "input" if shape == "responses" else "messages"
+        raise BadRequest(
+            f"Missing required parameter: '{where}' (a non-empty array).",
+            code="missing_required_parameter",
+            param=where,
+        )
+    return normalise_cursor_request(req, max_tokens_floor=max_tokens_floor)
+
+
+async def cursor_core(request: Exchange) -> Any:
+    """``POST /cursor/v1/chat/completions``: any Cursor body shape in, Chat Completions out; for
+    either server (exchange.py, ``app.MODEL_ROUTES``)."""
+    start_ns = time.time_ns()
+    state = request.state
+    headers = request.headers
+    settings = state.settings.cursor
+    try:
+        principal = authenticate(state.keys, headers)
+        prefix = prefix_fields(request.attrs)
+        raw = await request.read_body(state.max_body)
+        body = parse_json(raw)
+        req = parse_cursor_body(body, max_tokens_floor=settings.max_tokens_floor)
+        # A custom model "acme-api/claude-sonnet-4-6" (one per project in Cursor's settings): the base
+        # model is admitted and recorded, the upstream gets its own name, Cursor sees its name echoed.
+        model, alias = state.attribution.split_model(req.model)
+        attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
+        feature = classify(feature_body(req))
+        plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
+    except ProxyError as exc:
+        return exc.response()
+    if plan.pause is not None:
+        return pause_response(plan.pause, form=settings.pause_response, model=req.model, stream=req.stream)
+    rec = new_record(
+        request,
+        state,
+        start_ns=start_ns,
+        principal=principal,
+        attrib=attrib,
+        feature=feature,
+        model=model,
+        plan=plan,
+        stream=req.stream,
+        body=body,
+        raw=raw,
+    )
+    call = Call(
+        "openai",
+        req,
+        body,
+        plan.attempts,
+        rec,
+        wants_usage=req.stream and req.include_usage,
+        cursor=True,
+        custom_mode=settings.custom_tool_calls,
+        budget_headers=plan.budget_headers,
+    )
+    return await serve(request, state, call)

@@ -1,0 +1,164 @@
+"""``POST /v1/messages`` and ``/v1/messages/count_tokens``: the Anthropic-compatible door.
+
+Anthropic SDK clients and tools (Claude Code and the like) point their base URL at the gateway and
+authenticate with their virtual key as ``x-api-key`` (or ``Authorization: Bearer``). Errors and
+budget pauses answer in Anthropic's shapes (``{"type": "error", "error": {type, message}}``).
+
+An Anthropic upstream gets the body as sent (model renamed only; ``cache_control``, ``thinking``
+and unknown fields untouched) and its bytes come back untouched; an OpenAI-compatible upstream is
+reached through the canonical model (``translate.py``).
+
+``count_tokens`` is forwarded to Anthropic upstreams. Other providers have no such endpoint, so the
+gateway estimates (``anthropic_messages.estimate_input_tokens``: tiktoken when cached, else four
+characters a token) and says so in the ``x-spendgate-estimate: true`` header.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from spendgate_proxy.attribution.features import classify
+from spendgate_proxy.call.budget_reply import pause_response, pause_text
+from spendgate_proxy.call.plan import lookup_model, new_record, plan_call
+from spendgate_proxy.call.translate import Call, error_reply, feature_body, serve
+from spendgate_proxy.errors import BadRequest, ProxyError
+from spendgate_proxy.formats import anthropic_messages
+from spendgate_proxy.formats.anthropic_messages import AnthropicFormatError
+from spendgate_proxy.formats.canonical import ChatRequest, ChatResponse, TextPart, Usage, response_events
+from spendgate_proxy.http.exchange import Exchange
+from spendgate_proxy.http.inbound import authenticate, parse_json, path_prefix, prefix_fields, read_json
+from spendgate_proxy.state import STATE
+
+_FORWARD = ("anthropic-beta",)
+"""Client headers an Anthropic upstream should see (opt-in features such as interleaved thinking)."""
+
+
+def _error(exc: ProxyError) -> web.Response:
+    return error_reply("anthropic", exc.status, exc.message, exc.type, code=exc.code, param=exc.param)
+
+
+def _forward_headers(headers: Any) -> dict[str, str] | None:
+    out = {name: headers[name] for name in _FORWARD if name in headers}
+    return out or None
+
+
+def _parse(body: dict[str, Any], *, count: bool = False) -> ChatRequest:
+    try:
+        if count:
+            return anthropic_messages.parse_count_tokens_request(body)
+        return anthropic_messages.parse_request(body)
+    except AnthropicFormatError as exc:
+        raise BadRequest(str(exc), param=exc.param) from None
+
+
+async def messages_core(request: Exchange) -> Any:
+    """``POST /v1/messages``: authenticate, admit, pass through or translate, record one span;
+    for either server (exchange.py, ``app.MODEL_ROUTES``)."""
+    start_ns = time.time_ns()
+    state = request.state
+    headers = request.headers
+    try:
+        principal = authenticate(state.keys, headers)
+        prefix = prefix_fields(request.attrs)
+        raw = await request.read_body(state.max_body)
+        body = parse_json(raw)
+        req = _parse(body)
+        # A "repo/model" alias: the base model is admitted and recorded; the upstream gets its own
+        # model name (translate.py), and the client's reply echoes what it sent.
+        model, alias = state.attribution.split_model(req.model)
+        attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
+        feature = classify(feature_body(req))
+        plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
+    except ProxyError as exc:
+        return _error(exc)
+    if plan.pause is not None:
+        return pause_messages(plan.pause, form=state.pause_form, model=req.model, stream=req.stream)
+    rec = new_record(
+        request,
+        state,
+        start_ns=start_ns,
+        principal=principal,
+        attrib=attrib,
+        feature=feature,
+        model=model,
+        plan=plan,
+        stream=req.stream,
+        body=body,
+        raw=raw,
+    )
+    call = Call(
+        "anthropic",
+        req,
+        body,
+        plan.attempts,
+        rec,
+        forward_headers=_forward_headers(headers),
+        budget_headers=plan.budget_headers,
+    )
+    return await serve(request, state, call)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """``POST /v1/messages/count_tokens``: the provider's count, or an estimate where it has none."""
+    state = request.app[STATE]
+    try:
+        principal = authenticate(state.keys, request.headers)
+        path_prefix(request)  # a malformed prefix is still a 400
+        _, body = await read_json(request, state.max_body)
+        req = _parse(body, count=True)
+        # Counting tokens is free: no budget verdict or routing rule applies, only the key's models
+        # (of the base model, when the name is a "repo/model" alias).
+        route, provider = lookup_model(state, principal, state.attribution.split_model(req.model)[0])
+    except ProxyError as exc:
+        return _error(exc)
+    cors = {"Access-Control-Allow-Origin": "*"}
+    if provider.format == "anthropic":
+        payload = orjson.dumps({**body, "model": route.target})
+        try:
+            reply = await provider.send_raw(
+                payload, model=route.target, endpoint="count_tokens", headers=_forward_headers(request.headers)
+            )
+        except (TimeoutError, OSError) as exc:
+            return error_reply(
+                "anthropic",
+                502,
+                f"Upstream provider '{provider.name}' is unreachable ({type(exc).__name__}).",
+                "api_error",
+                code="upstream_unreachable",
+            )
+        try:
+            data = await reply.read()
+        finally:
+            reply.release()
+        return web.Response(status=reply.status, body=data, content_type="application/json", headers=cors)
+    estimate = anthropic_messages.estimate_input_tokens(req)
+    return web.Response(
+        body=orjson.dumps(anthropic_messages.count_tokens_response(estimate)),
+        content_type="application/json",
+        headers={**cors, "x-spendgate-estimate": "true"},
+    )
+
+
+def pause_messages(verdict: Any, *, form: str, model: str, stream: bool) -> web.Response:
+    """A budget pause in Anthropic's shapes: a ``billing_error`` 402, or an assistant message."""
+    refusal = pause_response(verdict, form="error", model=model, stream=False)
+    headers = {k: v for k, v in refusal.headers.items() if k.lower() != "content-type"}
+    if form != "message":
+        status, body = anthropic_messages.error_from_openai(refusal.status, orjson.loads(refusal.body))  # type: ignore[arg-type]
+        return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+    answer = ChatResponse(
+        id=f"msg_spendgate_{verdict.budget_id}",
+        model=model,
+        content=(TextPart(pause_text(verdict)),),
+        finish_reason="stop",
+        usage=Usage(),
+    )
+    if not stream:
+        body = orjson.dumps(anthropic_messages.render_response(answer))
+        return web.Response(body=body, content_type="application/json", headers=headers)
+    sse = anthropic_messages.AnthropicSSEWriter().write_all(response_events(answer))
+    return web.Response(body=sse, headers={**headers, "Content-Type": "text/event-stream"})
