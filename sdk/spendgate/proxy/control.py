@@ -9,13 +9,21 @@ resuming from the last version it applied. Failures include a stream that goes s
 ``heartbeat_timeout_s`` (the collector heartbeats every few seconds, so silence means a dead
 connection even when TCP has not noticed). While disconnected the state stays as it was
 (fail-static): pauses and routes keep being enforced, except a verdict whose ``until_ms`` has passed.
+New verdicts cannot arrive meanwhile, so the client warns that budgets are not enforced: at the
+first failure, then at most once every ``WARN_INTERVAL_S``, saying for how long (and ``/healthz``
+says so too: ``control.state`` is ``connected``, ``never_connected``, ``lost`` or ``standalone``).
+A proxy that stops cleanly tells the collector first (``Leave``), so it is not counted as lost.
 
 ``ControlState`` is a plain object changed only by that task on the proxy's event loop; the request
 path reads it with no lock and no await. ``verdict_for`` costs one attribute check when no verdict
 is in force, and ``budget_for`` (the tightest budget a call is within, for response headers; see
 ``budget_state.py``) one when no budget exists. Before the first snapshot, ``ready`` is False and
 ``should_refuse`` says what the ``on_no_state`` policy wants: ``fail_open`` serves with the local
-key file, ``fail_closed`` refuses.
+key file, ``fail_closed`` refuses. A collector without a key source says so in its snapshot
+(``no_key_directory``): the proxy then keeps its key file and applies only the rest.
+
+With ``control: off`` (no endpoint) the proxy is standalone: it logs at start that budgets and key
+updates from a collector are not enforced.
 
     client = await start_control(settings, keys)   # settings.control; returns at once
     ...
@@ -44,7 +52,9 @@ from spendgate.proxy.keys import KeyDirectory, KeyRecord, Principal
 from spendgate_semconv import control_pb2
 
 if TYPE_CHECKING:
-    from spendgate.proxy.config import ProxySettings
+    from collections.abc import Callable
+
+    from spendgate.proxy.config import ControlSettings, ProxySettings
     from spendgate.proxy.hook_window import HookAttribution, HookWindows
 
 logger = logging.getLogger(__name__)
@@ -54,6 +64,12 @@ ROUTE = "route"
 DEFAULT_HEARTBEAT_TIMEOUT_S = 15.0
 DEFAULT_INITIAL_BACKOFF_S = 0.5
 DEFAULT_MAX_BACKOFF_S = 30.0
+WARN_INTERVAL_S = 60.0
+"""While the control plane is unreachable, the "budgets are not enforced" warning repeats at most this often."""
+LEAVE_TIMEOUT_S = 0.5
+"""How long a stopping proxy waits for the collector to take note that it leaves."""
+SYNC_TIMEOUT_S = 2.0
+"""``sync_keys``: bound on the ``SyncKeys`` call, and separately on the wait for the stream to catch up."""
 # Must match the collector's send limit: a snapshot carries the whole key directory.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -273,6 +289,11 @@ class ControlState:
         """True once a snapshot was applied (or when standalone): the state is the collector's."""
         self.connected = False
         """True while a stream is open and has delivered its first update."""
+        self.ever_connected = False
+        self.changed_at: float = time.time()
+        """Unix time ``connected`` last changed (or the state was made): connected / lost since."""
+        self.keys_from_collector = False
+        """True once a snapshot brought a key directory (a collector without a key source sends none)."""
         self.last_heard_monotonic: float | None = None
         self.last_server_time_ms = 0
         self.snapshots = 0
@@ -287,6 +308,8 @@ class ControlState:
         self._ready = asyncio.Event()
         if standalone:
             self._ready.set()
+        self._applied = asyncio.Event()
+        """Set (and replaced) after every update that changed the state: ``wait_version`` waits on it."""
 
     # --- the request path (sync, lock-free)
 
@@ -366,8 +389,12 @@ class ControlState:
             self._reindex()
             self._budgets = {b.budget_id: status_from(b) for b in update.budgets_upsert}
             self._reindex_budgets()
+            self.keys_from_collector = not update.no_key_directory
             if self.keys is not None:
-                self.keys.replace([record_from(k) for k in update.keys_upsert])
+                if self.keys_from_collector:
+                    self.keys.replace([record_from(k) for k in update.keys_upsert])
+                else:  # this collector has no key source: the key file keeps the directory
+                    self.keys.release()
             # Windows are not replaced wholesale: one this proxy received itself may be newer.
             self._apply_windows(update)
             self.epoch, self.version = update.epoch, update.version
@@ -375,6 +402,7 @@ class ControlState:
             if not self.ready:
                 self.ready = True
                 self._ready.set()
+            self._wake()
             return True
         if update.epoch != self.epoch:
             raise ControlProtocolError(f"update from epoch {update.epoch} while holding epoch {self.epoch}")
@@ -403,7 +431,7 @@ class ControlState:
                 budgets.pop(budget_id, None)
             self._budgets = budgets
             self._reindex_budgets()
-        if self.keys is not None:
+        if self.keys is not None and self.keys_from_collector:
             if update.keys_upsert:
                 self.keys.upsert([record_from(k) for k in update.keys_upsert])
             if update.keys_removed:
@@ -411,6 +439,39 @@ class ControlState:
         self._apply_windows(update)
         self.version = update.version
         self.deltas += 1
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
+        self._applied.set()
+        self._applied = asyncio.Event()
+
+    def set_connected(self, connected: bool) -> None:
+        """Record that a stream delivered (True) or ended (False); ``changed_at`` dates the change."""
+        if connected != self.connected:
+            self.connected = connected
+            self.changed_at = time.time()
+        self.ever_connected = self.ever_connected or connected
+
+    @property
+    def control_state(self) -> str:
+        """``standalone``, ``connected``, ``never_connected`` or ``lost`` (connected once, not now)."""
+        if self.standalone:
+            return "standalone"
+        if self.connected:
+            return "connected"
+        return "lost" if self.ever_connected else "never_connected"
+
+    async def wait_version(self, epoch: int, version: int, timeout: float) -> bool:
+        """Wait until the state is at ``version`` of ``epoch`` or later (or ``timeout`` s); True when it is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not (self.epoch == epoch and self.version >= version):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied.wait(), remaining)
         return True
 
     def _apply_windows(self, update: control_pb2.ControlUpdate) -> None:
@@ -437,7 +498,14 @@ class ControlState:
     def stats(self) -> dict[str, Any]:
         """A snapshot for the proxy's ``/healthz``."""
         heard = self.last_heard_monotonic
+        state = self.control_state
+        since = None if state == "standalone" else datetime.fromtimestamp(self.changed_at, UTC).isoformat()
         return {
+            "state": state,
+            # connected: since when; never_connected: since start; lost: since the stream ended.
+            "since": since,
+            "budgets_enforced": state == "connected",
+            "keys_from": "collector" if self.keys is not None and self.keys.managed else "key file",
             "standalone": self.standalone,
             "ready": self.ready,
             "connected": self.connected,
@@ -456,6 +524,21 @@ class ControlState:
 
 def _default_proxy_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def proxy_id_for(cfg: ControlSettings) -> str:
+    """This proxy's id: ``control.proxy_id``, else host:pid. Its spans carry it too (``spendgate.proxy.id``)."""
+    return cfg.proxy_id or _default_proxy_id()
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m12s``, ``2h05m``: how long an outage has lasted, for the log."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 @functools.cache
@@ -485,6 +568,7 @@ class ControlClient:
         initial_backoff_s: float = DEFAULT_INITIAL_BACKOFF_S,
         max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.endpoint = endpoint
         self.state = state
@@ -496,8 +580,16 @@ class ControlClient:
         self.failures = 0
         """Consecutive attempts that delivered nothing; drives the backoff."""
         self.last_error: str | None = None
+        self.warnings = 0
+        """Times the "budgets are not enforced" warning was logged (at most one per ``WARN_INTERVAL_S``)."""
         self._rng = rng or random.Random()
+        self._clock = clock
+        self._outage_started: float | None = clock()
+        """``clock()`` when the collector was last lost (or the client made); None while connected."""
+        self._last_warned: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._channel: Any = None
+        """One long-lived channel for the unary calls (``SyncKeys``, ``Leave``); made on first use."""
         self.hook_forwarder = HookForwarder(endpoint, self.proxy_id) if endpoint is not None else None
         """Sends Cursor hook reports this proxy receives to the collector; None when standalone."""
 
@@ -510,15 +602,47 @@ class ControlClient:
             self.hook_forwarder.start()
 
     async def stop(self) -> None:
-        """Cancel the subscription and close its channel; the state keeps what it holds. Idempotent."""
+        """Tell the collector this proxy leaves (when connected), cancel the subscription and close
+        the channels; the state keeps what it holds. Idempotent."""
         task, self._task = self._task, None
         if task is not None:
+            if self.state.connected:
+                await self._leave()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.hook_forwarder is not None:
             await self.hook_forwarder.stop()
-        self.state.connected = False
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close(grace=None)
+        self.state.set_connected(False)
+
+    def _stub(self) -> Any:
+        import grpc
+
+        from spendgate_semconv import control_pb2_grpc
+
+        assert self.endpoint is not None
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.endpoint)
+        return control_pb2_grpc.ControlPlaneStub(self._channel)
+
+    async def _leave(self) -> None:
+        """``Leave``: so the collector does not count this clean stop as a lost proxy; best effort."""
+        try:
+            await self._stub().Leave(control_pb2.LeaveRequest(proxy_id=self.proxy_id), timeout=LEAVE_TIMEOUT_S)
+        except Exception as exc:  # an old or unreachable collector: it will count the proxy as lost
+            logger.debug("control plane not told that this proxy leaves: %s", exc)
+
+    async def sync_keys(self, timeout: float = SYNC_TIMEOUT_S) -> bool:
+        """Ask the collector to read its key source now (``SyncKeys``), then wait (at most ``timeout``)
+        until the stream has applied the version it answers; True when it has. Raises gRPC's errors
+        (collector unreachable, or too old to know the call)."""
+        if self.endpoint is None:
+            return False
+        reply = await self._stub().SyncKeys(control_pb2.SyncKeysRequest(proxy_id=self.proxy_id), timeout=timeout)
+        return await self.state.wait_version(reply.epoch, reply.version, timeout)
 
     async def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait for the first snapshot (or ``timeout`` seconds); returns ``state.ready``."""
@@ -534,11 +658,17 @@ class ControlClient:
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
     def stats(self) -> dict[str, Any]:
+        outage = self._outage_started
+        disconnected_s = None
+        if self.endpoint is not None and not self.state.connected and outage is not None:
+            disconnected_s = round(self._clock() - outage, 3)
         return {
             "endpoint": self.endpoint,
             "proxy_id": self.proxy_id,
+            "disconnected_s": disconnected_s,
             "subscribes": self.subscribes,
             "failures": self.failures,
+            "warnings": self.warnings,
             "last_error": self.last_error,
             "hook_forwards": self.hook_forwarder.stats() if self.hook_forwarder is not None else None,
             **self.state.stats(),
@@ -566,13 +696,65 @@ class ControlClient:
             except Exception as exc:  # the task must outlive any one bad update
                 logger.exception("control stream failed")
                 self.last_error = f"{type(exc).__name__}: {exc}"
-            self.state.connected = False
+            self.state.set_connected(False)
             # A stream that delivered was healthy: start the backoff over (still jittered).
             self.failures = 0 if delivered else self.failures + 1
             delay = self.backoff(self.failures)
-            log = logger.warning if self.failures <= 1 else logger.debug
-            log("control stream to %s lost (%s); retrying in %.1fs", self.endpoint, self.last_error, delay)
+            self.note_failure(delay)
             await asyncio.sleep(delay)
+
+    def note_failure(self, retry_in: float) -> bool:
+        """Log that budgets are not enforced: at the first failure of an outage, then at most once
+        every ``WARN_INTERVAL_S`` (debug in between); returns whether it warned."""
+        now = self._clock()
+        if self._outage_started is None:
+            self._outage_started = now
+        down_for = _duration(now - self._outage_started)
+        if self._last_warned is not None and now - self._last_warned < WARN_INTERVAL_S:
+            logger.debug(
+                "control plane at %s still unreachable (%s); retrying in %.1fs",
+                self.endpoint,
+                self.last_error,
+                retry_in,
+            )
+            return False
+        self._last_warned = now
+        self.warnings += 1
+        if self.state.ever_connected:
+            since = datetime.fromtimestamp(self.state.changed_at, UTC).strftime("%H:%M:%S UTC")
+            logger.warning(
+                "control stream to %s lost since %s (%s ago; %s): budgets and key updates from the collector "
+                "are NOT enforced until it is back; retrying in %.1fs",
+                self.endpoint,
+                since,
+                down_for,
+                self.last_error,
+                retry_in,
+            )
+        else:
+            logger.warning(
+                "no control stream from the collector at %s for %s since start (%s): budgets and key updates "
+                "from a collector are NOT enforced until it connects; retrying in %.1fs "
+                "(control: off runs standalone)",
+                self.endpoint,
+                down_for,
+                self.last_error,
+                retry_in,
+            )
+        return True
+
+    def note_connected(self) -> None:
+        """A stream delivered (call before ``state.set_connected``): the outage, if any, is over; say
+        so when it was warned about."""
+        outage, self._outage_started = self._outage_started, None
+        warned, self._last_warned = self._last_warned, None
+        if outage is not None and warned is not None:
+            logger.warning(
+                "control stream to %s %s after %s: budgets are enforced",
+                self.endpoint,
+                "restored" if self.state.ever_connected else "established",
+                _duration(self._clock() - outage),
+            )
 
     async def _subscribe_once(self) -> bool:
         """One subscription until it ends or fails; returns whether it delivered any update."""
@@ -605,7 +787,8 @@ class ControlClient:
                 state.apply(update)
                 if not delivered:
                     delivered = True
-                    state.connected = True
+                    self.note_connected()
+                    state.set_connected(True)
                     self.failures = 0
                     logger.info(
                         "control stream to %s: %s at version %d (epoch %d)",
@@ -631,6 +814,14 @@ async def start_control(
     The caller owns the client: ``await client.stop()`` on shutdown.
     """
     cfg = settings.control
+    if cfg.endpoint is None:
+        logger.warning(
+            "control: off: this proxy runs standalone; budgets and key updates from a collector are NOT "
+            "enforced (keys come from %s only)",
+            settings.keys_file,
+        )
+    else:
+        logger.info("control: subscribing to the collector at %s for keys and budget verdicts", cfg.endpoint)
     state = ControlState(keys, on_no_state=cfg.on_no_state, standalone=cfg.endpoint is None, hook_windows=hook_windows)
     client = ControlClient(
         cfg.endpoint,

@@ -17,6 +17,7 @@ from spendgate.proxy.routing import RoutingPolicy
 
 if TYPE_CHECKING:
     from spendgate.proxy.control import ControlClient, ControlState
+    from spendgate.proxy.key_refresh import KeyRefresh
     from spendgate.proxy.keys import KeyDirectory
     from spendgate.proxy.spans import SpanExportWorker
 
@@ -37,6 +38,8 @@ class ProxyState:
         self.control = control
         """Verdicts (and, with a collector, keys) from the control stream; None until started."""
         self.control_client: ControlClient | None = None
+        self.key_refresh: KeyRefresh | None = None
+        """The second look for newer key state an unknown key gets (key_refresh.py); set on startup."""
         self.upstreams: dict[str, Provider] = {name: create_provider(name, p) for name, p in settings.providers.items()}
         self.routes: dict[str, tuple[ModelRoute, Provider]] = {
             m.name: (m, self.upstreams[m.provider]) for m in settings.models
