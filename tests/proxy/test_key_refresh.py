@@ -12,6 +12,7 @@ import asyncio
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from spendgate.proxy.key_refresh import KeyRefresh
@@ -25,6 +26,9 @@ from spendgate.proxy.keys import (
     hash_key,
     revoke_key,
 )
+from tests.control.support import free_port
+from tests.proxy.conftest import Gateway, start_gateway
+from tests.support.aio_server import ServerHandle
 
 
 class FakeClock:
@@ -222,3 +226,70 @@ def test_the_stats_never_hold_a_key(tmp_path: Path) -> None:
         asyncio.run(refresh.lookup("sg-secret-but-wrong"))
     text = str(refresh.stats())
     assert "sg-" not in text and key not in text
+
+
+# --- through a real proxy: every route gets the second look; the collector unreachable or present
+
+BODY = {"model": "gpt-4.1-mini", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
+
+
+def _chat(url: str, key: str) -> httpx.Response:
+    return httpx.post(url + "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def test_a_key_written_to_the_file_works_on_its_first_call_on_every_route(
+    tmp_path: Path, simulator: ServerHandle
+) -> None:
+    for gw in start_gateway(tmp_path, simulator):
+
+        def new_key(user: str, keys_file: Path = gw.keys_file) -> dict[str, str]:
+            key, _ = create_key(keys_file, user=user)  # the proxy's once-a-second reload is behind
+            return {"Authorization": f"Bearer {key}"}
+
+        url = gw.proxy.url
+        assert 200 == httpx.post(url + "/v1/chat/completions", json=BODY, headers=new_key("c@acme.com")).status_code
+        assert 200 == httpx.get(url + "/v1/models", headers=new_key("m@acme.com")).status_code
+        cursor = httpx.post(url + "/cursor/v1/chat/completions", json=BODY, headers=new_key("u@acme.com"))
+        assert 200 == cursor.status_code
+        messages = {"model": "gpt-4.1-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+        assert 200 == httpx.post(url + "/v1/messages", json=messages, headers=new_key("a@acme.com")).status_code
+        hook = httpx.post(url + "/hooks/cursor", json={}, headers=new_key("h@acme.com"))
+        assert 401 != hook.status_code  # authenticated; the empty report itself is what is refused
+        # A bad key still gets the same 401, and is then remembered.
+        bad = _chat(gw.proxy.url, "sg-not-a-key")
+        assert (401, "invalid_api_key") == (bad.status_code, bad.json()["error"]["code"])
+        assert "Invalid virtual key: unknown virtual key." == bad.json()["error"]["message"]
+        health = httpx.get(gw.proxy.url + "/healthz").json()
+        assert 5 == health["key_rechecks"]["found"]
+        assert health["key_rechecks"]["unknown_cached"] >= 1
+        assert "sg-" not in str(health)
+
+
+def test_an_unreachable_default_collector_leaves_the_key_file_serving_and_says_so(
+    tmp_path: Path, simulator: ServerHandle
+) -> None:
+    # What `spendgate proxy` alone with a key file does now that the control plane is on by default:
+    # fail_open serves the file's keys (and follows the file), /healthz says budgets are not enforced.
+    endpoint = f"127.0.0.1:{free_port()}"  # nothing listens: the default address on a machine without a collector
+    for gw in start_gateway(tmp_path, simulator, control={"endpoint": endpoint, "reconnect_max_backoff_s": 0.2}):
+        assert 200 == _chat(gw.proxy.url, gw.keys["ana@acme.com"]).status_code
+        late, _ = create_key(gw.keys_file, user="late@acme.com")
+        assert 200 == _chat(gw.proxy.url, late).status_code
+        control = httpx.get(gw.proxy.url + "/healthz").json()["control"]
+        assert ("never_connected", False, "key file", endpoint) == (
+            control["state"],
+            control["budgets_enforced"],
+            control["keys_from"],
+            control["endpoint"],
+        )
+        assert control["since"] is not None and control["disconnected_s"] is not None
+
+
+def test_standalone_healthz_says_budgets_are_not_enforced(gateway: Gateway) -> None:
+    control = httpx.get(gateway.proxy.url + "/healthz").json()["control"]
+    assert ("standalone", False, None, None) == (
+        control["state"],
+        control["budgets_enforced"],
+        control["endpoint"],
+        control["since"],
+    )

@@ -41,7 +41,7 @@ from spendgate.proxy.exchange import Exchange, on_aiohttp
 from spendgate.proxy.features import classify
 from spendgate.proxy.formats import openai_chat
 from spendgate.proxy.hooks_route import cursor_hook
-from spendgate.proxy.inbound import authenticate, parse_json, prefix_fields
+from spendgate.proxy.inbound import UnknownVirtualKey, authenticate, authenticate_again, parse_json, prefix_fields
 from spendgate.proxy.key_refresh import KeyRefresh
 from spendgate.proxy.keys import KeyDirectory, KeyFileError
 from spendgate.proxy.messages_route import count_tokens, messages_core
@@ -129,7 +129,10 @@ async def chat_core(request: Exchange) -> Any:
     state = request.state
     headers = request.headers
     try:
-        principal = authenticate(state.keys, headers)
+        try:
+            principal = authenticate(state.keys, headers)
+        except UnknownVirtualKey as unknown:  # a key created a moment ago still works
+            principal = await authenticate_again(state, unknown)
         prefix = prefix_fields(request.attrs)
         raw = await request.read_body(state.max_body)
         body = parse_json(raw)
@@ -399,7 +402,10 @@ async def list_models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the configured models this key may use, in OpenAI's list shape."""
     state = request.app[STATE]
     try:
-        principal = authenticate(state.keys, request.headers)
+        try:
+            principal = authenticate(state.keys, request.headers)
+        except UnknownVirtualKey as unknown:  # a key created a moment ago still works
+            principal = await authenticate_again(state, unknown)
     except ProxyError as exc:
         return exc.response()
     data = [

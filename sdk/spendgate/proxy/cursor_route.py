@@ -30,7 +30,7 @@ from spendgate.proxy.formats import anthropic_messages, openai_chat, responses_s
 from spendgate.proxy.formats.canonical import ChatRequest
 from spendgate.proxy.formats.cursor import normalise_cursor_request
 from spendgate.proxy.formats.detect import detect_shape
-from spendgate.proxy.inbound import authenticate, parse_json, prefix_fields
+from spendgate.proxy.inbound import UnknownVirtualKey, authenticate, authenticate_again, parse_json, prefix_fields
 from spendgate.proxy.translate import Call, feature_body, serve
 
 
@@ -71,7 +71,10 @@ async def cursor_core(request: Exchange) -> Any:
     headers = request.headers
     settings = state.settings.cursor
     try:
-        principal = authenticate(state.keys, headers)
+        try:
+            principal = authenticate(state.keys, headers)
+        except UnknownVirtualKey as unknown:  # a key created a moment ago still works
+            principal = await authenticate_again(state, unknown)
         prefix = prefix_fields(request.attrs)
         raw = await request.read_body(state.max_body)
         body = parse_json(raw)
