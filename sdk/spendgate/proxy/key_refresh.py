@@ -94,11 +94,15 @@ class KeyRefresh:
         """Call after ``keys.lookup(key)`` raised ``UnknownKey`` (not ``checked``): look for newer
         key state, then look again. Raises ``LookupError`` (``UnknownKey`` when still unknown)."""
         self.rechecks += 1
+        keys = self.keys
+        generation = keys.generation
         await self.wait_newer()
         try:
-            principal = self.keys.lookup(key)
+            if keys.generation == generation:  # nothing changed: no need to hash the key again
+                raise UnknownKey()
+            principal = keys.lookup(key)
         except UnknownKey:
-            self.keys.remember_unknown(key, self.ttl_s)
+            keys.remember_unknown(key, self.ttl_s)
             raise
         self.found += 1
         return principal
