@@ -100,10 +100,23 @@ def test_the_example_config_enforces_a_team_budget_on_two_proxies(tmp_path: Path
     procs: dict[str, subprocess.Popen[str]] = {}
     proxies = [_free_port(), _free_port()]
     try:
-        procs["collector"] = subprocess.Popen(
+        collector = procs["collector"] = subprocess.Popen(
             [*SPENDGATE, "collector", "--config", str(config)], env=collector_env, stderr=subprocess.PIPE, text=True
         )
-        _wait(lambda: httpx.get(api + "/healthz").status_code == 200, 30, "the collector")
+        _wait(
+            lambda: collector.poll() is not None or httpx.get(api + "/healthz").status_code == 200, 30, "the collector"
+        )
+        if collector.poll() is not None:
+            err = collector.stderr.read()  # type: ignore[union-attr]
+            assert not control_env and "control: cannot listen on" in err, err
+            # The default control port was taken between the check and the start: move both sides.
+            control = f"127.0.0.1:{_free_port()}"
+            control_env = {"SPENDGATE_COLLECTOR_CONTROL": control, "SPENDGATE_CONTROL_ENDPOINT": control}
+            collector_env.update(control_env)
+            procs["collector"] = subprocess.Popen(
+                [*SPENDGATE, "collector", "--config", str(config)], env=collector_env, stderr=subprocess.PIPE, text=True
+            )
+            _wait(lambda: httpx.get(api + "/healthz").status_code == 200, 30, "the collector")
         for i, port in enumerate(proxies):
             proxy_env = {
                 **base_env,

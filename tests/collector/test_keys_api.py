@@ -343,6 +343,8 @@ def test_a_key_created_over_the_api_works_at_a_proxy_on_its_first_call(
         # At once, no polling: the proxy asks the collector (SyncKeys) before it would answer 401.
         assert _models(proxy, resp.json()["secret"]).status_code == 200
     assert _models(proxy, "sg-never-issued").status_code == 401
+    # How many of the three the collector's own poll delivered first depends on timing; the unknown
+    # key always asked.
     health = httpx.get(proxy.url + "/healthz").json()["key_rechecks"]
-    assert (health["found"], health["sync_failures"]) == (3, 0)
+    assert health["sync_failures"] == 0
     assert collector.collector.control.stats()["key_syncs"] >= 1
