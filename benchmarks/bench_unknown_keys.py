@@ -18,6 +18,12 @@ Setup as ``bench_proxy.py``: the proxies are pinned to CPU 0, the load generator
 keep-alive connections), the collector and the simulated provider to CPU 1. Rounds alternate the
 order; values are medians over rounds. Results go to docs/performance.md ("Unknown virtual keys").
 
+The HTTP handling around a 401 costs far more than the key check, and this shared machine's noise
+is larger than the difference, so the key check alone is also timed in this process (7 runs of
+20,000 checks; min and median): ``authenticate`` on a known key (the hot path, for scale), on an
+unknown key without the second look (what the proxy did before: hash, 401), and with it, for
+distinct keys and for one key repeated.
+
     .venv/bin/python benchmarks/bench_unknown_keys.py [--baseline b0dca42] [--quick]
 """
 
@@ -121,6 +127,51 @@ async def _measure(proxies: dict[str, tuple[int, int]], plan: dict[str, int], ro
     return out
 
 
+async def _in_process(runs: int = 7, n: int = 20_000) -> dict[str, dict[str, float]]:
+    """µs of CPU per key check, in this process: see the module docstring."""
+    from collections import OrderedDict
+    from types import SimpleNamespace
+
+    from spendgate.proxy.errors import AuthenticationFailed
+    from spendgate.proxy.inbound import UnknownVirtualKey, authenticate, authenticate_again
+    from spendgate.proxy.key_refresh import KeyRefresh
+    from spendgate.proxy.keys import KeyDirectory, create_key
+
+    path = Path(tempfile.mkdtemp(prefix="bench-unknown-keys-inproc-")) / "keys.yaml"
+    known, _ = create_key(path, user="bench@acme.com")
+    keys = KeyDirectory(path)
+    state = SimpleNamespace(key_refresh=KeyRefresh(keys), keys=keys)
+    times: dict[str, list[float]] = {}
+    for _ in range(runs):
+        for case in ("known key", "unknown, no second look (before)", "unknown, distinct keys", "unknown, same key"):
+            bad = ["sg-" + secrets.token_urlsafe(32) for _ in range(n)]
+            keys._unknown = OrderedDict()
+            if case == "known key":
+                presented = [known] * n
+            elif case == "unknown, same key":
+                presented = [bad[0]] * n
+            else:
+                presented = bad
+            headers = [{"Authorization": f"Bearer {k}"} for k in presented]
+            second_look = case.startswith("unknown, ") and "before" not in case
+            started = time.process_time()
+            for h in headers:
+                try:
+                    try:
+                        authenticate(keys, h)
+                    except UnknownVirtualKey as unknown:
+                        if not second_look:
+                            raise
+                        await authenticate_again(state, unknown)  # type: ignore[arg-type]
+                except AuthenticationFailed:
+                    pass
+            times.setdefault(case, []).append((time.process_time() - started) / n * 1e6)
+    shutil.rmtree(path.parent, ignore_errors=True)
+    return {
+        case: {"min_us": round(min(v), 2), "median_us": round(statistics.median(v), 2)} for case, v in times.items()
+    }
+
+
 def _proxy_argv(port: int, keys: Path, sim_port: int, control: str) -> tuple[list[str], dict[str, str]]:
     """``spendgate proxy`` without spans, and the environment that sets its control plane."""
     argv = _spendgate(
@@ -217,7 +268,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(
             f"SyncKeys calls the collector answered: {syncs}; idle CPU (subtracted) ms/s: {rows['idle_cpu_ms_per_s']}"
         )
-        return {"rows": rows, "collector_key_syncs": syncs, "loadavg_at_start": load, "requests": n, "rounds": rounds}
+        checks = uvloop.run(_in_process(runs=2 if args.quick else 7))
+        print("\nthe key check alone, in this process (CPU per check):")
+        for case, t in checks.items():
+            print(f"  {case:34s} min {t['min_us']:6.2f} µs   median {t['median_us']:6.2f} µs")
+        return {
+            "rows": rows,
+            "in_process": checks,
+            "collector_key_syncs": syncs,
+            "loadavg_at_start": load,
+            "requests": n,
+            "rounds": rounds,
+        }
     finally:
         for child in reversed(children):
             _stop(child)

@@ -71,11 +71,12 @@ async def authenticate_again(state: ProxyState, unknown: UnknownVirtualKey) -> P
     if unknown.checked or refresh is None:
         raise unknown
     try:
-        return await refresh.lookup(unknown.key)
-    except UnknownKey:
-        raise unknown from None
+        principal = await refresh.lookup(unknown.key)
     except LookupError as exc:  # it arrived revoked, disabled or expired
         raise AuthenticationFailed(f"Invalid virtual key: {exc.args[0]}.", code="invalid_api_key") from None
+    if principal is None:
+        raise unknown
+    return principal
 
 
 def path_prefix(request: web.Request) -> dict[str, str]:

@@ -90,22 +90,24 @@ class KeyRefresh:
         self.reloads = 0
         self.last_error: str | None = None
 
-    async def lookup(self, key: str) -> Principal:
+    async def lookup(self, key: str) -> Principal | None:
         """Call after ``keys.lookup(key)`` raised ``UnknownKey`` (not ``checked``): look for newer
-        key state, then look again. Raises ``LookupError`` (``UnknownKey`` when still unknown)."""
+        key state, then look again. None (and remembered) when still unknown; raises ``LookupError``
+        when it arrived revoked, disabled or expired."""
         self.rechecks += 1
         keys = self.keys
         generation = keys.generation
         await self.wait_newer()
-        try:
-            if keys.generation == generation:  # nothing changed: no need to hash the key again
-                raise UnknownKey()
-            principal = keys.lookup(key)
-        except UnknownKey:
-            keys.remember_unknown(key, self.ttl_s)
-            raise
-        self.found += 1
-        return principal
+        if keys.generation != generation:  # the directory changed: look again (else no second hash)
+            try:
+                principal = keys.lookup(key)
+            except UnknownKey:
+                pass
+            else:
+                self.found += 1
+                return principal
+        keys.remember_unknown(key, self.ttl_s)
+        return None
 
     async def wait_newer(self) -> None:
         """Bring the key directory up to date with its source, as the module docstring says; never raises."""

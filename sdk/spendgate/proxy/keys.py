@@ -17,6 +17,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -259,7 +260,9 @@ class KeyDirectory:
         self._by_hash: dict[str, Principal] = {}
         self._hash_by_id: dict[str, str] = {}
         self._verified: dict[str, Principal] = {}
-        self._unknown: dict[str, float] = {}
+        # An OrderedDict: evicting its oldest entry is O(1), where a dict's first key costs a scan
+        # past every deleted slot (µs per insert once a flood has filled it).
+        self._unknown: OrderedDict[str, float] = OrderedDict()
         """Presented key -> ``clock()`` deadline until which it is answered as unknown without a hash."""
         self._clock = clock
         self._stamp: tuple[int, int] | None = None
@@ -282,7 +285,7 @@ class KeyDirectory:
         # the index, so a lookup racing a reload (the file is re-read in an executor thread) can only
         # store what it read from the old index in the old, discarded dict.
         self._verified = {}
-        self._unknown = {}
+        self._unknown = OrderedDict()
         self.generation += 1
 
     def replace(self, records: list[KeyRecord]) -> None:
@@ -326,9 +329,10 @@ class KeyDirectory:
         if len(key) > UNKNOWN_KEY_MAX_CHARS:
             return
         unknown = self._unknown
-        unknown.pop(key, None)  # re-inserted last: the oldest entry is evicted first
-        if len(unknown) >= UNKNOWN_CACHE_SIZE:
-            del unknown[next(iter(unknown))]
+        if key in unknown:
+            unknown.move_to_end(key)  # the oldest entry is evicted first
+        elif len(unknown) >= UNKNOWN_CACHE_SIZE:
+            unknown.popitem(last=False)
         unknown[key] = self._clock() + ttl_s
 
     @property
