@@ -673,7 +673,13 @@ def main(quick: bool = False) -> dict[str, Any]:
     children: list[_Child] = []
     tmp = tempfile.TemporaryDirectory(prefix="spendgate-bench-proxy-")
     logdir = Path(tmp.name)
-    env = {**os.environ, "OTEL_EXPORTER_OTLP_INSECURE": "true", "PYTHONUNBUFFERED": "1"}
+    # The proxy runs without a collector here: standalone (the variable works on older trees too).
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "PYTHONUNBUFFERED": "1",
+        "SPENDGATE_CONTROL_ENDPOINT": "off",
+    }
     try:
         code = _code_state()  # read at start: the proxy process imports the tree as it is now
         reference_ms = {str(min(c)): _reference_loop_ms(c) for c in (proxy_cpus, rest_cpus) if c is not None}

@@ -227,7 +227,13 @@ def main(quick: bool = False) -> dict[str, Any]:
     children: list[_Child] = []
     tmp = tempfile.TemporaryDirectory(prefix="spendgate-bench-translation-")
     logdir = Path(tmp.name)
-    env = {**os.environ, "OTEL_EXPORTER_OTLP_INSECURE": "true", "PYTHONUNBUFFERED": "1"}
+    # The proxy runs without a collector here: standalone (the variable works on older trees too).
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "PYTHONUNBUFFERED": "1",
+        "SPENDGATE_CONTROL_ENDPOINT": "off",
+    }
     try:
         code = _code_state()
         keys = logdir / "keys.yaml"

@@ -203,7 +203,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     cpus = sorted(os.sched_getaffinity(0))
     proxy_cpus, rest_cpus = ({cpus[0]}, {cpus[1]}) if len(cpus) >= 2 else (None, None)
-    env = {**os.environ, "OTEL_EXPORTER_OTLP_INSECURE": "true", "PYTHONUNBUFFERED": "1"}
+    # The proxy runs without a collector here: standalone (the variable works on older trees too).
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "PYTHONUNBUFFERED": "1",
+        "SPENDGATE_CONTROL_ENDPOINT": "off",
+    }
     key, _ = create_key(work / "keys.yaml", user="bench@acme.com", team="bench")
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     sink_port, sim_port = _free_port(), _free_port()

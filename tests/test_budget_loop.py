@@ -243,6 +243,7 @@ def test_team_budget_pauses_on_both_proxies_survives_restart_and_override_lifts(
     status = subprocess.run([*SPENDGATE, "status", "--api", loop.api_url], capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
     assert "2 proxies connected" in status.stdout
+    assert "NOT ENFORCED" not in status.stdout  # both resubscribed to the restarted collector
     assert "proxy-0" in status.stdout and "proxy-1" in status.stdout
     assert "team=platform" in status.stdout
     assert "override: lift" in status.stdout and "lead@acme.com" in status.stdout

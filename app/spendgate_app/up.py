@@ -81,6 +81,7 @@ async def run_up(
     from spendgate_collector import Collector
     from spendgate_collector.config import load_config as load_collector_config
     from spendgate_proxy.config import load_config as load_proxy_config
+    from spendgate_proxy.control.client import proxy_id_for
     from spendgate_proxy.server import start_proxy
     from spendgate_proxy.telemetry.spans import worker_from_settings
 
@@ -118,10 +119,11 @@ async def run_up(
         if not _config_has_providers(config_path):
             overrides.update(_provider_overrides(config_path, sim_url))
         overrides["telemetry"] = {"endpoint": f"http://{collector.otlp_grpc_endpoint}", "protocol": "grpc"}
-        if collector.control_endpoint:  # keys and budget verdicts stream from the collector
-            overrides["control"] = {"endpoint": collector.control_endpoint}
+        # Keys and budget verdicts stream from this collector; with its control plane off, the proxy
+        # is standalone (and says that budgets are not enforced) rather than looking elsewhere.
+        overrides["control"] = {"endpoint": collector.control_endpoint or "off"}
         settings = load_proxy_config(config_path, overrides=overrides)
-        worker = worker_from_settings(settings.telemetry)
+        worker = worker_from_settings(settings.telemetry, proxy_id=proxy_id_for(settings.control))
         proxy_runner, proxy_port = await start_proxy(settings, worker=worker)
         stack.push_async_callback(proxy_runner.cleanup)  # cleanup flushes the span worker too
         base = f"http://{settings.host}:{proxy_port}/v1"

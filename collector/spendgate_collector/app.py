@@ -43,6 +43,7 @@ from .metrics import CollectorMetrics
 from .normalize import Normalizer
 from .pipeline import Pipeline
 from .pricing import PriceOverridesError, Pricer, load_price_overrides
+from .proxy_roster import ProxyRoster
 from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
 from .store.sqlite import SQLiteStore
 from .verdicts import VerdictBoard
@@ -104,6 +105,9 @@ class Collector:
         self.control: ControlServer | None = None
         # Cursor hook windows: proxies report them over the control plane, the normaliser stamps spans.
         self.attribution_windows = AttributionWindows()
+        # Proxies budgets are not enforced on: lost control streams (the control server) and proxy
+        # ids on span resources (the normaliser).
+        self.proxy_roster = ProxyRoster()
         # Budgets (budgets/, alerts.py): the engine that puts verdicts on the board, and webhooks.
         self.budgets: BudgetEngine | None = None
         self.webhooks: WebhookSender | None = None
@@ -200,7 +204,7 @@ class Collector:
         await self._start_exporters()
         self.pipeline = Pipeline(
             self.store,
-            Normalizer(self.keys, self.attribution_windows),
+            Normalizer(self.keys, self.attribution_windows, self.proxy_roster),
             PricingStage(pricer),
             self.metrics,
             queue_max_bytes=cfg.queue_max_bytes,
@@ -235,6 +239,7 @@ class Collector:
                 cfg.keys_file,
                 heartbeat_s=cfg.control_heartbeat_s,
                 windows=self.attribution_windows,
+                roster=self.proxy_roster,
             )
             await self._bind("control", cfg.control, self.control.start)
         # Cursor-billed spend (cursor_admin/): it writes through the pipeline's writer thread.

@@ -5,9 +5,13 @@ budget states to it from the pipeline's thread) and the keys file (polled for ch
 ``keys_poll_s``). The log gives every change one version in a single gap-free sequence per ``epoch``
 (random per collector lifetime), keeps a bounded history for resuming proxies, and ``ControlServer``
 streams it: a snapshot or the missed deltas first, then each change as it happens, and a heartbeat
-after ``heartbeat_s`` of silence. The wire contract is ``spendgate_semconv/control.proto``;
-``docs/control-plane.md`` explains the guarantees. Proxies also forward Cursor hook reports
+after ``heartbeat_s`` of silence. A proxy that meets a key it does not hold calls ``SyncKeys``: the
+keys file is re-read at once (when it changed) and the answer names the version that holds it.
+The wire contract is ``spendgate_semconv/control.proto``; ``docs/control-plane.md`` explains the
+guarantees. Proxies also forward Cursor hook reports
 (``ReportAttribution``) into an ``AttributionWindows``, whose new or extended windows join the log.
+Streams that open and end (and the ``Leave`` a proxy sends when it stops) go to a ``ProxyRoster``,
+which lists the proxies budgets are not enforced on (``proxy_roster.py``, ``stats()["not_enforced"]``).
 
 Lifecycle: ``start()`` binds and returns; ``stop(grace)`` ends every stream cleanly (proxies
 resubscribe elsewhere or later) and is idempotent; ``stop(None)`` drops streams abruptly, as a crash
@@ -34,6 +38,7 @@ from spendgate_semconv import control_pb2, control_pb2_grpc
 
 from .attribution_windows import AttributionWindows, window_from
 from .key_entries import KeyFileError, file_stamp, read_key_entries
+from .proxy_roster import ProxyRoster
 from .verdicts import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
 
 logger = logging.getLogger(__name__)
@@ -106,10 +111,12 @@ class ControlLog:
     Stored updates are never mutated after they are appended: every stream sends the same objects.
     """
 
-    def __init__(self, *, epoch: int | None = None, max_history: int = MAX_HISTORY) -> None:
+    def __init__(self, *, epoch: int | None = None, max_history: int = MAX_HISTORY, key_directory: bool = True) -> None:
         # Non-zero, so 0 can mean "no state" in SubscribeRequest; 63 bits keep it an exact JSON number too.
         self.epoch = epoch if epoch is not None else secrets.randbits(63) + 1
         self.max_history = max_history
+        self.key_directory = key_directory
+        """False when the collector has no key source: snapshots say so, and proxies keep their own key file."""
         self.keys: dict[str, control_pb2.KeyEntry] = {}
         self.verdicts: dict[str, control_pb2.Verdict] = {}
         self.budgets: dict[str, control_pb2.BudgetState] = {}
@@ -202,6 +209,7 @@ class ControlLog:
             budgets_upsert=self.budgets.values(),
             windows_upsert=[w for w in self.windows.values() if w.until_unix_ns > now_ns],
             server_time_unix_ms=_now_ms(),
+            no_key_directory=not self.key_directory,
         )
 
     def heartbeat(self, version: int) -> control_pb2.ControlUpdate:
@@ -269,10 +277,13 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         max_history: int = MAX_HISTORY,
         epoch: int | None = None,
         windows: AttributionWindows | None = None,
+        roster: ProxyRoster | None = None,
     ) -> None:
         self._address = address
         self.windows = windows if windows is not None else AttributionWindows()
         """Cursor hook windows proxies report; the pipeline's normaliser stamps spans from the same object."""
+        self.roster = roster if roster is not None else ProxyRoster()
+        """Lost streams and proxies seen only in spans; the normaliser reports the span side."""
         self._board = board
         self._keys_file = keys_file
         self._heartbeat_s = heartbeat_s
@@ -286,9 +297,12 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         self._board_version = 0
         self._key_stamp: tuple[int, int, int] | None = None
         self._connections: dict[int, ProxyConnection] = {}
+        self._leaving: set[int] = set()
+        """Connections whose proxy called ``Leave``: their end is a clean stop, not a lost proxy."""
         self._next_conn = itertools.count(1)
         self._subscribes = 0
         self._snapshots_sent = 0
+        self._key_syncs = 0
 
     # --- lifecycle
 
@@ -297,7 +311,9 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         if self._server is not None:
             return
         # Built here, not in __init__, so its asyncio objects belong to the running loop.
-        self.log = ControlLog(epoch=self._epoch, max_history=self._max_history)
+        self.log = ControlLog(
+            epoch=self._epoch, max_history=self._max_history, key_directory=self._keys_file is not None
+        )
         await self._reload_keys()
         self._pull_board()
         server = grpc.aio.server(
@@ -340,6 +356,11 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         """The proxies subscribed right now."""
         return list(self._connections.values())
 
+    def not_enforced(self) -> list[dict[str, Any]]:
+        """Proxies that lost their stream or send spans without one (``proxy_roster.py``), as JSON."""
+        connected = {c.proxy_id for c in self._connections.values()}
+        return [p.as_json() for p in self.roster.not_enforced(connected)]
+
     def stats(self) -> dict[str, Any]:
         """A snapshot for ``/healthz``: epoch, version, what the log holds, connected proxies."""
         log = self.log
@@ -354,6 +375,7 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
             "attribution_windows": self.windows.stats(),
             "subscribes": self._subscribes,
             "snapshots_sent": self._snapshots_sent,
+            "key_syncs": self._key_syncs,
             "proxies": [
                 {
                     "proxy_id": c.proxy_id,
@@ -366,6 +388,7 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
                 }
                 for c in self._connections.values()
             ],
+            "not_enforced": self.not_enforced(),
         }
 
     # --- sources
@@ -447,6 +470,7 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
             resumed=missed is not None,
         )
         self._connections[conn_id] = conn
+        self.roster.subscribed(conn.proxy_id)
         logger.info(
             "proxy %s subscribed from %s: %s",
             conn.proxy_id,
@@ -491,7 +515,44 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
                     sent(update)
         finally:
             self._connections.pop(conn_id, None)
-            logger.info("proxy %s unsubscribed", conn.proxy_id)
+            left = conn_id in self._leaving
+            self._leaving.discard(conn_id)
+            # A collector that is stopping ends every stream itself; a second stream under the same
+            # id (a reconnect the collector saw before the old stream's end) keeps the proxy enforced.
+            if not log.closed and all(c.proxy_id != conn.proxy_id for c in self._connections.values()):
+                self.roster.stream_ended(conn.proxy_id, left=left, peer=conn.peer)
+                if not left:
+                    logger.warning(
+                        "proxy %s (%s) lost its control stream: budgets are not enforced on it until it resubscribes",
+                        conn.proxy_id,
+                        conn.peer,
+                    )
+            logger.info("proxy %s unsubscribed%s", conn.proxy_id, " (leaving)" if left else "")
+
+    async def SyncKeys(  # named by the .proto
+        self, request: control_pb2.SyncKeysRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.SyncKeysReply:
+        """Re-read the keys file now when it changed, and answer the version whose state holds it.
+
+        A proxy asks when it meets a key it does not hold (a key created a moment ago): it then waits
+        for its stream to reach this version. Unchanged, this costs one ``stat``.
+        """
+        log = self.log
+        if log is None or log.closed:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "control plane is shutting down")
+        assert log is not None
+        self._key_syncs += 1
+        await self._reload_keys()
+        return control_pb2.SyncKeysReply(epoch=log.epoch, version=log.version)
+
+    async def Leave(  # named by the .proto
+        self, request: control_pb2.LeaveRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.LeaveReply:
+        """The proxy is stopping: its stream's end is a clean stop, not a lost proxy."""
+        for conn_id, conn in self._connections.items():
+            if conn.proxy_id == request.proxy_id:
+                self._leaving.add(conn_id)
+        return control_pb2.LeaveReply()
 
     async def ReportAttribution(  # named by the .proto
         self, request: control_pb2.AttributionReport, context: grpc.aio.ServicerContext

@@ -28,6 +28,7 @@ from spendgate_semconv import attributes as sc
 from .attribution_windows import AttributionWindows
 from .keys import KeyDirectory
 from .otlp import STATUS_CODE_ERROR, AttributeReader
+from .proxy_roster import ProxyRoster
 from .records import SpendRecord
 
 # Pre-1.37 GenAI names still emitted by older instrumentations. Not in spendgate's semconv because
@@ -152,7 +153,14 @@ def _wanted_on_span(key: str) -> bool:
 
 
 _RESOURCE_KEYS = frozenset(
-    {SERVICE_NAME, sc.USER_ID, sc.SPENDGATE_TEAM, sc.SPENDGATE_COST_CENTER, sc.VCS_REPOSITORY_NAME}
+    {
+        SERVICE_NAME,
+        sc.USER_ID,
+        sc.SPENDGATE_TEAM,
+        sc.SPENDGATE_COST_CENTER,
+        sc.VCS_REPOSITORY_NAME,
+        sc.SPENDGATE_PROXY_ID,
+    }
 )
 
 
@@ -163,6 +171,7 @@ class _ResourceDefaults:
     team: str | None
     cost_center: str | None
     repo: str | None
+    proxy_id: str | None
 
 
 def _resource_defaults(vals: dict[str, Any]) -> _ResourceDefaults:
@@ -172,16 +181,24 @@ def _resource_defaults(vals: dict[str, Any]) -> _ResourceDefaults:
         team=_text(vals.get(sc.SPENDGATE_TEAM)),
         cost_center=_text(vals.get(sc.SPENDGATE_COST_CENTER)),
         repo=_text(vals.get(sc.VCS_REPOSITORY_NAME)),
+        proxy_id=_text(vals.get(sc.SPENDGATE_PROXY_ID)),
     )
 
 
 class Normalizer:
     """Stage 1: lean OTLP export request → ``NormalizedBatch`` of ``SpendRecord``s (cost not yet set)."""
 
-    def __init__(self, keys: KeyDirectory | None = None, windows: AttributionWindows | None = None) -> None:
+    def __init__(
+        self,
+        keys: KeyDirectory | None = None,
+        windows: AttributionWindows | None = None,
+        roster: ProxyRoster | None = None,
+    ) -> None:
         self._keys = keys
         self._windows = windows
         """Cursor hook windows (attribution_windows.py): repo for spans that arrived without a strong one."""
+        self._roster = roster
+        """Told which proxies spans come from (``spendgate.proxy.id`` on the resource; proxy_roster.py)."""
         self._span_attributes = AttributeReader(_wanted_on_span)
         self._resource_attributes = AttributeReader(_RESOURCE_KEYS.__contains__, cache_max=1024)
 
@@ -192,6 +209,8 @@ class Normalizer:
         batch = NormalizedBatch()
         for resource_spans in request.resource_spans:
             defaults = _resource_defaults(self._resource_attributes.read(resource_spans.resource.attributes))
+            if defaults.proxy_id is not None and self._roster is not None:
+                self._roster.saw_spans(defaults.proxy_id)
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
                     batch.spans += 1

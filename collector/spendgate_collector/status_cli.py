@@ -1,7 +1,9 @@
 """``spendgate status``: one screen of what the gateway is doing right now.
 
 Asks a running collector's API for its health (pipeline, store, control plane with the connected
-proxies), the month's spend by team, and every budget's state with the verdicts in force. Only the
+proxies), the month's spend by team, and every budget's state with the verdicts in force. When the
+collector knows proxies that budgets do not reach (a lost control stream, or spans from a proxy
+holding none: ``proxy_roster.py``), the budgets line says "NOT ENFORCED on N proxies" and names them. Only the
 standard library's HTTP client is used (``api_client``), so ``status`` needs no extra.
 """
 
@@ -47,6 +49,31 @@ def _money(value: float | None) -> str:
     return "n/a" if value is None else usd(value)
 
 
+def _clock(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S UTC")
+
+
+def _not_enforced(health: dict[str, Any]) -> list[str]:
+    """The budgets line's suffix and one line per proxy budgets do not reach (empty when all do)."""
+    if "control" not in health:
+        return [" (the collector's control plane is off: NOT ENFORCED on any proxy)"]
+    proxies = health["control"].get("not_enforced") or []
+    if not proxies:
+        return []
+    lines = [f", NOT ENFORCED on {len(proxies)} {'proxy' if len(proxies) == 1 else 'proxies'}:"]
+    for p in proxies:
+        if p["state"] == "lost":
+            what = f"lost its control stream at {_clock(p['since_ms'])}" + (f" (was {p['peer']})" if p["peer"] else "")
+            if p["last_span_ms"] > p["since_ms"]:
+                what += f"; still serving, last span {_clock(p['last_span_ms'])}"
+        else:
+            seen = f"since {_clock(p['since_ms'])}, last {_clock(p['last_span_ms'])}"
+            what = f"sends spans ({seen}) but holds no control stream"
+        lines.append(f"  {p['proxy_id']:<24} {what}")
+    lines.append("  (a proxy enforces budgets only while it holds a control stream: docs/control-plane.md)")
+    return lines
+
+
 def render(data: dict[str, Any]) -> str:
     """The human-readable screen."""
     lines = []
@@ -70,7 +97,9 @@ def render(data: dict[str, Any]) -> str:
             f"  {row.get('requests', 0):>8,} requests"
         )
     budgets = data["budgets"]
-    lines.append(f"\nbudgets: {len(budgets)}")
+    unenforced = _not_enforced(health)
+    lines.append(f"\nbudgets: {len(budgets)}{unenforced[0] if unenforced else ''}")
+    lines.extend(unenforced[1:])
     for b in budgets:
         scope = ",".join(f"{k}={v}" for k, v in (b.get("scope") or {}).items()) or "(org)"
         lines.append(

@@ -20,6 +20,7 @@ from spendgate_proxy.config import ProxySettings
 from spendgate_proxy.control.client import start_control
 from spendgate_proxy.errors import CORS_HEADERS, error_response
 from spendgate_proxy.http.exchange import Exchange, on_aiohttp
+from spendgate_proxy.key_refresh import KeyRefresh
 from spendgate_proxy.keys import KeyDirectory, KeyFileError
 from spendgate_proxy.routes.chat import chat_core
 from spendgate_proxy.routes.cursor import cursor_core
@@ -47,6 +48,10 @@ async def healthz(request: web.Request) -> web.Response:
         body["front"] = dict(state.front_counts)
     if state.control_client is not None:
         body["control"] = state.control_client.stats()
+    elif state.control is not None:
+        body["control"] = state.control.stats()
+    if state.key_refresh is not None:
+        body["key_rechecks"] = state.key_refresh.stats()
     if state.worker is not None:
         s = state.worker.stats()
         body["spans"] = {
@@ -68,14 +73,15 @@ async def _not_found(request: web.Request) -> web.Response:
     )
 
 
-async def _reload_keys(app: web.Application) -> None:
-    state = app[STATE]
-    loop = asyncio.get_running_loop()
+async def _reload_keys(refresh: KeyRefresh) -> None:
+    """Follow the key file while it owns the key directory: standalone, or before (or without) a
+    collector's key directory. A ``stat`` a second; the file is parsed off the loop when it changed."""
+    state_keys = refresh.keys
     while True:
         await asyncio.sleep(KEY_RELOAD_INTERVAL_S)
         try:
-            if await loop.run_in_executor(None, state.keys.reload_if_changed):
-                logger.info("reloaded key directory: %d keys", len(state.keys))
+            if await refresh.reload_file():
+                logger.info("reloaded key directory: %d keys", len(state_keys))
         except KeyFileError as exc:
             logger.error("key directory not reloaded, keeping the previous one: %s", exc)
 
@@ -87,9 +93,11 @@ async def _lifecycle(app: web.Application) -> Any:
     if state.control is None:
         state.control_client = await start_control(state.settings, state.keys, hook_windows=state.hook_windows)
         state.control = state.control_client.state
-    # With a collector, keys come over the control stream; the file is only the start-up fallback.
-    standalone = state.settings.control.endpoint is None
-    reloader = asyncio.create_task(_reload_keys(app)) if standalone and state.keys.path is not None else None
+    client = state.control_client
+    state.key_refresh = KeyRefresh(state.keys, sync=client.sync_keys if client and client.endpoint else None)
+    # The file holds the keys until a collector's key directory arrives (standalone: always); the
+    # follower is one stat a second, and does nothing once the directory is the collector's.
+    reloader = asyncio.create_task(_reload_keys(state.key_refresh)) if state.keys.path is not None else None
     yield
     if state.control_client is not None:
         await state.control_client.stop()
@@ -97,6 +105,7 @@ async def _lifecycle(app: web.Application) -> Any:
         reloader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reloader
+    await state.key_refresh.aclose()
     for upstream in state.upstreams.values():
         await upstream.close()
     if state.worker is not None:

@@ -19,8 +19,11 @@ def _overrides(
     models: tuple[str, ...],
     otlp_endpoint: str | None,
     no_spans: bool,
+    control: str | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if control:
+        out["control"] = {"endpoint": control}
     if listen:
         out["listen"] = listen
     if keys_file:
@@ -75,6 +78,11 @@ def _overrides(
     help="Where spans go [default: OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317].",
 )
 @click.option("--no-spans", is_flag=True, help="Do not export spans (not recommended: no spend is recorded).")
+@click.option(
+    "--control",
+    metavar="HOST:PORT|off",
+    help="Collector control plane for keys and budgets [default: 127.0.0.1:4320]; off = standalone, no budgets.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 def proxy_command(
     config_path: Path | None,
@@ -85,13 +93,15 @@ def proxy_command(
     models: tuple[str, ...],
     otlp_endpoint: str | None,
     no_spans: bool,
+    control: str | None,
     verbose: bool,
 ) -> None:
     """Run the streaming proxy that Cursor and OpenAI-style clients point at.
 
     Clients authenticate with a virtual key (``spendgate keys create``); each call is forwarded to
     the configured provider as it streams and recorded as one OpenTelemetry span, exported over
-    OTLP to the collector (or any OTLP backend).
+    OTLP to the collector (or any OTLP backend). It subscribes to the collector's control plane
+    (127.0.0.1:4320 unless configured) for keys and budget verdicts; --control off runs it without one.
 
     \b
     Example:
@@ -100,6 +110,7 @@ def proxy_command(
       spendgate proxy --config spendgate.yaml
     """
     from spendgate_proxy.config import ConfigError, load_config
+    from spendgate_proxy.control.client import proxy_id_for
     from spendgate_proxy.server import install_uvloop, serve_until_stopped
     from spendgate_proxy.telemetry.spans import worker_from_settings
 
@@ -111,11 +122,13 @@ def proxy_command(
     try:
         settings = load_config(
             config_path,
-            overrides=_overrides(listen, keys_file, upstream, upstream_key_env, models, otlp_endpoint, no_spans),
+            overrides=_overrides(
+                listen, keys_file, upstream, upstream_key_env, models, otlp_endpoint, no_spans, control
+            ),
         )
         if not settings.models:
             raise ConfigError("no models configured: pass --config FILE, or --upstream URL with --model NAME")
-        worker = worker_from_settings(settings.telemetry)
+        worker = worker_from_settings(settings.telemetry, proxy_id=proxy_id_for(settings.control))
     except (ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if not settings.keys_file.exists():
@@ -127,8 +140,14 @@ def proxy_command(
 
     def ready(port: int) -> None:
         base = f"http://{settings.host}:{port}/v1"
+        budgets = (
+            "standalone: budgets NOT enforced"
+            if settings.control.standalone
+            else f"keys and budgets from the collector at {settings.control.endpoint}"
+        )
         click.echo(
-            f"spendgate proxy listening on {base} ({len(settings.models)} models, keys from {settings.keys_file})",
+            f"spendgate proxy listening on {base} ({len(settings.models)} models, keys from {settings.keys_file}; "
+            f"{budgets})",
             err=True,
         )
 

@@ -16,8 +16,9 @@ Environment variables read here:
 ``SPENDGATE_CAPTURE_CONTENT``
     ``true`` to record prompt and completion text on spans (default ``false``).
 ``SPENDGATE_CONTROL_ENDPOINT``
-    Collector control-plane ``host:port`` to subscribe to for keys and verdicts, or ``off``
-    (default: none, standalone: keys from the file, no verdicts).
+    Collector control-plane ``host:port`` to subscribe to for keys and budget verdicts (default
+    ``127.0.0.1:4320``, the collector's default), or ``off`` to run standalone: keys from the file
+    only and **no budgets**. Like the ``OTEL_*`` variables, an empty value counts as unset.
 ``SPENDGATE_CONTROL_ON_NO_STATE``
     ``fail_open`` or ``fail_closed``: what a proxy that never received control state does.
 """
@@ -37,6 +38,10 @@ from spendgate_proxy.formats.cursor import DEFAULT_MAX_TOKENS_FLOOR
 from spendgate_proxy.keys import DEFAULT_KEYS_FILE
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
+DEFAULT_CONTROL_ENDPOINT = "127.0.0.1:4320"
+"""The collector's default control address (its ``control`` setting): budgets apply unless turned off."""
+CONTROL_OFF_WORDS = frozenset({"off", "none", "false"})
+"""Values of ``control`` / ``control.endpoint`` that make a proxy standalone (YAML's bare ``off`` is False)."""
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 """Cursor re-sends whole histories (128K tokens and images), so the limit is generous."""
 
@@ -131,9 +136,16 @@ class TelemetrySettings(_Model):
 
 
 class ControlSettings(_Model):
-    """The control stream from the collector: key directory and budget verdicts (``control.py``)."""
+    """The control stream from the collector: key directory and budget verdicts (``control.py``).
 
-    endpoint: str | None = Field(None, description="collector control address host:port; none = standalone")
+    It is on by default, towards the collector's default address, so that budgets cannot be skipped
+    by leaving the section out: only an explicit ``off`` makes a proxy standalone.
+    """
+
+    endpoint: str | None = Field(
+        DEFAULT_CONTROL_ENDPOINT,
+        description="collector control address host:port; None (written `off`) = standalone, no budgets",
+    )
     on_no_state: Literal["fail_open", "fail_closed"] = Field(
         "fail_open",
         description="before the first snapshot: serve with the key file (open) or refuse with 503 (closed)",
@@ -146,10 +158,23 @@ class ControlSettings(_Model):
     @field_validator("endpoint", mode="before")
     @classmethod
     def _check_endpoint(cls, value: Any) -> str | None:
-        if value is None or str(value).strip().lower() in ("", "off", "none"):
+        if value is False or (isinstance(value, str) and value.strip().lower() in CONTROL_OFF_WORDS):
             return None
-        split_listen(str(value).strip())
-        return str(value).strip()
+        if value is None or (isinstance(value, str) and not value.strip()):
+            # An empty value is not "off": budgets must never be dropped by a blank line.
+            raise ValueError(
+                f"empty; give the collector's control address host:port (default {DEFAULT_CONTROL_ENDPOINT}), "
+                "or off to run standalone without budgets"
+            )
+        if not isinstance(value, str):
+            raise ValueError(f"expected host:port or off, got {value!r}")
+        split_listen(value.strip())
+        return value.strip()
+
+    @property
+    def standalone(self) -> bool:
+        """True when turned off: no collector, keys from the file only, no budgets."""
+        return self.endpoint is None
 
 
 class RuleMatch(_Model):
@@ -281,6 +306,11 @@ class ProxySettings(_Model):
         split_listen(value)
         return value
 
+    @field_validator("control", mode="before")
+    @classmethod
+    def _control_shorthand(cls, value: Any) -> Any:
+        return control_section(value)
+
     @model_validator(mode="after")
     def _check_routes(self) -> ProxySettings:
         seen: set[str] = set()
@@ -320,6 +350,18 @@ def split_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def control_section(value: Any) -> Any:
+    """The ``control`` section as a mapping: ``control: off`` (or a bare ``host:port``) names the
+    endpoint, and an empty section (every line below it commented out) or ``on`` is the defaults."""
+    if value is None or value is True:
+        return {}
+    if value is False or isinstance(value, str):
+        return {"endpoint": value}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping, off, or host:port, got {value!r}")
+    return value
+
+
 def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "SPENDGATE_PROXY_LISTEN" in env:
@@ -328,7 +370,7 @@ def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
         out["keys_file"] = env["SPENDGATE_KEYS_FILE"]
     if "SPENDGATE_CAPTURE_CONTENT" in env:
         out.setdefault("telemetry", {})["capture_content"] = env["SPENDGATE_CAPTURE_CONTENT"]
-    if "SPENDGATE_CONTROL_ENDPOINT" in env:
+    if env.get("SPENDGATE_CONTROL_ENDPOINT", "").strip():  # empty counts as unset, as OTEL_* variables do
         out.setdefault("control", {})["endpoint"] = env["SPENDGATE_CONTROL_ENDPOINT"]
     if "SPENDGATE_CONTROL_ON_NO_STATE" in env:
         out.setdefault("control", {})["on_no_state"] = env["SPENDGATE_CONTROL_ON_NO_STATE"]
@@ -385,6 +427,11 @@ def load_config(
             if shared in loaded and shared not in raw:
                 raw[shared] = loaded[shared]
         raw = {k: v for k, v in raw.items() if k not in ("collector", "proxy")}
+        if "control" in raw:  # before merging: `control: off` must survive an override of another field
+            try:
+                raw["control"] = control_section(raw["control"])
+            except ValueError as exc:
+                raise ConfigError(f"invalid configuration:\n  control: {exc}") from None
     raw = _merge(raw, _env_overrides(env))
     raw = _merge(raw, overrides or {})
     for name, provider in (raw.get("providers") or {}).items():

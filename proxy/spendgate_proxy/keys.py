@@ -16,7 +16,9 @@ import hashlib
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,10 +32,26 @@ KEY_PREFIX = "sg-"
 FILE_VERSION = 1
 VERIFIED_CACHE_SIZE = 1024
 """Presented keys whose principal ``KeyDirectory.lookup`` remembers (more than one proxy's active developers)."""
+UNKNOWN_CACHE_SIZE = 4096
+"""Presented keys remembered as unknown (``remember_unknown``); the oldest goes first."""
+UNKNOWN_KEY_MAX_CHARS = 128
+"""Longer presented keys are never remembered (a real key has 46 characters): bounds the cache's memory."""
 
 
 class KeyFileError(Exception):
     """The key file cannot be read or does not have the expected shape."""
+
+
+class UnknownKey(LookupError):
+    """No key with this hash is in the directory (as opposed to a revoked, disabled or expired one).
+
+    ``checked``: the key was remembered as unknown after a look for newer key state (``remember_unknown``),
+    so looking again now would find nothing new.
+    """
+
+    def __init__(self, message: str = "unknown virtual key", *, checked: bool = False) -> None:
+        super().__init__(message)
+        self.checked = checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,18 +240,38 @@ class KeyDirectory:
     the revoked / disabled / expiry checks. It is never logged or exposed.
 
     With a control plane, ``replace`` / ``upsert`` / ``remove`` apply the collector's key directory
-    instead (copy-on-write too). The first ``replace`` hands the directory to the control plane for
-    good: from then on ``reload_if_changed`` leaves the index alone, so the file cannot undo it.
+    instead (copy-on-write too). The first ``replace`` hands the directory to the control plane: from
+    then on ``reload_if_changed`` leaves the index alone, so the file cannot undo it, until ``release``
+    (a collector without a key source) hands it back to the file.
+
+    The unknown-key cache (``remember_unknown``) is the negative twin of ``_verified``: presented keys
+    that were looked up again after a check for newer key state (``key_refresh.py``) and still not
+    found, answered as unknown without hashing until a short deadline passes or the index changes
+    (it is replaced with ``_verified``). Bounded in entries and key length; never logged or exposed.
+    ``generation`` counts the index's changes.
     """
 
-    def __init__(self, path: Path | None = None, records: list[KeyRecord] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        records: list[KeyRecord] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self._by_hash: dict[str, Principal] = {}
         self._hash_by_id: dict[str, str] = {}
         self._verified: dict[str, Principal] = {}
+        # An OrderedDict: evicting its oldest entry is O(1), where a dict's first key costs a scan
+        # past every deleted slot (µs per insert once a flood has filled it).
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        """Presented key -> ``clock()`` deadline until which it is answered as unknown without a hash."""
+        self._clock = clock
         self._stamp: tuple[int, int] | None = None
         self.managed = False
         """True once the control plane owns the directory (see ``replace``)."""
+        self.generation = 0
+        """Incremented whenever the index changes (file reload, control-plane update)."""
         if records is not None:
             self._install(records)
         elif path is not None:
@@ -249,11 +287,19 @@ class KeyDirectory:
         # the index, so a lookup racing a reload (the file is re-read in an executor thread) can only
         # store what it read from the old index in the old, discarded dict.
         self._verified = {}
+        self._unknown = OrderedDict()
+        self.generation += 1
 
     def replace(self, records: list[KeyRecord]) -> None:
         """Swap in the control plane's whole directory; the key file is not read again after this."""
         self.managed = True
         self._install(records)
+
+    def release(self) -> None:
+        """Hand the directory back to the key file (re-read on the next ``reload_if_changed``)."""
+        if self.managed:
+            self.managed = False
+            self._stamp = None
 
     def upsert(self, records: list[KeyRecord]) -> None:
         """Add or change keys (matched by key id; a changed hash drops the old one)."""
@@ -280,18 +326,57 @@ class KeyDirectory:
     def __len__(self) -> int:
         return len(self._by_hash)
 
-    def reload_if_changed(self) -> bool:
-        """Re-read the file when its size or mtime changed; returns whether it did."""
-        if self.path is None or self.managed:
-            return False
+    def remember_unknown(self, key: str, ttl_s: float) -> None:
+        """Answer ``key`` as unknown (``UnknownKey.checked``) for ``ttl_s`` seconds or until the index changes."""
+        if len(key) > UNKNOWN_KEY_MAX_CHARS:
+            return
+        unknown = self._unknown
+        if key in unknown:
+            unknown.move_to_end(key)  # the oldest entry is evicted first
+        elif len(unknown) >= UNKNOWN_CACHE_SIZE:
+            unknown.popitem(last=False)
+        unknown[key] = self._clock() + ttl_s
+
+    @property
+    def unknown_cached(self) -> int:
+        """Presented keys remembered as unknown right now (some may be past their deadline)."""
+        return len(self._unknown)
+
+    def _file_stamp(self) -> tuple[int, int]:
+        assert self.path is not None
         try:
             st = os.stat(self.path)
-            stamp = (st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
-            stamp = (0, 0)
-        if stamp == self._stamp:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_size)
+
+    def file_changed(self) -> bool:
+        """True when the file (which this directory follows) changed since it was read: one ``stat``."""
+        if self.path is None or self.managed:
             return False
-        self._install(read_key_file(self.path))
+        return self._file_stamp() != self._stamp
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the file when its size or mtime changed; returns whether it did."""
+        if not self.file_changed():
+            return False
+        return self.install_file(*self.read_file())
+
+    def read_file(self) -> tuple[list[KeyRecord], tuple[int, int]]:
+        """The file's records and the stamp they were read at; touches nothing (any thread may call it)."""
+        assert self.path is not None
+        stamp = self._file_stamp()
+        return read_key_file(self.path), stamp
+
+    def install_file(self, records: list[KeyRecord], stamp: tuple[int, int]) -> bool:
+        """Swap in records ``read_file`` returned, unless the control plane took the directory meanwhile.
+
+        The proxy calls it on its event loop, where control-plane updates are applied too, so the
+        check and the swap cannot interleave with a snapshot.
+        """
+        if self.managed:
+            return False
+        self._install(records)
         self._stamp = stamp
         return True
 
@@ -300,9 +385,14 @@ class KeyDirectory:
         verified = self._verified  # before the index: see _forget_verified
         principal = verified.get(key)
         if principal is None:
+            unknown = self._unknown
+            if unknown:  # one dict check, before the hash: a flood of a bad key costs nothing more
+                until = unknown.get(key)
+                if until is not None and until > self._clock():
+                    raise UnknownKey(checked=True)
             principal = self._by_hash.get(hash_key(key))
             if principal is None:
-                raise LookupError("unknown virtual key")
+                raise UnknownKey("unknown virtual key")
             cache = True
         else:
             cache = False

@@ -18,6 +18,7 @@ from spendgate_proxy.providers import Provider, create_provider
 if TYPE_CHECKING:
     from spendgate_proxy.control.client import ControlClient
     from spendgate_proxy.control.state import ControlState
+    from spendgate_proxy.key_refresh import KeyRefresh
     from spendgate_proxy.keys import KeyDirectory
     from spendgate_proxy.telemetry.spans import SpanExportWorker
 
@@ -38,6 +39,8 @@ class ProxyState:
         self.control = control
         """Verdicts (and, with a collector, keys) from the control stream; None until started."""
         self.control_client: ControlClient | None = None
+        self.key_refresh: KeyRefresh | None = None
+        """The second look for newer key state an unknown key gets (key_refresh.py); set on startup."""
         self.upstreams: dict[str, Provider] = {name: create_provider(name, p) for name, p in settings.providers.items()}
         self.routes: dict[str, tuple[ModelRoute, Provider]] = {
             m.name: (m, self.upstreams[m.provider]) for m in settings.models

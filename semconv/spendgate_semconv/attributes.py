@@ -195,6 +195,10 @@ SPENDGATE_PRICE_VERSION = "spendgate.price.version"
 SPENDGATE_ROUTE = "spendgate.route"
 """Proxy route that took the call, e.g. ``/v1/chat/completions``."""
 
+SPENDGATE_PROXY_ID = "spendgate.proxy.id"
+"""Resource attribute of a proxy's spans: its control-plane id (``control.proxy_id``, default host:pid).
+The collector lists proxies whose spans arrive while they hold no control stream (budgets not enforced)."""
+
 SPENDGATE_ROUTING_RULE = "spendgate.routing.rule"
 """Name of the routing rule that chose the served model, absent when none matched."""
 

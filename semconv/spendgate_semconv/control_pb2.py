@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fspendgate_semconv/control.proto\x12\x14spendgate.control.v1\"b\n\x10SubscribeRequest\x12\x10\n\x08proxy_id\x18\x01 \x01(\t\x12\x16\n\x0eresume_version\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x15\n\rproxy_version\x18\x04 \x01(\t\"\xa3\x03\n\rControlUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x10\n\x08snapshot\x18\x03 \x01(\x08\x12\x33\n\x0bkeys_upsert\x18\x04 \x03(\x0b\x32\x1e.spendgate.control.v1.KeyEntry\x12\x14\n\x0ckeys_removed\x18\x05 \x03(\t\x12\x36\n\x0fverdicts_upsert\x18\x06 \x03(\x0b\x32\x1d.spendgate.control.v1.Verdict\x12\x18\n\x10verdicts_removed\x18\x07 \x03(\t\x12\x11\n\theartbeat\x18\x08 \x01(\x08\x12\x1b\n\x13server_time_unix_ms\x18\t \x01(\x03\x12\x39\n\x0e\x62udgets_upsert\x18\n \x03(\x0b\x32!.spendgate.control.v1.BudgetState\x12\x17\n\x0f\x62udgets_removed\x18\x0b \x03(\t\x12?\n\x0ewindows_upsert\x18\x0c \x03(\x0b\x32\'.spendgate.control.v1.AttributionWindow\"\x97\x01\n\x11\x41ttributionWindow\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0c\n\x04repo\x18\x02 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x03 \x01(\t\x12\x10\n\x08repo_url\x18\x04 \x01(\t\x12\x16\n\x0eworkspace_root\x18\x05 \x01(\t\x12\x15\n\rsince_unix_ns\x18\x06 \x01(\x03\x12\x15\n\runtil_unix_ns\x18\x07 \x01(\x03\"^\n\x11\x41ttributionReport\x12\x10\n\x08proxy_id\x18\x01 \x01(\t\x12\x37\n\x06window\x18\x02 \x01(\x0b\x32\'.spendgate.control.v1.AttributionWindow\"I\n\x0e\x41ttributionAck\x12\x37\n\x06window\x18\x01 \x01(\x0b\x32\'.spendgate.control.v1.AttributionWindow\"\xed\x01\n\x08KeyEntry\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x0c\n\x04team\x18\x05 \x01(\t\x12\x13\n\x0b\x63ost_center\x18\x06 \x01(\t\x12\x0c\n\x04repo\x18\x07 \x01(\t\x12\x0e\n\x06models\x18\x08 \x03(\t\x12\x1a\n\x12\x65xpires_at_unix_ms\x18\t \x01(\x03\x12\x10\n\x08\x64isabled\x18\n \x01(\x08\x12\x1a\n\x12revoked_at_unix_ms\x18\x0b \x01(\x03\x12\x1a\n\x12\x63reated_at_unix_ms\x18\x0c \x01(\x03\"e\n\x05Scope\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0c\n\x04team\x18\x02 \x01(\t\x12\x13\n\x0b\x63ost_center\x18\x03 \x01(\t\x12\x0c\n\x04repo\x18\x04 \x01(\t\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\"\xd9\x02\n\x07Verdict\x12\n\n\x02id\x18\x01 \x01(\t\x12\x34\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32$.spendgate.control.v1.Verdict.Action\x12*\n\x05scope\x18\x03 \x01(\x0b\x32\x1b.spendgate.control.v1.Scope\x12\x11\n\tbudget_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x11\n\tspend_usd\x18\x06 \x01(\x01\x12\x11\n\tlimit_usd\x18\x07 \x01(\x01\x12\x10\n\x08since_ms\x18\x08 \x01(\x03\x12\x10\n\x08until_ms\x18\t \x01(\x03\x12\x12\n\nroute_from\x18\n \x01(\t\x12\x10\n\x08route_to\x18\x0b \x01(\t\x12\x15\n\roverride_hint\x18\x0c \x01(\t\"6\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05PAUSE\x10\x01\x12\t\n\x05ROUTE\x10\x02\"\xc1\x01\n\x0b\x42udgetState\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12*\n\x05scope\x18\x02 \x01(\x0b\x32\x1b.spendgate.control.v1.Scope\x12\x11\n\tlimit_usd\x18\x03 \x01(\x01\x12\x11\n\tspend_usd\x18\x04 \x01(\x01\x12\x17\n\x0fperiod_start_ms\x18\x05 \x01(\x03\x12\x15\n\rperiod_end_ms\x18\x06 \x01(\x03\x12\r\n\x05state\x18\x07 \x01(\t\x12\x0e\n\x06lifted\x18\x08 \x01(\x08\x32\xce\x01\n\x0c\x43ontrolPlane\x12Z\n\tSubscribe\x12&.spendgate.control.v1.SubscribeRequest\x1a#.spendgate.control.v1.ControlUpdate0\x01\x12\x62\n\x11ReportAttribution\x12\'.spendgate.control.v1.AttributionReport\x1a$.spendgate.control.v1.AttributionAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fspendgate_semconv/control.proto\x12\x14spendgate.control.v1\"b\n\x10SubscribeRequest\x12\x10\n\x08proxy_id\x18\x01 \x01(\t\x12\x16\n\x0eresume_version\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x15\n\rproxy_version\x18\x04 \x01(\t\"\xbd\x03\n\rControlUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x10\n\x08snapshot\x18\x03 \x01(\x08\x12\x33\n\x0bkeys_upsert\x18\x04 \x03(\x0b\x32\x1e.spendgate.control.v1.KeyEntry\x12\x14\n\x0ckeys_removed\x18\x05 \x03(\t\x12\x36\n\x0fverdicts_upsert\x18\x06 \x03(\x0b\x32\x1d.spendgate.control.v1.Verdict\x12\x18\n\x10verdicts_removed\x18\x07 \x03(\t\x12\x11\n\theartbeat\x18\x08 \x01(\x08\x12\x1b\n\x13server_time_unix_ms\x18\t \x01(\x03\x12\x39\n\x0e\x62udgets_upsert\x18\n \x03(\x0b\x32!.spendgate.control.v1.BudgetState\x12\x17\n\x0f\x62udgets_removed\x18\x0b \x03(\t\x12?\n\x0ewindows_upsert\x18\x0c \x03(\x0b\x32\'.spendgate.control.v1.AttributionWindow\x12\x18\n\x10no_key_directory\x18\r \x01(\x08\"#\n\x0fSyncKeysRequest\x12\x10\n\x08proxy_id\x18\x01 \x01(\t\"/\n\rSyncKeysReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0f\n\x07version\x18\x02 \x01(\x04\" \n\x0cLeaveRequest\x12\x10\n\x08proxy_id\x18\x01 \x01(\t\"\x0c\n\nLeaveReply\"\x97\x01\n\x11\x41ttributionWindow\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0c\n\x04repo\x18\x02 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x03 \x01(\t\x12\x10\n\x08repo_url\x18\x04 \x01(\t\x12\x16\n\x0eworkspace_root\x18\x05 \x01(\t\x12\x15\n\rsince_unix_ns\x18\x06 \x01(\x03\x12\x15\n\runtil_unix_ns\x18\x07 \x01(\x03\"^\n\x11\x41ttributionReport\x12\x10\n\x08proxy_id\x18\x01 \x01(\t\x12\x37\n\x06window\x18\x02 \x01(\x0b\x32\'.spendgate.control.v1.AttributionWindow\"I\n\x0e\x41ttributionAck\x12\x37\n\x06window\x18\x01 \x01(\x0b\x32\'.spendgate.control.v1.AttributionWindow\"\xed\x01\n\x08KeyEntry\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x0c\n\x04team\x18\x05 \x01(\t\x12\x13\n\x0b\x63ost_center\x18\x06 \x01(\t\x12\x0c\n\x04repo\x18\x07 \x01(\t\x12\x0e\n\x06models\x18\x08 \x03(\t\x12\x1a\n\x12\x65xpires_at_unix_ms\x18\t \x01(\x03\x12\x10\n\x08\x64isabled\x18\n \x01(\x08\x12\x1a\n\x12revoked_at_unix_ms\x18\x0b \x01(\x03\x12\x1a\n\x12\x63reated_at_unix_ms\x18\x0c \x01(\x03\"e\n\x05Scope\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0c\n\x04team\x18\x02 \x01(\t\x12\x13\n\x0b\x63ost_center\x18\x03 \x01(\t\x12\x0c\n\x04repo\x18\x04 \x01(\t\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\"\xd9\x02\n\x07Verdict\x12\n\n\x02id\x18\x01 \x01(\t\x12\x34\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32$.spendgate.control.v1.Verdict.Action\x12*\n\x05scope\x18\x03 \x01(\x0b\x32\x1b.spendgate.control.v1.Scope\x12\x11\n\tbudget_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x11\n\tspend_usd\x18\x06 \x01(\x01\x12\x11\n\tlimit_usd\x18\x07 \x01(\x01\x12\x10\n\x08since_ms\x18\x08 \x01(\x03\x12\x10\n\x08until_ms\x18\t \x01(\x03\x12\x12\n\nroute_from\x18\n \x01(\t\x12\x10\n\x08route_to\x18\x0b \x01(\t\x12\x15\n\roverride_hint\x18\x0c \x01(\t\"6\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05PAUSE\x10\x01\x12\t\n\x05ROUTE\x10\x02\"\xc1\x01\n\x0b\x42udgetState\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12*\n\x05scope\x18\x02 \x01(\x0b\x32\x1b.spendgate.control.v1.Scope\x12\x11\n\tlimit_usd\x18\x03 \x01(\x01\x12\x11\n\tspend_usd\x18\x04 \x01(\x01\x12\x17\n\x0fperiod_start_ms\x18\x05 \x01(\x03\x12\x15\n\rperiod_end_ms\x18\x06 \x01(\x03\x12\r\n\x05state\x18\x07 \x01(\t\x12\x0e\n\x06lifted\x18\x08 \x01(\x08\x32\xf5\x02\n\x0c\x43ontrolPlane\x12Z\n\tSubscribe\x12&.spendgate.control.v1.SubscribeRequest\x1a#.spendgate.control.v1.ControlUpdate0\x01\x12\x62\n\x11ReportAttribution\x12\'.spendgate.control.v1.AttributionReport\x1a$.spendgate.control.v1.AttributionAck\x12V\n\x08SyncKeys\x12%.spendgate.control.v1.SyncKeysRequest\x1a#.spendgate.control.v1.SyncKeysReply\x12M\n\x05Leave\x12\".spendgate.control.v1.LeaveRequest\x1a .spendgate.control.v1.LeaveReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,23 +34,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIBEREQUEST']._serialized_start=57
   _globals['_SUBSCRIBEREQUEST']._serialized_end=155
   _globals['_CONTROLUPDATE']._serialized_start=158
-  _globals['_CONTROLUPDATE']._serialized_end=577
-  _globals['_ATTRIBUTIONWINDOW']._serialized_start=580
-  _globals['_ATTRIBUTIONWINDOW']._serialized_end=731
-  _globals['_ATTRIBUTIONREPORT']._serialized_start=733
-  _globals['_ATTRIBUTIONREPORT']._serialized_end=827
-  _globals['_ATTRIBUTIONACK']._serialized_start=829
-  _globals['_ATTRIBUTIONACK']._serialized_end=902
-  _globals['_KEYENTRY']._serialized_start=905
-  _globals['_KEYENTRY']._serialized_end=1142
-  _globals['_SCOPE']._serialized_start=1144
-  _globals['_SCOPE']._serialized_end=1245
-  _globals['_VERDICT']._serialized_start=1248
-  _globals['_VERDICT']._serialized_end=1593
-  _globals['_VERDICT_ACTION']._serialized_start=1539
-  _globals['_VERDICT_ACTION']._serialized_end=1593
-  _globals['_BUDGETSTATE']._serialized_start=1596
-  _globals['_BUDGETSTATE']._serialized_end=1789
-  _globals['_CONTROLPLANE']._serialized_start=1792
-  _globals['_CONTROLPLANE']._serialized_end=1998
+  _globals['_CONTROLUPDATE']._serialized_end=603
+  _globals['_SYNCKEYSREQUEST']._serialized_start=605
+  _globals['_SYNCKEYSREQUEST']._serialized_end=640
+  _globals['_SYNCKEYSREPLY']._serialized_start=642
+  _globals['_SYNCKEYSREPLY']._serialized_end=689
+  _globals['_LEAVEREQUEST']._serialized_start=691
+  _globals['_LEAVEREQUEST']._serialized_end=723
+  _globals['_LEAVEREPLY']._serialized_start=725
+  _globals['_LEAVEREPLY']._serialized_end=737
+  _globals['_ATTRIBUTIONWINDOW']._serialized_start=740
+  _globals['_ATTRIBUTIONWINDOW']._serialized_end=891
+  _globals['_ATTRIBUTIONREPORT']._serialized_start=893
+  _globals['_ATTRIBUTIONREPORT']._serialized_end=987
+  _globals['_ATTRIBUTIONACK']._serialized_start=989
+  _globals['_ATTRIBUTIONACK']._serialized_end=1062
+  _globals['_KEYENTRY']._serialized_start=1065
+  _globals['_KEYENTRY']._serialized_end=1302
+  _globals['_SCOPE']._serialized_start=1304
+  _globals['_SCOPE']._serialized_end=1405
+  _globals['_VERDICT']._serialized_start=1408
+  _globals['_VERDICT']._serialized_end=1753
+  _globals['_VERDICT_ACTION']._serialized_start=1699
+  _globals['_VERDICT_ACTION']._serialized_end=1753
+  _globals['_BUDGETSTATE']._serialized_start=1756
+  _globals['_BUDGETSTATE']._serialized_end=1949
+  _globals['_CONTROLPLANE']._serialized_start=1952
+  _globals['_CONTROLPLANE']._serialized_end=2325
 # @@protoc_insertion_point(module_scope)

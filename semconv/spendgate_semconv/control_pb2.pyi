@@ -20,7 +20,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, proxy_id: _Optional[str] = ..., resume_version: _Optional[int] = ..., epoch: _Optional[int] = ..., proxy_version: _Optional[str] = ...) -> None: ...
 
 class ControlUpdate(_message.Message):
-    __slots__ = ("version", "epoch", "snapshot", "keys_upsert", "keys_removed", "verdicts_upsert", "verdicts_removed", "heartbeat", "server_time_unix_ms", "budgets_upsert", "budgets_removed", "windows_upsert")
+    __slots__ = ("version", "epoch", "snapshot", "keys_upsert", "keys_removed", "verdicts_upsert", "verdicts_removed", "heartbeat", "server_time_unix_ms", "budgets_upsert", "budgets_removed", "windows_upsert", "no_key_directory")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class ControlUpdate(_message.Message):
     BUDGETS_UPSERT_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_UPSERT_FIELD_NUMBER: _ClassVar[int]
+    NO_KEY_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     version: int
     epoch: int
     snapshot: bool
@@ -45,7 +46,32 @@ class ControlUpdate(_message.Message):
     budgets_upsert: _containers.RepeatedCompositeFieldContainer[BudgetState]
     budgets_removed: _containers.RepeatedScalarFieldContainer[str]
     windows_upsert: _containers.RepeatedCompositeFieldContainer[AttributionWindow]
-    def __init__(self, version: _Optional[int] = ..., epoch: _Optional[int] = ..., snapshot: _Optional[bool] = ..., keys_upsert: _Optional[_Iterable[_Union[KeyEntry, _Mapping]]] = ..., keys_removed: _Optional[_Iterable[str]] = ..., verdicts_upsert: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ..., verdicts_removed: _Optional[_Iterable[str]] = ..., heartbeat: _Optional[bool] = ..., server_time_unix_ms: _Optional[int] = ..., budgets_upsert: _Optional[_Iterable[_Union[BudgetState, _Mapping]]] = ..., budgets_removed: _Optional[_Iterable[str]] = ..., windows_upsert: _Optional[_Iterable[_Union[AttributionWindow, _Mapping]]] = ...) -> None: ...
+    no_key_directory: bool
+    def __init__(self, version: _Optional[int] = ..., epoch: _Optional[int] = ..., snapshot: _Optional[bool] = ..., keys_upsert: _Optional[_Iterable[_Union[KeyEntry, _Mapping]]] = ..., keys_removed: _Optional[_Iterable[str]] = ..., verdicts_upsert: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ..., verdicts_removed: _Optional[_Iterable[str]] = ..., heartbeat: _Optional[bool] = ..., server_time_unix_ms: _Optional[int] = ..., budgets_upsert: _Optional[_Iterable[_Union[BudgetState, _Mapping]]] = ..., budgets_removed: _Optional[_Iterable[str]] = ..., windows_upsert: _Optional[_Iterable[_Union[AttributionWindow, _Mapping]]] = ..., no_key_directory: _Optional[bool] = ...) -> None: ...
+
+class SyncKeysRequest(_message.Message):
+    __slots__ = ("proxy_id",)
+    PROXY_ID_FIELD_NUMBER: _ClassVar[int]
+    proxy_id: str
+    def __init__(self, proxy_id: _Optional[str] = ...) -> None: ...
+
+class SyncKeysReply(_message.Message):
+    __slots__ = ("epoch", "version")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    version: int
+    def __init__(self, epoch: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class LeaveRequest(_message.Message):
+    __slots__ = ("proxy_id",)
+    PROXY_ID_FIELD_NUMBER: _ClassVar[int]
+    proxy_id: str
+    def __init__(self, proxy_id: _Optional[str] = ...) -> None: ...
+
+class LeaveReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class AttributionWindow(_message.Message):
     __slots__ = ("user", "repo", "branch", "repo_url", "workspace_root", "since_unix_ns", "until_unix_ns")

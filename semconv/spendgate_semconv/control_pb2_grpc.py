@@ -44,6 +44,16 @@ class ControlPlaneStub:
                 request_serializer=spendgate__semconv_dot_control__pb2.AttributionReport.SerializeToString,
                 response_deserializer=spendgate__semconv_dot_control__pb2.AttributionAck.FromString,
                 _registered_method=True)
+        self.SyncKeys = channel.unary_unary(
+                '/spendgate.control.v1.ControlPlane/SyncKeys',
+                request_serializer=spendgate__semconv_dot_control__pb2.SyncKeysRequest.SerializeToString,
+                response_deserializer=spendgate__semconv_dot_control__pb2.SyncKeysReply.FromString,
+                _registered_method=True)
+        self.Leave = channel.unary_unary(
+                '/spendgate.control.v1.ControlPlane/Leave',
+                request_serializer=spendgate__semconv_dot_control__pb2.LeaveRequest.SerializeToString,
+                response_deserializer=spendgate__semconv_dot_control__pb2.LeaveReply.FromString,
+                _registered_method=True)
 
 
 class ControlPlaneServicer:
@@ -63,6 +73,20 @@ class ControlPlaneServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SyncKeys(self, request, context):
+        """Read the key source now (when it changed) and say at which version the key directory is current.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Leave(self, request, context):
+        """This proxy is stopping cleanly: its stream ending is not a lost proxy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +99,16 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.ReportAttribution,
                     request_deserializer=spendgate__semconv_dot_control__pb2.AttributionReport.FromString,
                     response_serializer=spendgate__semconv_dot_control__pb2.AttributionAck.SerializeToString,
+            ),
+            'SyncKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncKeys,
+                    request_deserializer=spendgate__semconv_dot_control__pb2.SyncKeysRequest.FromString,
+                    response_serializer=spendgate__semconv_dot_control__pb2.SyncKeysReply.SerializeToString,
+            ),
+            'Leave': grpc.unary_unary_rpc_method_handler(
+                    servicer.Leave,
+                    request_deserializer=spendgate__semconv_dot_control__pb2.LeaveRequest.FromString,
+                    response_serializer=spendgate__semconv_dot_control__pb2.LeaveReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +165,60 @@ class ControlPlane:
             '/spendgate.control.v1.ControlPlane/ReportAttribution',
             spendgate__semconv_dot_control__pb2.AttributionReport.SerializeToString,
             spendgate__semconv_dot_control__pb2.AttributionAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spendgate.control.v1.ControlPlane/SyncKeys',
+            spendgate__semconv_dot_control__pb2.SyncKeysRequest.SerializeToString,
+            spendgate__semconv_dot_control__pb2.SyncKeysReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Leave(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spendgate.control.v1.ControlPlane/Leave',
+            spendgate__semconv_dot_control__pb2.LeaveRequest.SerializeToString,
+            spendgate__semconv_dot_control__pb2.LeaveReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[RunningCollector, str, dict[str, str
                     {"name": "gpt-4.1", "provider": "sim"},
                     {"name": "gpt-4.1-mini", "provider": "sim"},
                 ],
+                "control": {"endpoint": "off"},  # this test is about spans: keys from the file, no control stream
             },
             env={"SIM_KEY": PROVIDER_KEY},
         )

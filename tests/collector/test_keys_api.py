@@ -331,3 +331,20 @@ def test_bad_json_is_a_400_naming_the_body(keys_app: tuple[ServerHandle, KeyServ
     resp = _as(srv, ADMIN, "POST", "/api/keys", content=b"{nope", headers={"Content-Type": "application/json"})
     assert resp.status_code == 400
     assert resp.json()["field"] == "(body)"
+
+
+def test_a_key_created_over_the_api_works_at_a_proxy_on_its_first_call(
+    stack: tuple[RunningCollector, ServerHandle],
+) -> None:
+    collector, proxy = stack
+    for i in range(3):
+        resp = httpx.post(collector.api_url + "/api/keys", json={"user": f"dev{i}@acme.com"})
+        assert resp.status_code == 201, resp.text
+        # At once, no polling: the proxy asks the collector (SyncKeys) before it would answer 401.
+        assert _models(proxy, resp.json()["secret"]).status_code == 200
+    assert _models(proxy, "sg-never-issued").status_code == 401
+    # How many of the three the collector's own poll delivered first depends on timing; the unknown
+    # key always asked.
+    health = httpx.get(proxy.url + "/healthz").json()["key_rechecks"]
+    assert health["sync_failures"] == 0
+    assert collector.collector.control.stats()["key_syncs"] >= 1

@@ -238,6 +238,8 @@ def test_a_silent_stream_times_out_and_the_client_resubscribes_from_its_version(
 def test_a_proxy_that_never_got_state_follows_its_policy_until_the_first_snapshot(tmp_path: Path, policy: str) -> None:
     keys_file = tmp_path / "keys.yaml"
     local_key, _ = create_key(keys_file, user="local@acme.com")
+    collector_keys = tmp_path / "collector-keys.yaml"
+    collector_key, _ = create_key(collector_keys, user="central@acme.com")
 
     async def scenario() -> None:
         port = free_port()
@@ -253,13 +255,14 @@ def test_a_proxy_that_never_got_state_follows_its_policy_until_the_first_snapsho
             assert (False, policy == "fail_closed") == (client.state.ready, client.state.should_refuse)
             assert "local@acme.com" == keys.lookup(local_key).user  # the key file serves meanwhile
 
-            server = _server(VerdictBoard(), port=port)
+            server = _server(VerdictBoard(), collector_keys, port=port)
             await server.start()
             try:
                 assert await client.wait_ready(5)
                 assert (True, False) == (client.state.ready, client.state.should_refuse)
                 with pytest.raises(LookupError):
-                    keys.lookup(local_key)  # this collector has no keys file: its empty directory rules
+                    keys.lookup(local_key)  # the collector's directory rules: the local file no longer counts
+                assert "central@acme.com" == keys.lookup(collector_key).user
             finally:
                 await client.stop()
                 await server.stop()
@@ -269,9 +272,34 @@ def test_a_proxy_that_never_got_state_follows_its_policy_until_the_first_snapsho
     asyncio.run(scenario())
 
 
+def test_a_collector_without_a_key_source_leaves_the_proxy_its_key_file(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.yaml"
+    local_key, _ = create_key(keys_file, user="local@acme.com")
+    board = VerdictBoard()
+    board.apply((verdict("team-pause", team="platform"),))
+
+    async def scenario() -> None:
+        server = _server(board)  # no keys file: its snapshot says it has no key directory
+        await server.start()
+        keys = KeyDirectory(keys_file)
+        client = ControlClient(f"127.0.0.1:{server.port}", ControlState(keys))
+        client.start()
+        try:
+            assert await client.wait_ready(5)
+            assert "local@acme.com" == keys.lookup(local_key).user  # what `spendgate proxy` alone expects
+            assert (False, False) == (keys.managed, client.state.keys_from_collector)
+            assert ["team-pause"] == [v.id for v in client.state.verdicts()]  # budgets still apply
+            assert "key file" == client.stats()["keys_from"]
+        finally:
+            await client.stop()
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
 def test_standalone_proxy_is_ready_at_once_and_never_connects() -> None:
     async def scenario() -> None:
-        settings = load_config(env={})
+        settings = load_config(env={"SPENDGATE_CONTROL_ENDPOINT": "off"})
         client = await start_control(settings, KeyDirectory())
         assert None is settings.control.endpoint
         assert await client.wait_ready(0)
@@ -296,3 +324,224 @@ def test_control_settings_validate_the_endpoint() -> None:
         load_config(env={"SPENDGATE_CONTROL_ENDPOINT": "collector.internal"})
     with pytest.raises(ConfigError, match=r"control\.on_no_state"):
         load_config(env={"SPENDGATE_CONTROL_ON_NO_STATE": "maybe"})
+
+
+# --- the default endpoint, `off`, and what a proxy says about its control state
+
+
+def test_the_control_plane_is_on_by_default_towards_the_collectors_default_address() -> None:
+    from spendgate_collector.config import DEFAULT_CONTROL
+
+    settings = load_config(env={})
+    assert DEFAULT_CONTROL == settings.control.endpoint == "127.0.0.1:4320"
+    assert not settings.control.standalone
+    # An empty variable counts as unset (as OTEL_* ones do): it cannot turn budgets off.
+    assert "127.0.0.1:4320" == load_config(env={"SPENDGATE_CONTROL_ENDPOINT": ""}).control.endpoint
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "control: off\n",
+        "control:\n  endpoint: off\n",
+        "control:\n  endpoint: 'off'\n",
+        "proxy:\n  control: off\n",
+        "control: none\n",
+    ],
+)
+def test_only_an_explicit_off_makes_a_proxy_standalone(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "proxy.yaml"
+    path.write_text(text)
+    # An override of another field must not bring the default endpoint back.
+    settings = load_config(path, env={"SPENDGATE_CONTROL_ON_NO_STATE": "fail_closed"})
+    assert (None, True, "fail_closed") == (
+        settings.control.endpoint,
+        settings.control.standalone,
+        settings.control.on_no_state,
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["control:\n", "control:\n  # endpoint: off\n  proxy_id: p1\n", "control: {}\n", "control: on\n"],
+)
+def test_leaving_the_section_empty_keeps_the_default(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "proxy.yaml"
+    path.write_text(text)
+    assert "127.0.0.1:4320" == load_config(path, env={}).control.endpoint
+
+
+def test_the_environment_and_flags_override_off_and_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.yaml"
+    path.write_text("control: off\n")
+    assert "10.0.0.5:4320" == load_config(path, env={"SPENDGATE_CONTROL_ENDPOINT": "10.0.0.5:4320"}).control.endpoint
+    path.write_text("control:\n  endpoint: 10.0.0.5:4320\n")
+    assert None is load_config(path, env={"SPENDGATE_CONTROL_ENDPOINT": "off"}).control.endpoint
+    assert None is load_config(path, env={}, overrides={"control": {"endpoint": "off"}}).control.endpoint
+    assert "127.0.0.1:9" == load_config(env={}, overrides={"control": "127.0.0.1:9"}).control.endpoint
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("control:\n  endpoint:\n", r"control\.endpoint: empty; give the collector's control address"),
+        ("control:\n  endpoint: ''\n", r"control\.endpoint: empty"),
+        ("control:\n  endpoint: collector\n", r"control\.endpoint: must be host:port"),
+        ("control:\n  endpoint: 4320\n", r"control\.endpoint: expected host:port or off"),
+        ("control: 4320\n", r"control: expected a mapping, off, or host:port"),
+        ("control:\n  endpont: off\n", r"control\.endpont"),
+    ],
+)
+def test_config_errors_name_the_control_field(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "proxy.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, env={})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_unreachable_control_plane_is_warned_about_first_then_at_most_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    client = ControlClient("127.0.0.1:1", ControlState(), clock=clock)
+    client.last_error = "UNAVAILABLE: connection refused"
+    warned = []
+    with caplog.at_level("DEBUG", logger="spendgate_proxy.control.client"):
+        for _ in range(300):  # ten minutes of failures, one every two seconds
+            warned.append(client.note_failure(2.0))
+            clock.now += 2.0
+    assert [True] + [False] * 29 + [True] == warned[:31]  # the first, then once per 60 s
+    assert 10 == sum(warned) == client.warnings
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert 10 == len(warnings)
+    assert "for 0s since start" in warnings[0] and "NOT enforced" in warnings[0]
+    assert "for 9m00s since start" in warnings[-1]  # says how long it has been
+    assert "control: off runs standalone" in warnings[0]
+
+    # Connected, then lost: warned at once again, saying since when.
+    client.note_connected()
+    client.state.set_connected(True)
+    assert "established after 10m00s: budgets are enforced" in caplog.records[-1].getMessage()
+    caplog.clear()
+    assert ("connected", True) == (client.state.control_state, client.stats()["budgets_enforced"])
+    clock.now += 3600
+    client.state.set_connected(False)
+    with caplog.at_level("WARNING", logger="spendgate_proxy.control.client"):
+        assert client.note_failure(0.5)
+        clock.now += 30
+        assert not client.note_failure(0.5)
+        clock.now += 31
+        assert client.note_failure(0.5)
+    lost = [r.getMessage() for r in caplog.records]
+    assert 2 == len(lost)
+    assert "lost since" in lost[0] and "(0s ago;" in lost[0] and "NOT enforced" in lost[0]
+    assert "(1m01s ago;" in lost[1]
+    stats = client.stats()
+    assert ("lost", False, 61.0) == (stats["state"], stats["budgets_enforced"], stats["disconnected_s"])
+
+
+def test_healthz_control_fields_for_each_state(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.yaml"
+    create_key(keys_file, user="ana@acme.com")
+
+    async def scenario() -> None:
+        standalone = await start_control(load_config(env={"SPENDGATE_CONTROL_ENDPOINT": "off"}), KeyDirectory())
+        s = standalone.stats()
+        assert ("standalone", None, False, None) == (s["state"], s["since"], s["budgets_enforced"], s["endpoint"])
+        await standalone.stop()
+
+        port = free_port()
+        settings = load_config(
+            env={"SPENDGATE_CONTROL_ENDPOINT": f"127.0.0.1:{port}"},
+            overrides={"control": {"reconnect_initial_backoff_s": 0.05, "reconnect_max_backoff_s": 0.1}},
+        )
+        keys = KeyDirectory(keys_file)
+        client = await start_control(settings, keys)
+        try:
+            await wait_until(lambda: client.failures >= 1, what="a failed attempt")
+            s = client.stats()
+            assert ("never_connected", False, "key file") == (s["state"], s["budgets_enforced"], s["keys_from"])
+            assert s["since"] is not None and s["disconnected_s"] >= 0
+            server = _server(VerdictBoard(), keys_file, port=port)
+            await server.start()
+            try:
+                assert await client.wait_ready(5)
+                s = client.stats()
+                assert ("connected", True, "collector", None) == (
+                    s["state"],
+                    s["budgets_enforced"],
+                    s["keys_from"],
+                    s["disconnected_s"],
+                )
+            finally:
+                await server.stop(None)  # a crash: the proxy loses its stream
+            await wait_until(lambda: not client.state.connected, what="the stream to drop")
+            s = client.stats()
+            assert ("lost", False) == (s["state"], s["budgets_enforced"])
+            assert s["since"] is not None and s["disconnected_s"] >= 0
+        finally:
+            await client.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_proxy_that_stops_says_so_and_is_not_counted_as_lost(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        server = _server(VerdictBoard())
+        await server.start()
+        try:
+            clean = ControlClient(f"127.0.0.1:{server.port}", ControlState(), proxy_id="clean")
+            crashing = ControlClient(f"127.0.0.1:{server.port}", ControlState(), proxy_id="crashing")
+            for c in (clean, crashing):
+                c.start()
+                assert await c.wait_ready(5)
+            assert {"clean", "crashing"} == {p.proxy_id for p in server.connected()}
+            await clean.stop()  # says Leave first
+            crashing._task.cancel()  # type: ignore[union-attr]  # gone without a word
+            await wait_until(lambda: not server.connected(), what="both streams to end")
+            assert [("crashing", "lost")] == [(p["proxy_id"], p["state"]) for p in server.not_enforced()]
+            # It comes back: enforced again.
+            back = ControlClient(f"127.0.0.1:{server.port}", ControlState(), proxy_id="crashing")
+            back.start()
+            assert await back.wait_ready(5)
+            assert [] == server.not_enforced()
+            await back.stop()
+            await crashing.stop()
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_sync_keys_reads_the_collectors_file_at_once_and_waits_for_the_stream(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.yaml"
+    create_key(keys_file, user="ana@acme.com")
+
+    async def scenario() -> None:
+        # A file poll far too slow to help: only SyncKeys can bring the new key in time.
+        server = ControlServer("127.0.0.1:0", VerdictBoard(), keys_file, heartbeat_s=HEARTBEAT_S, keys_poll_s=3600)
+        await server.start()
+        keys = KeyDirectory()
+        client = ControlClient(f"127.0.0.1:{server.port}", ControlState(keys))
+        client.start()
+        try:
+            assert await client.wait_ready(5)
+            new_key, _ = create_key(keys_file, user="bo@acme.com")
+            with pytest.raises(LookupError):
+                keys.lookup(new_key)
+            assert await client.sync_keys()
+            assert "bo@acme.com" == keys.lookup(new_key).user
+            assert 1 == server.stats()["key_syncs"]
+        finally:
+            await client.stop()
+            await server.stop()
+
+    asyncio.run(scenario())

@@ -102,6 +102,7 @@ def start_gateway(tmp_path: Path, upstream: ServerHandle, **settings: object) ->
                 {"name": "o4-mini", "provider": "sim"},
                 {"name": "fast", "provider": "sim", "upstream_model": "gpt-4.1-mini"},
             ],
+            "control": {"endpoint": "off"},  # no collector here: standalone, keys from the file
             **settings,
         },
         env={"SIM_KEY": PROVIDER_KEY},

@@ -91,7 +91,7 @@ def test_proxy_process_exports_spans_over_otlp_grpc(tmp_path: Path, simulator: S
     key, _ = create_key(keys, user="ana@acme.com", team="platform", cost_center="CC-1", repo="acme-api")
     port = _free_port()
     with otlp_receiver() as (endpoint, receiver):
-        env = {**os.environ, "SIM_KEY": PROVIDER_KEY}
+        env = {**os.environ, "SIM_KEY": PROVIDER_KEY, "SPENDGATE_CONTROL_ENDPOINT": "off"}  # no collector here
         proc = subprocess.Popen(
             [
                 *SPENDGATE,

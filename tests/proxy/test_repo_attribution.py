@@ -132,6 +132,7 @@ def start(tmp_path: Path, sim: ServerHandle, control: ControlState | None = None
                 "claude": {"type": "anthropic", "base_url": sim.url, "api_key_env": "SIM_KEY"},
             },
             "models": MODELS,
+            "control": {"endpoint": "off"},  # no collector: ``control`` below stands in for the stream when given
             **settings,
         },
         env={"SIM_KEY": PROVIDER_KEY},

@@ -226,3 +226,4 @@ def test_example_config_loads_every_section() -> None:
     assert s.routing.rules[0].name == "short-chats-to-mini"
     assert s.routing.fallbacks == {"gpt-4.1": ["gpt-4.1-mini"]}
     assert s.telemetry.endpoint == "http://127.0.0.1:4317"
+    assert (s.control.endpoint, s.control.on_no_state) == ("127.0.0.1:4320", "fail_open")

@@ -10,7 +10,8 @@ path reads it with no lock and no await. ``verdict_for`` costs one attribute che
 is in force, and ``budget_for`` (the tightest budget a call is within, for response headers; see
 ``budget_state.py``) one when no budget exists. Before the first snapshot, ``ready`` is False and
 ``should_refuse`` says what the ``on_no_state`` policy wants: ``fail_open`` serves with the local
-key file, ``fail_closed`` refuses.
+key file, ``fail_closed`` refuses. A collector without a key source says so in its snapshot
+(``no_key_directory``): the proxy then keeps its key file and applies only the rest.
 
     client.state.verdict_for(principal, repo, model)
     client.state.budget_for(principal, repo, model)   # -> BudgetStatus | None
@@ -252,6 +253,11 @@ class ControlState:
         """True once a snapshot was applied (or when standalone): the state is the collector's."""
         self.connected = False
         """True while a stream is open and has delivered its first update."""
+        self.ever_connected = False
+        self.changed_at: float = time.time()
+        """Unix time ``connected`` last changed (or the state was made): connected / lost since."""
+        self.keys_from_collector = False
+        """True once a snapshot brought a key directory (a collector without a key source sends none)."""
         self.last_heard_monotonic: float | None = None
         self.last_server_time_ms = 0
         self.snapshots = 0
@@ -266,6 +272,8 @@ class ControlState:
         self._ready = asyncio.Event()
         if standalone:
             self._ready.set()
+        self._applied = asyncio.Event()
+        """Set (and replaced) after every update that changed the state: ``wait_version`` waits on it."""
 
     # --- the request path (sync, lock-free)
 
@@ -345,8 +353,12 @@ class ControlState:
             self._reindex()
             self._budgets = {b.budget_id: status_from(b) for b in update.budgets_upsert}
             self._reindex_budgets()
+            self.keys_from_collector = not update.no_key_directory
             if self.keys is not None:
-                self.keys.replace([record_from(k) for k in update.keys_upsert])
+                if self.keys_from_collector:
+                    self.keys.replace([record_from(k) for k in update.keys_upsert])
+                else:  # this collector has no key source: the key file keeps the directory
+                    self.keys.release()
             # Windows are not replaced wholesale: one this proxy received itself may be newer.
             self._apply_windows(update)
             self.epoch, self.version = update.epoch, update.version
@@ -354,6 +366,7 @@ class ControlState:
             if not self.ready:
                 self.ready = True
                 self._ready.set()
+            self._wake()
             return True
         if update.epoch != self.epoch:
             raise ControlProtocolError(f"update from epoch {update.epoch} while holding epoch {self.epoch}")
@@ -382,7 +395,7 @@ class ControlState:
                 budgets.pop(budget_id, None)
             self._budgets = budgets
             self._reindex_budgets()
-        if self.keys is not None:
+        if self.keys is not None and self.keys_from_collector:
             if update.keys_upsert:
                 self.keys.upsert([record_from(k) for k in update.keys_upsert])
             if update.keys_removed:
@@ -390,6 +403,39 @@ class ControlState:
         self._apply_windows(update)
         self.version = update.version
         self.deltas += 1
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
+        self._applied.set()
+        self._applied = asyncio.Event()
+
+    def set_connected(self, connected: bool) -> None:
+        """Record that a stream delivered (True) or ended (False); ``changed_at`` dates the change."""
+        if connected != self.connected:
+            self.connected = connected
+            self.changed_at = time.time()
+        self.ever_connected = self.ever_connected or connected
+
+    @property
+    def control_state(self) -> str:
+        """``standalone``, ``connected``, ``never_connected`` or ``lost`` (connected once, not now)."""
+        if self.standalone:
+            return "standalone"
+        if self.connected:
+            return "connected"
+        return "lost" if self.ever_connected else "never_connected"
+
+    async def wait_version(self, epoch: int, version: int, timeout: float) -> bool:
+        """Wait until the state is at ``version`` of ``epoch`` or later (or ``timeout`` s); True when it is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not (self.epoch == epoch and self.version >= version):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied.wait(), remaining)
         return True
 
     def _apply_windows(self, update: control_pb2.ControlUpdate) -> None:
@@ -416,7 +462,14 @@ class ControlState:
     def stats(self) -> dict[str, Any]:
         """A snapshot for the proxy's ``/healthz``."""
         heard = self.last_heard_monotonic
+        state = self.control_state
+        since = None if state == "standalone" else datetime.fromtimestamp(self.changed_at, UTC).isoformat()
         return {
+            "state": state,
+            # connected: since when; never_connected: since start; lost: since the stream ended.
+            "since": since,
+            "budgets_enforced": state == "connected",
+            "keys_from": "collector" if self.keys is not None and self.keys.managed else "key file",
             "standalone": self.standalone,
             "ready": self.ready,
             "connected": self.connected,

@@ -15,13 +15,33 @@ from aiohttp import web
 
 from spendgate_proxy.attribution import chain
 from spendgate_proxy.errors import AuthenticationFailed, BadRequest, BodyTooLarge
+from spendgate_proxy.keys import UnknownKey
 
 if TYPE_CHECKING:
     from spendgate_proxy.keys import KeyDirectory, Principal
+    from spendgate_proxy.state import ProxyState
+
+
+class UnknownVirtualKey(AuthenticationFailed):
+    """A key the directory does not hold: the route may look for newer key state (``authenticate_again``).
+
+    It carries the presented key for that second look; the key is never in the message or the repr.
+    """
+
+    def __init__(self, key: str, *, checked: bool) -> None:
+        super().__init__("Invalid virtual key: unknown virtual key.", code="invalid_api_key")
+        self.key = key
+        self.checked = checked
+        """True when the key was already looked for again a moment ago (no second look now)."""
 
 
 def authenticate(keys: KeyDirectory, headers: Any) -> Principal:
-    """The principal of the virtual key in ``Authorization: Bearer`` (or Anthropic's ``x-api-key``)."""
+    """The principal of the virtual key in ``Authorization: Bearer`` (or Anthropic's ``x-api-key``).
+
+    An unknown key raises ``UnknownVirtualKey`` (a 401 as it stands); routes then await
+    ``authenticate_again``, which answers once newer key state was looked for. Kept synchronous so
+    that a known key costs no await.
+    """
     auth = headers.get("Authorization")
     if auth is None:
         key = headers.get("x-api-key")  # Anthropic-style clients
@@ -38,8 +58,25 @@ def authenticate(keys: KeyDirectory, headers: Any) -> Principal:
             )
     try:
         return keys.lookup(key.strip())
+    except UnknownKey as exc:
+        raise UnknownVirtualKey(key.strip(), checked=exc.checked) from None
     except LookupError as exc:
         raise AuthenticationFailed(f"Invalid virtual key: {exc.args[0]}.", code="invalid_api_key") from None
+
+
+async def authenticate_again(state: ProxyState, unknown: UnknownVirtualKey) -> Principal:
+    """The principal of a key ``authenticate`` did not know, after one look for newer key state
+    (``key_refresh.py``); raises ``AuthenticationFailed`` (the same 401) when it is still unknown."""
+    refresh = state.key_refresh
+    if unknown.checked or refresh is None:
+        raise unknown
+    try:
+        principal = await refresh.lookup(unknown.key)
+    except LookupError as exc:  # it arrived revoked, disabled or expired
+        raise AuthenticationFailed(f"Invalid virtual key: {exc.args[0]}.", code="invalid_api_key") from None
+    if principal is None:
+        raise unknown
+    return principal
 
 
 def path_prefix(request: web.Request) -> dict[str, str]:

@@ -35,7 +35,7 @@ from spendgate_proxy.errors import (
 )
 from spendgate_proxy.formats import openai_chat
 from spendgate_proxy.http.exchange import Exchange
-from spendgate_proxy.http.inbound import authenticate, parse_json, prefix_fields
+from spendgate_proxy.http.inbound import UnknownVirtualKey, authenticate, authenticate_again, parse_json, prefix_fields
 from spendgate_proxy.providers.http1 import Http1Response
 from spendgate_proxy.state import ProxyState
 from spendgate_proxy.telemetry.redact import redact
@@ -113,7 +113,10 @@ async def chat_core(request: Exchange) -> Any:
     state = request.state
     headers = request.headers
     try:
-        principal = authenticate(state.keys, headers)
+        try:
+            principal = authenticate(state.keys, headers)
+        except UnknownVirtualKey as unknown:  # a key created a moment ago still works
+            principal = await authenticate_again(state, unknown)
         prefix = prefix_fields(request.attrs)
         raw = await request.read_body(state.max_body)
         body = parse_json(raw)

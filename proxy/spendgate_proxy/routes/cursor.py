@@ -31,7 +31,7 @@ from spendgate_proxy.formats.canonical import ChatRequest
 from spendgate_proxy.formats.cursor import normalise_cursor_request
 from spendgate_proxy.formats.detect import detect_shape
 from spendgate_proxy.http.exchange import Exchange
-from spendgate_proxy.http.inbound import authenticate, parse_json, prefix_fields
+from spendgate_proxy.http.inbound import UnknownVirtualKey, authenticate, authenticate_again, parse_json, prefix_fields
 
 
 def parse_cursor_body(body: dict[str, Any], *, max_tokens_floor: int | None) -> ChatRequest:
@@ -71,7 +71,10 @@ async def cursor_core(request: Exchange) -> Any:
     headers = request.headers
     settings = state.settings.cursor
     try:
-        principal = authenticate(state.keys, headers)
+        try:
+            principal = authenticate(state.keys, headers)
+        except UnknownVirtualKey as unknown:  # a key created a moment ago still works
+            principal = await authenticate_again(state, unknown)
         prefix = prefix_fields(request.attrs)
         raw = await request.read_body(state.max_body)
         body = parse_json(raw)

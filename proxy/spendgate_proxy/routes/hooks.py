@@ -22,7 +22,7 @@ from aiohttp import web
 
 from spendgate_proxy.attribution.hook_window import HookAttribution, developer_of
 from spendgate_proxy.errors import CORS_HEADERS, BadRequest, ProxyError
-from spendgate_proxy.http.inbound import authenticate, read_json
+from spendgate_proxy.http.inbound import UnknownVirtualKey, authenticate, authenticate_again, read_json
 from spendgate_proxy.state import STATE
 
 MAX_REPORT_BYTES = 16 * 1024
@@ -98,7 +98,10 @@ async def cursor_hook(request: web.Request) -> web.Response:
     """``POST /hooks/cursor``: authenticate, validate, store the window, forward it, answer 204."""
     state = request.app[STATE]
     try:
-        principal = authenticate(state.keys, request.headers)
+        try:
+            principal = authenticate(state.keys, request.headers)
+        except UnknownVirtualKey as unknown:  # a key created a moment ago still works
+            principal = await authenticate_again(state, unknown)
         _, body = await read_json(request, MAX_REPORT_BYTES)
         report = parse_report(body)
     except ProxyError as exc:

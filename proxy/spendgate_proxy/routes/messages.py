@@ -30,7 +30,15 @@ from spendgate_proxy.formats import anthropic_messages
 from spendgate_proxy.formats.anthropic_messages import AnthropicFormatError
 from spendgate_proxy.formats.canonical import ChatRequest, ChatResponse, TextPart, Usage, response_events
 from spendgate_proxy.http.exchange import Exchange
-from spendgate_proxy.http.inbound import authenticate, parse_json, path_prefix, prefix_fields, read_json
+from spendgate_proxy.http.inbound import (
+    UnknownVirtualKey,
+    authenticate,
+    authenticate_again,
+    parse_json,
+    path_prefix,
+    prefix_fields,
+    read_json,
+)
 from spendgate_proxy.state import STATE
 
 _FORWARD = ("anthropic-beta",)
@@ -62,7 +70,10 @@ async def messages_core(request: Exchange) -> Any:
     state = request.state
     headers = request.headers
     try:
-        principal = authenticate(state.keys, headers)
+        try:
+            principal = authenticate(state.keys, headers)
+        except UnknownVirtualKey as unknown:  # a key created a moment ago still works
+            principal = await authenticate_again(state, unknown)
         prefix = prefix_fields(request.attrs)
         raw = await request.read_body(state.max_body)
         body = parse_json(raw)
@@ -106,7 +117,10 @@ async def count_tokens(request: web.Request) -> web.Response:
     """``POST /v1/messages/count_tokens``: the provider's count, or an estimate where it has none."""
     state = request.app[STATE]
     try:
-        principal = authenticate(state.keys, request.headers)
+        try:
+            principal = authenticate(state.keys, request.headers)
+        except UnknownVirtualKey as unknown:  # a key created a moment ago still works
+            principal = await authenticate_again(state, unknown)
         path_prefix(request)  # a malformed prefix is still a 400
         _, body = await read_json(request, state.max_body)
         req = _parse(body, count=True)

@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from spendgate_proxy.errors import ProxyError
-from spendgate_proxy.http.inbound import authenticate
+from spendgate_proxy.http.inbound import UnknownVirtualKey, authenticate, authenticate_again
 from spendgate_proxy.state import STATE
 
 
@@ -17,7 +17,10 @@ async def list_models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the configured models this key may use, in OpenAI's list shape."""
     state = request.app[STATE]
     try:
-        principal = authenticate(state.keys, request.headers)
+        try:
+            principal = authenticate(state.keys, request.headers)
+        except UnknownVirtualKey as unknown:  # a key created a moment ago still works
+            principal = await authenticate_again(state, unknown)
     except ProxyError as exc:
         return exc.response()
     data = [

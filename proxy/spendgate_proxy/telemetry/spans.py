@@ -551,23 +551,29 @@ def make_sink(telemetry: Any, resource: Resource) -> RecordSink | None:
     raise ValueError(f"telemetry.protocol: unsupported OTLP protocol {protocol!r} (grpc or http/protobuf)")
 
 
-def proxy_resource(service_name: str) -> Resource:
-    """The proxy's OTel resource: service name (``OTEL_SERVICE_NAME`` wins) and this instance."""
+def proxy_resource(service_name: str, proxy_id: str | None = None) -> Resource:
+    """The proxy's OTel resource: service name (``OTEL_SERVICE_NAME`` wins), this instance and, when
+    given, its control-plane id (``spendgate.proxy.id``: the collector lists proxies that send spans
+    without holding a control stream)."""
     import os
 
     from opentelemetry.sdk.resources import Resource
 
-    return Resource.create(
-        {
-            "service.name": os.environ.get("OTEL_SERVICE_NAME", service_name),
-            "service.instance.id": f"{os.uname().nodename}-{os.getpid()}",
-        }
-    )
+    attributes = {
+        "service.name": os.environ.get("OTEL_SERVICE_NAME", service_name),
+        "service.instance.id": f"{os.uname().nodename}-{os.getpid()}",
+    }
+    if proxy_id:
+        attributes[A.SPENDGATE_PROXY_ID] = proxy_id
+    return Resource.create(attributes)
 
 
-def worker_from_settings(telemetry: Any, sink: RecordSink | None = None) -> SpanExportWorker | None:
-    """The span worker the telemetry settings ask for (None when the exporter is ``none``)."""
-    sink = sink or make_sink(telemetry, proxy_resource(telemetry.service_name))
+def worker_from_settings(
+    telemetry: Any, sink: RecordSink | None = None, *, proxy_id: str | None = None
+) -> SpanExportWorker | None:
+    """The span worker the telemetry settings ask for (None when the exporter is ``none``);
+    ``proxy_id`` goes on the spans' resource (``control.proxy_id_for``)."""
+    sink = sink or make_sink(telemetry, proxy_resource(telemetry.service_name, proxy_id))
     if sink is None:
         return None
     return SpanExportWorker(
