@@ -297,10 +297,13 @@ def test_a_collector_without_a_key_source_leaves_the_proxy_its_key_file(tmp_path
     asyncio.run(scenario())
 
 
-def test_standalone_proxy_is_ready_at_once_and_never_connects() -> None:
+def test_standalone_proxy_is_ready_at_once_and_never_connects(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         settings = load_config(env={"SPENDGATE_CONTROL_ENDPOINT": "off"})
-        client = await start_control(settings, KeyDirectory())
+        with caplog.at_level("WARNING", logger="spendgate.proxy.control"):
+            client = await start_control(settings, KeyDirectory())
+        (said,) = [r.getMessage() for r in caplog.records]
+        assert "control: off" in said and "budgets and key updates from a collector are NOT enforced" in said
         assert None is settings.control.endpoint
         assert await client.wait_ready(0)
         assert (True, False, 0) == (client.state.ready, client.state.should_refuse, client.subscribes)

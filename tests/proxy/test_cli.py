@@ -73,6 +73,16 @@ def test_help_lists_commands_and_examples() -> None:
         assert name in top.output
     proxy_help = runner.invoke(cli, ["proxy", "--help"])
     assert "Example:" in proxy_help.output and "--upstream" in proxy_help.output
+    assert "--control HOST:PORT|off" in proxy_help.output and "off = standalone" in proxy_help.output
+
+
+def test_the_control_flag_sets_the_endpoint_or_turns_it_off() -> None:
+    from spendgate.proxy.cli import _overrides
+    from spendgate.proxy.config import load_config
+
+    for flag, endpoint in (("off", None), ("10.0.0.9:4320", "10.0.0.9:4320"), (None, "127.0.0.1:4320")):
+        overrides = _overrides(None, None, None, None, (), None, False, flag)
+        assert load_config(overrides=overrides, env={}).control.endpoint == endpoint
 
 
 def test_proxy_config_error_is_one_clear_line(tmp_path: Path) -> None:
