@@ -77,8 +77,8 @@ def test_help_lists_commands_and_examples() -> None:
 
 
 def test_the_control_flag_sets_the_endpoint_or_turns_it_off() -> None:
-    from spendgate.proxy.cli import _overrides
-    from spendgate.proxy.config import load_config
+    from spendgate_proxy.cli import _overrides
+    from spendgate_proxy.config import load_config
 
     for flag, endpoint in (("off", None), ("10.0.0.9:4320", "10.0.0.9:4320"), (None, "127.0.0.1:4320")):
         overrides = _overrides(None, None, None, None, (), None, False, flag)
