@@ -148,7 +148,7 @@ class _BoundedBatchSpanProcessor(BatchSpanProcessor):
     an unreachable collector would add to the host's exit (the provider calls ``shutdown()`` bare).
     """
 
-    def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MS) -> None:  # type: ignore[override]
+    def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MS) -> None:
         inner = getattr(self, "_batch_processor", None)  # SDK >= 1.33; older ones only offer the bare form
         if inner is not None and hasattr(inner, "shutdown"):
             inner.shutdown(timeout_millis)

@@ -383,7 +383,8 @@ def _chosen_tools(body: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]
     """The tools to call (or []) and whether a short text comes first (only when the model chose freely)."""
     tools = _client_tools(body)
     messages = body["messages"]
-    choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {"type": "auto"}
+    raw_choice = body.get("tool_choice")
+    choice: dict[str, Any] = raw_choice if isinstance(raw_choice, dict) else {"type": "auto"}
     if not tools or choice.get("type") == "none":
         return [], False
     last = messages[-1]
@@ -547,7 +548,7 @@ def stream_events(answer: Answer) -> tuple[list[bytes], int]:
     usage = answer.usage
     start_usage = {**usage, "output_tokens": 1}
     start_usage.pop("output_tokens_details", None)
-    message = {
+    message: dict[str, Any] = {
         "id": answer.id,
         "type": "message",
         "role": "assistant",

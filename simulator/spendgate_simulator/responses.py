@@ -407,7 +407,7 @@ def _content_deltas(digest: bytes, chunks: int, budget: int | None) -> tuple[tup
     sizes = list(_window(size_pool, int.from_bytes(digest[8:12], "big") % _POOL_SIZE, chunks))
     total = sum(sizes)
     truncated = budget is not None and budget < total
-    if truncated:
+    if budget is not None and truncated:
         kept: list[int] = []
         left = budget
         for size in sizes:
