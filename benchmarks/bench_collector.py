@@ -46,13 +46,13 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from spendgate_collector.app import Collector
 from spendgate_collector.config import CollectorConfig
-from spendgate_collector.costing import PricingStage
+from spendgate_collector.ingest.normalize import Normalizer
+from spendgate_collector.ingest.pipeline import Pipeline
 from spendgate_collector.metrics import CollectorMetrics
-from spendgate_collector.normalize import Normalizer
-from spendgate_collector.pipeline import Pipeline
 from spendgate_collector.pricing import Pricer
-from spendgate_collector.query import SpendFilter, parse_month
+from spendgate_collector.pricing.stage import PricingStage
 from spendgate_collector.store import team_daily_rollup
+from spendgate_collector.store.query import SpendFilter, parse_month
 from spendgate_collector.store.sqlite import ROLLUP_MEASURES, SQLiteStore
 from spendgate_semconv import attributes as sc
 

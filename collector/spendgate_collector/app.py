@@ -21,31 +21,31 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .alerts import DeliveryOutcome, WebhookSender
-from .api import QueryApi
-from .attribution_api import AttributionApi
-from .attribution_windows import AttributionWindows
+from .attribution.api import AttributionApi
+from .attribution.windows import AttributionWindows
 from .auth.gate import AuthGate
 from .budgets import AuditEntry, BudgetEngine, BudgetStorage, parse_webhook
-from .budgets_api import BudgetsApi
+from .budgets.api import BudgetsApi
+from .budgets.board import VerdictBoard
+from .budgets.webhooks import DeliveryOutcome, WebhookSender
 from .config import CollectorConfig, split_host_port
 from .control import ControlServer
-from .costing import PricingStage
 from .cursor_admin import CursorAdminPoller
 from .cursor_admin.config import build_poller
 from .dashboard import Dashboard
 from .dashboard.context import DashboardContext
 from .errors import ConfigError
-from .key_service import KeyService
-from .keys import KeyDirectory
-from .keys_api import KeysApi
+from .ingest.normalize import Normalizer
+from .ingest.pipeline import Pipeline
+from .keys.api import KeysApi
+from .keys.directory import KeyDirectory
+from .keys.service import KeyService
 from .metrics import CollectorMetrics
-from .normalize import Normalizer
-from .pipeline import Pipeline
 from .pricing import PriceOverridesError, Pricer, load_price_overrides
+from .pricing.stage import PricingStage
+from .query.api import QueryApi
 from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
 from .store.sqlite import SQLiteStore
-from .verdicts import VerdictBoard
 
 if TYPE_CHECKING:
     from .exporters import ExportManager
@@ -91,7 +91,7 @@ class Collector:
         self.store: SQLiteStore | None = None
         self.pipeline: Pipeline | None = None
         self.keys: KeyDirectory | None = None
-        # Key management for the API and dashboard (key_service.py); built once the store and audit table are open.
+        # Key management for the API and dashboard (keys/service.py); built once the store and audit table are open.
         self.key_service: KeyService | None = None
         self._grpc: OtlpGrpcReceiver | None = None
         self._http: OtlpHttpReceiver | None = None
@@ -104,7 +104,7 @@ class Collector:
         self.control: ControlServer | None = None
         # Cursor hook windows: proxies report them over the control plane, the normaliser stamps spans.
         self.attribution_windows = AttributionWindows()
-        # Budgets (budgets/, alerts.py): the engine that puts verdicts on the board, and webhooks.
+        # Budgets (budgets/, with budgets/webhooks.py): the engine that puts verdicts on the board, and webhooks.
         self.budgets: BudgetEngine | None = None
         self.webhooks: WebhookSender | None = None
         self._budget_timer: asyncio.Task[None] | None = None
@@ -344,7 +344,7 @@ class Collector:
         api.extra_routes.append(gate.add_routes)
         if self.budgets is not None:
             api.extra_routes.append(BudgetsApi(self.budgets, self._api_executor).add_routes)
-        # Attribution coverage and Cursor reconciliation (attribution_api.py).
+        # Attribution coverage and Cursor reconciliation (attribution/api.py).
         api.extra_routes.append(AttributionApi(self.store, self.config.db, self._api_executor).add_routes)
         if self.key_service is not None:
             keys_api = KeysApi(self.key_service, self._api_executor, proxy_public_url=self.config.proxy_public_url)

@@ -15,10 +15,9 @@ from typing import Any
 
 import click
 
-from . import env
-from .config import DEFAULT_DB, load_config
+from .config import DEFAULT_DB, env, load_config
 from .errors import CollectorError, QueryError
-from .query import DIMENSIONS, current_month
+from .store.query import DIMENSIONS, current_month
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -163,7 +162,7 @@ def report_command(
       spendgate report --month 2026-11 --coverage --by team
       spendgate report --from 2026-11-20 --to 2026-11-27 --reconcile --min-gap 5
     """
-    from . import report
+    from .query import report
 
     if as_csv and as_json:
         raise click.ClickException("--csv and --json: choose one")
@@ -208,7 +207,7 @@ def report_command(
                 else:
                     text = report.format_table(rows, report.CHARGEBACK_COLUMNS[1:5])
             else:
-                from .query import MEASURES, parse_group_by
+                from .store.query import MEASURES, parse_group_by
 
                 group_by = parse_group_by(params.get("group_by"))
                 rows = source.spend(params)
@@ -233,7 +232,8 @@ def report_command(
 
 
 def _coverage_text(body: dict[str, Any], as_csv: bool, as_json: bool) -> str:
-    from . import coverage, report
+    from .attribution import coverage
+    from .query import report
 
     if as_csv:
         return report.rows_csv(body["rows"], [*body["group_by"], *coverage.COLUMNS])
@@ -243,7 +243,8 @@ def _coverage_text(body: dict[str, Any], as_csv: bool, as_json: bool) -> str:
 
 
 def _reconcile_text(body: dict[str, Any], as_csv: bool, as_json: bool) -> str:
-    from . import reconcile, report
+    from .attribution import reconcile
+    from .query import report
 
     if as_csv:
         return report.rows_csv(body["gaps"], reconcile.COLUMNS)

@@ -32,9 +32,9 @@ import grpc
 
 from spendgate_semconv import control_pb2, control_pb2_grpc
 
-from .attribution_windows import AttributionWindows, window_from
-from .key_entries import KeyFileError, file_stamp, read_key_entries
-from .verdicts import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
+from .attribution.windows import AttributionWindows, window_from
+from .budgets.board import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
+from .keys.file import KeyFileError, file_stamp, read_key_entries
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import pytest
 
 from spendgate_collector.auth import Forbidden, Identity, Role, can_manage_budget, can_see_budget, scope_filter
 from spendgate_collector.budgets.model import parse_budget
-from spendgate_collector.query import SpendFilter
+from spendgate_collector.store.query import SpendFilter
 from spendgate_collector.store.sqlite import SQLiteStore
 from tests.collector.test_store import record
 

@@ -21,11 +21,11 @@ from spendgate_collector.budgets import (
     parse_budget,
     period_at,
 )
+from spendgate_collector.budgets.board import Scope, VerdictBoard
 from spendgate_collector.errors import StoreUnavailable
 from spendgate_collector.records import SpendRecord
 from spendgate_collector.store.base import WriteResult
 from spendgate_collector.store.sqlite import SQLiteStore
-from spendgate_collector.verdicts import Scope, VerdictBoard
 from tests.collector.spans import ns
 
 BERLIN = ZoneInfo("Europe/Berlin")

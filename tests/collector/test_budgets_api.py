@@ -12,7 +12,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from spendgate_collector.budgets_cli import budgets_group, parse_threshold
+from spendgate_collector.budgets.cli import budgets_group, parse_threshold
 from tests.collector.conftest import RunningCollector
 from tests.collector.test_budgets_collector import Traffic
 

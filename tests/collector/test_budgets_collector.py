@@ -19,7 +19,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from spendgate_collector.verdicts import Scope
+from spendgate_collector.budgets.board import Scope
 from tests.collector.conftest import RunningCollector, run_collector
 from tests.collector.spans import ours, span
 

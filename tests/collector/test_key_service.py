@@ -20,12 +20,7 @@ from spendgate.proxy.keys import KeyDirectory as ProxyKeyDirectory
 from spendgate.proxy.keys import create_key as cli_create_key
 from spendgate.proxy.keys import read_key_file
 from spendgate_collector.budgets import BudgetStorage
-from spendgate_collector.key_service import (
-    InvalidKeyRequest,
-    KeyNotFound,
-    KeyService,
-    KeysNotConfigured,
-)
+from spendgate_collector.keys.service import InvalidKeyRequest, KeyNotFound, KeyService, KeysNotConfigured
 from spendgate_collector.records import SpendRecord
 from spendgate_collector.store.sqlite import SQLiteStore
 

@@ -32,8 +32,8 @@ from spendgate.simulator import SimulatorConfig
 from spendgate.simulator import create_app as create_simulator
 from spendgate_collector.auth.identity import REQUEST_KEY, Identity, Role, allowed_roles
 from spendgate_collector.budgets import BudgetStorage
-from spendgate_collector.key_service import KeyService
-from spendgate_collector.keys_api import KeysApi
+from spendgate_collector.keys.api import KeysApi
+from spendgate_collector.keys.service import KeyService
 from spendgate_collector.store.sqlite import SQLiteStore
 from tests.collector.conftest import RunningCollector, run_collector
 from tests.support.aio_server import ServerHandle, serve_app

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from spendgate_collector.query import SpendFilter
 from spendgate_collector.store import team_daily_rollup
+from spendgate_collector.store.query import SpendFilter
 from spendgate_collector.store.sqlite import ROLLUP_MEASURES, SQLiteStore
 from tests.collector.spans import ns
 from tests.collector.test_store import record

@@ -16,13 +16,13 @@ import httpx
 import pytest
 
 from spendgate_collector.app import Collector
-from spendgate_collector.attribution_windows import PUBLISH_EVERY_NS, AttributionWindows, Window, window_from
+from spendgate_collector.attribution.windows import PUBLISH_EVERY_NS, AttributionWindows, Window, window_from
+from spendgate_collector.budgets.board import VerdictBoard
 from spendgate_collector.config import CollectorConfig
 from spendgate_collector.control import ControlServer
-from spendgate_collector.normalize import Normalizer
-from spendgate_collector.otlp import parse_export_request
+from spendgate_collector.ingest.normalize import Normalizer
+from spendgate_collector.ingest.otlp import parse_export_request
 from spendgate_collector.records import SpendRecord
-from spendgate_collector.verdicts import VerdictBoard
 from spendgate_semconv import attributes as sc
 from spendgate_semconv import control_pb2, control_pb2_grpc
 from tests.collector.spans import ns, ours, protobuf_body, span

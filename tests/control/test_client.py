@@ -16,8 +16,8 @@ import pytest
 from spendgate.proxy.config import ConfigError, load_config
 from spendgate.proxy.control import ControlClient, ControlState, start_control
 from spendgate.proxy.keys import KeyDirectory, Principal, create_key, revoke_key
+from spendgate_collector.budgets.board import ROUTE, VerdictBoard
 from spendgate_collector.control import ControlServer, verdict_message
-from spendgate_collector.verdicts import ROUTE, VerdictBoard
 from spendgate_semconv import control_pb2, control_pb2_grpc
 from tests.control.support import TcpHop, free_port, verdict, wait_until
 

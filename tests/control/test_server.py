@@ -14,9 +14,9 @@ import yaml
 
 from spendgate.proxy.keys import create_key, revoke_key
 from spendgate_collector.app import Collector
+from spendgate_collector.budgets.board import ROUTE, VerdictBoard
 from spendgate_collector.config import CollectorConfig, load_config
 from spendgate_collector.control import ControlServer
-from spendgate_collector.verdicts import ROUTE, VerdictBoard
 from spendgate_semconv import control_pb2
 from tests.control.support import Subscriber, budget_state, subscribed, verdict, wait_until
 

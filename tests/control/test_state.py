@@ -11,8 +11,8 @@ import pytest
 
 from spendgate.proxy.control import ActiveVerdict, ControlProtocolError, ControlState
 from spendgate.proxy.keys import KeyDirectory, Principal, create_key, hash_key, read_key_file
+from spendgate_collector.budgets.board import ROUTE, BudgetState
 from spendgate_collector.control import budget_state_message, verdict_message
-from spendgate_collector.verdicts import ROUTE, BudgetState
 from spendgate_semconv import control_pb2
 from tests.control.support import budget_state, verdict
 
@@ -198,7 +198,7 @@ def test_key_deltas_upsert_revoke_and_remove(tmp_path: Path) -> None:
 
 def test_key_entries_round_trip_the_key_file_fields(tmp_path: Path) -> None:
     from spendgate.proxy.control import record_from
-    from spendgate_collector.key_entries import read_key_entries
+    from spendgate_collector.keys.file import read_key_entries
 
     keys_file = tmp_path / "keys.yaml"
     create_key(keys_file, user="ana@acme.com", team="platform", cost_center="CC-1", repo="r", models=("a", "b"))

@@ -32,8 +32,8 @@ from spendgate.proxy.hook_window import HookAttribution
 from spendgate.proxy.keys import KeyDirectory, create_key
 from spendgate.proxy.spans import SDKRecordSink, SpanExportWorker
 from spendgate.proxy.state import STATE, ProxyState
+from spendgate_collector.budgets.board import ROUTE
 from spendgate_collector.control import verdict_message
-from spendgate_collector.verdicts import ROUTE
 from spendgate_semconv import attributes as A
 from spendgate_semconv import control_pb2
 from tests.control.support import verdict

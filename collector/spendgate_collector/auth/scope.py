@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..budgets.model import Budget
-from ..query import SpendFilter
+from ..store.query import SpendFilter
 from .errors import Forbidden
 from .identity import Identity, Role
 

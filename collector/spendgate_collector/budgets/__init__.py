@@ -2,7 +2,8 @@
 
 ``model`` (what a budget and an override are, and their validation), ``periods`` (day / ISO week /
 calendar month in a time zone), ``storage`` (the SQLite tables), ``engine`` (totals, transitions,
-verdicts). ``budgets_api.py`` and ``budgets_cli.py`` manage them; ``alerts.py`` posts transitions.
+verdicts), ``board`` (the verdicts and budget states proxies receive). ``api`` (HTTP routes) and
+``cli`` (``spendgate budgets``) manage them; ``webhooks`` posts transitions.
 """
 
 from __future__ import annotations

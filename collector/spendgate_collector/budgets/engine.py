@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo
 
 from ..records import SpendRecord
 from ..store.base import SpendStore, WriteResult
-from ..verdicts import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
+from .board import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
 from .model import (
     LIFT,
     OK,
@@ -105,7 +105,7 @@ class Transition:
         return self.budget.thresholds[self.to_level - 1] if self.to_level else None
 
     def event(self) -> dict[str, Any]:
-        """The generic webhook payload (``alerts.py`` derives the Slack text from it)."""
+        """The generic webhook payload (``webhooks.py`` derives the Slack text from it)."""
         spend = self.spend_nanos / NANOS_PER_USD
         return {
             "event": "budget.transition",

@@ -11,13 +11,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..blocking import run_blocking
+from ..http.blocking import run_blocking
 from .render import Renderer
 
 if TYPE_CHECKING:
     from ..budgets import BudgetEngine
     from ..control import ProxyConnection
-    from ..key_service import KeyService
+    from ..keys.service import KeyService
     from ..store.base import SpendStore
 
 T = TypeVar("T")

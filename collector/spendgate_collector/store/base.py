@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..query import SpendFilter
 from ..records import SpendRecord
+from .query import SpendFilter
 
 Row = dict[str, Any]
 
@@ -81,11 +81,11 @@ class SpendStore(Protocol):
         ...
 
     def coverage(self, flt: SpendFilter, group_by: Sequence[str] = ()) -> list[Row]:
-        """Sums by ``group_by`` x ``repo_source`` x ``attributed`` (has a repo: 1/0), for ``coverage.py``."""
+        """Sums by ``group_by`` x ``repo_source`` x ``attributed`` (has a repo: 1/0) (``attribution/coverage.py``)."""
         ...
 
     def developer_hours(self, start_hour: int, end_hour: int, developers: Sequence[str] | None = None) -> list[Row]:
-        """Gateway calls per Unix hour (of the call's start) and lowercased developer, for ``reconcile.py``."""
+        """Gateway calls per Unix hour (of the call's start) and lowercased developer (reconciliation)."""
         ...
 
     def stats(self) -> StoreStats:

@@ -1,7 +1,7 @@
 """The coverage rollup: spend per UTC day x developer x team x cost centre x repo source x has-a-repo.
 
 It answers "what share of spend has a repository, and which attribution source gave it"
-(``coverage.py``, ``GET /api/coverage``) from a few rows per developer-day. The daily rollup cannot:
+(``attribution/coverage.py``, ``GET /api/coverage``) from a few rows per developer-day. The daily rollup cannot:
 it is keyed by the repo itself, not by how the repo was found. The table is updated inside the spend
 transaction from exactly the rows inserted, like the other rollups, and kept forever.
 

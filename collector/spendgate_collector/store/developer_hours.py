@@ -1,6 +1,6 @@
 """Gateway calls per UTC hour x developer: what reconciliation compares with Cursor's own usage data.
 
-Reconciliation (``reconcile.py``) asks, per developer and hour, how many calls the gateway saw. The
+Reconciliation (``attribution/reconcile.py``) asks, per developer and hour, how many calls the gateway saw. The
 raw rows could answer it, but a month of them is millions of rows to scan and retention deletes
 them; this table is one row per active developer-hour, updated inside the spend transaction from
 exactly the rows inserted, and kept forever.

@@ -36,10 +36,10 @@ from typing import Any
 import sqlite_utils
 
 from ..errors import StoreUnavailable
-from ..query import CHARGEBACK_DIMENSIONS, DIMENSIONS, SpendFilter
 from ..records import SpendRecord
 from . import coverage_rollup, developer_hours, key_usage, rollup_tables, team_daily_rollup
 from .base import CompanionWrites, Row, StoreStats, WriteResult
+from .query import CHARGEBACK_DIMENSIONS, DIMENSIONS, SpendFilter
 
 logger = logging.getLogger(__name__)
 

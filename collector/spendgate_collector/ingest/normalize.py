@@ -25,10 +25,10 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 
 from spendgate_semconv import attributes as sc
 
-from .attribution_windows import AttributionWindows
-from .keys import KeyDirectory
+from ..attribution.windows import AttributionWindows
+from ..keys.directory import KeyDirectory
+from ..records import SpendRecord
 from .otlp import STATUS_CODE_ERROR, AttributeReader
-from .records import SpendRecord
 
 # Pre-1.37 GenAI names still emitted by older instrumentations. Not in spendgate's semconv because
 # spendgate never emits them; defined here rather than imported from opentelemetry-semconv's
@@ -181,7 +181,7 @@ class Normalizer:
     def __init__(self, keys: KeyDirectory | None = None, windows: AttributionWindows | None = None) -> None:
         self._keys = keys
         self._windows = windows
-        """Cursor hook windows (attribution_windows.py): repo for spans that arrived without a strong one."""
+        """Cursor hook windows (attribution/windows.py): repo for spans that arrived without a strong one."""
         self._span_attributes = AttributeReader(_wanted_on_span)
         self._resource_attributes = AttributeReader(_RESOURCE_KEYS.__contains__, cache_max=1024)
 

@@ -31,11 +31,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .cursor_admin import byok, daily_usage
-from .cursor_admin.state import TABLE as STATE_TABLE
-from .errors import QueryError
-from .query import SpendFilter, current_month, parse_filter
-from .store.base import SpendStore
+from ..cursor_admin import byok, daily_usage
+from ..cursor_admin.state import TABLE as STATE_TABLE
+from ..errors import QueryError
+from ..store.base import SpendStore
+from ..store.query import SpendFilter, current_month, parse_filter
 
 PARAMS = frozenset({"from", "to", "month", "developer", "team", "min_gap", "tolerance", "settle_hours"})
 """Query parameters ``GET /api/reconcile`` accepts."""

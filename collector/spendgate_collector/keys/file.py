@@ -1,7 +1,7 @@
 """The keys YAML as control-plane ``KeyEntry`` messages: what the collector streams to proxies as the key directory.
 
 The file is the one ``spendgate keys`` writes (``version: 1``, ``keys: [...]``, hashes only). Unlike
-``keys.py``, which keeps just the principal for attributing spans, this reads every field a proxy
+``directory.py``, which keeps just the principal for attributing spans, this reads every field a proxy
 needs to authenticate: hash, prefix, allowed models, expiry, disabled and revoked. The proxy's own
 reader lives in the proxy package; the two share only the file format and the wire.
 """

@@ -32,7 +32,7 @@ class _Api:
         import httpx
 
         self._base = base_url.rstrip("/")
-        from .auth.client import admin_token_headers
+        from ..auth.client import admin_token_headers
 
         headers = {ACTOR_HEADER: actor, **admin_token_headers()}
         self._client = httpx.Client(base_url=self._base, timeout=30.0, headers=headers)

@@ -2,7 +2,7 @@
 
 The keys file is the one source of truth: the same YAML ``spendgate keys`` writes, the one the
 control plane streams to every proxy (``control.py`` re-reads it within ``keys_poll_s``) and the
-one attribution reads (``keys.py``). ``KeyService`` writes it exactly as the CLI does (same format,
+one attribution reads (``keys/directory.py``). ``KeyService`` writes it exactly as the CLI does (same format,
 same ``<file>.lock`` advisory lock, atomic replace), so the CLI, the API and the dashboard can all
 change keys at once without losing an update. The proxy and the collector share only the file
 format, so the few lines that write it are repeated here rather than imported from the proxy.
@@ -42,11 +42,11 @@ from typing import Any
 
 import yaml
 
-from .auth.errors import Forbidden
-from .auth.identity import Identity, Role
-from .budgets import AuditEntry
-from .errors import CollectorError
-from .key_entries import KeyFileError, entry_from, file_stamp
+from ..auth.errors import Forbidden
+from ..auth.identity import Identity, Role
+from ..budgets import AuditEntry
+from ..errors import CollectorError
+from .file import KeyFileError, entry_from, file_stamp
 
 logger = logging.getLogger(__name__)
 

@@ -32,12 +32,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .api_body import ACTOR_HEADER, MAX_ACTOR, audit_actor, read_json_object
-from .auth import ALL_ROLES, Forbidden, Identity, Role, allow, can_see_budget, require_manage_budget
-from .auth.identity import identity_of
-from .blocking import run_blocking
-from .budgets import BudgetEngine, BudgetError, BudgetNotFound
-from .budgets.model import Budget, parse_budget
+from ..auth import ALL_ROLES, Forbidden, Identity, Role, allow, can_see_budget, require_manage_budget
+from ..auth.identity import identity_of
+from ..http.blocking import run_blocking
+from ..http.body import ACTOR_HEADER, MAX_ACTOR, audit_actor, read_json_object
+from . import BudgetEngine, BudgetError, BudgetNotFound
+from .model import Budget, parse_budget
 
 DEFAULT_ACTOR = "api"
 MAX_BODY_BYTES = 256 * 1024
