@@ -23,8 +23,9 @@ from aiohttp import web
 
 from .attribution.api import AttributionApi
 from .attribution.windows import AttributionWindows
+from .audit import AuditEntry, AuditLog
 from .auth.gate import AuthGate
-from .budgets import AuditEntry, BudgetEngine, BudgetStorage, parse_webhook
+from .budgets import BudgetEngine, BudgetStorage, parse_webhook
 from .budgets.api import BudgetsApi
 from .budgets.board import VerdictBoard
 from .budgets.webhooks import DeliveryOutcome, WebhookSender
@@ -91,6 +92,8 @@ class Collector:
         self.store: SQLiteStore | None = None
         self.pipeline: Pipeline | None = None
         self.keys: KeyDirectory | None = None
+        # The audit log (audit.py): budgets, keys and webhook deliveries write who did what to it.
+        self.audit: AuditLog | None = None
         # Key management for the API and dashboard (keys/service.py); built once the store and audit table are open.
         self.key_service: KeyService | None = None
         self._grpc: OtlpGrpcReceiver | None = None
@@ -189,11 +192,15 @@ class Collector:
             self.store = SQLiteStore(cfg.db, synchronous=cfg.sqlite_synchronous)
         except Exception as exc:
             raise ConfigError(f"db: cannot open {cfg.db}: {exc}") from exc
+        try:
+            self.audit = await asyncio.to_thread(AuditLog, cfg.db)
+        except Exception as exc:
+            raise ConfigError(f"db: cannot open the audit log in {cfg.db}: {exc}") from exc
         await self._start_budgets()
         assert self.budgets is not None
         self.key_service = KeyService(
             cfg.keys_file,
-            audit=self.budgets.storage.add_audit,
+            audit=self.audit.add,
             last_used=self.store.key_last_used,
             self_serve_max_days=cfg.keys_self_serve_max_days,
         )
@@ -270,8 +277,9 @@ class Collector:
 
     async def _start_budgets(self) -> None:
         """Open the budget tables, load budgets (then the config's), start webhooks and the timer."""
-        assert self.store is not None
+        assert self.store is not None and self.audit is not None
         cfg = self.config
+        audit = self.audit
         try:
             storage = await asyncio.to_thread(BudgetStorage, cfg.db)
         except Exception as exc:
@@ -287,7 +295,7 @@ class Collector:
                 "transition": {k: outcome.event.get(k) for k in ("from", "to", "cause", "period_start", "at")},
             }
             entry = AuditEntry(time.time_ns(), "spendgate", f"webhook.{outcome.outcome}", outcome.budget_id, details)
-            await asyncio.to_thread(storage.add_audit, [entry])
+            await asyncio.to_thread(audit.add, [entry])
 
         self.webhooks = WebhookSender([parse_webhook(w) for w in cfg.webhooks], on_outcome=record)
         await self.webhooks.start()
@@ -343,7 +351,8 @@ class Collector:
         api.middlewares.append(gate.middleware)
         api.extra_routes.append(gate.add_routes)
         if self.budgets is not None:
-            api.extra_routes.append(BudgetsApi(self.budgets, self._api_executor).add_routes)
+            assert self.audit is not None
+            api.extra_routes.append(BudgetsApi(self.budgets, self.audit, self._api_executor).add_routes)
         # Attribution coverage and Cursor reconciliation (attribution/api.py).
         api.extra_routes.append(AttributionApi(self.store, self.config.db, self._api_executor).add_routes)
         if self.key_service is not None:
@@ -372,6 +381,7 @@ class Collector:
             self.store,
             self._api_executor,
             budgets=self.budgets,
+            audit=self.audit,
             proxies=lambda: self.control.connected() if self.control is not None else [],
             keys=self.key_service,
             proxy_public_url=self.config.proxy_public_url,
@@ -419,6 +429,8 @@ class Collector:
                 self.store.close()
             if self.budgets is not None:
                 self.budgets.storage.close()
+            if self.audit is not None:
+                self.audit.close()
             self._stopped = True
             logger.info("collector stopped")
 

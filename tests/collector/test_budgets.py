@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from spendgate_collector.audit import AuditLog
 from spendgate_collector.budgets import (
     BudgetEngine,
     BudgetError,
@@ -141,7 +142,7 @@ class Clock:
 
 
 class Harness:
-    """A store, a board and an engine on one SQLite file, with a fake clock and the transitions seen."""
+    """A store, a board, an engine and the audit log on one SQLite file, with a fake clock and the transitions seen."""
 
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path = path
@@ -151,6 +152,7 @@ class Harness:
         self.transitions: list[Transition] = []
         self.engine = BudgetEngine(BudgetStorage(path), self.board, notify=self.transitions.append, clock=clock)
         self.engine.open()
+        self.audit = AuditLog(path)
         self._next = 0
 
     def record(
@@ -180,6 +182,7 @@ class Harness:
         return sorted(v.id for v in self.board.snapshot()[1])
 
     def close(self) -> None:
+        self.audit.close()
         self.engine.storage.close()
         self.store.close()
 
@@ -320,7 +323,7 @@ def test_lift_override_removes_the_verdict_until_it_expires(h: Harness, clock: C
         ("platform", "pause", "ok", "override"),
         ("platform", "ok", "pause", "override_expired"),
     ] == h.moves()
-    actions = [e["action"] for e in h.engine.storage.audit(budget_id="platform")]
+    actions = [e["action"] for e in h.audit.read(budget_id="platform")]
     assert ["budget.transition", "override.expired", "budget.transition", "override.created"] == actions[:4]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from spendgate_collector.budgets.engine import usd
+from spendgate_collector.money import usd
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_API = "http://127.0.0.1:8788"

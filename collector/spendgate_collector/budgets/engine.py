@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..audit import AuditEntry
+from ..money import NANOS_PER_USD, describe_spend
 from ..records import SpendRecord
 from ..store.base import SpendStore, WriteResult
 from .board import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
@@ -64,11 +66,10 @@ from .model import (
     parse_override,
 )
 from .periods import Period, period_at
-from .storage import AuditEntry, BudgetStorage
+from .storage import BudgetStorage
 
 logger = logging.getLogger(__name__)
 
-NANOS_PER_USD = 1_000_000_000
 DEFAULT_STATE_REFRESH_S = 5.0
 """Seconds between two spend-driven republishings of one budget's state (transitions go at once)."""
 ENGINE_ACTOR = "spendgate"
@@ -121,7 +122,7 @@ class Transition:
             "period_start": self.period.start_iso,
             "period_end": self.period.end.isoformat(),
             "at": iso_ns(self.at_ns),
-            "reason": describe_spend(self.budget, self.spend_nanos, self.limit_usd),
+            "reason": _describe(self.budget, self.spend_nanos, self.limit_usd),
         }
 
 
@@ -131,21 +132,9 @@ def _percent(spend_nanos: int, limit_usd: float | None) -> float | None:
     return round(spend_nanos / (limit_usd * NANOS_PER_USD) * 100, 1)
 
 
-def usd(value: float) -> str:
-    """Dollars for people: cents for real budgets, more digits for tiny ones ($0.0023, not $0.00)."""
-    if value != 0 and abs(value) < 1:
-        return f"${value:,.4f}"
-    return f"${value:,.2f}"
-
-
-def describe_spend(budget: Budget, spend_nanos: int, limit_usd: float | None) -> str:
+def _describe(budget: Budget, spend_nanos: int, limit_usd: float | None) -> str:
     """``team platform spent $123.40 of its $100.00 monthly budget (123 %)``."""
-    spend = spend_nanos / NANOS_PER_USD
-    adjective = PERIOD_ADJECTIVE[budget.period]
-    if limit_usd is None:
-        return f"{budget.describe_scope()} spent {usd(spend)} of its {adjective} budget (lifted by an override)"
-    percent = round(spend_nanos / (limit_usd * NANOS_PER_USD) * 100)
-    return f"{budget.describe_scope()} spent {usd(spend)} of its {usd(limit_usd)} {adjective} budget ({percent} %)"
+    return describe_spend(budget.describe_scope(), PERIOD_ADJECTIVE[budget.period], spend_nanos, limit_usd)
 
 
 def override_hint(budget: Budget) -> str:
@@ -589,7 +578,7 @@ class BudgetEngine:
 
     def _verdict(self, live: _Live, vid: str, t: Threshold, limit: float | None) -> Verdict:
         b = live.budget
-        reason = describe_spend(b, live.spend_nanos, limit)
+        reason = _describe(b, live.spend_nanos, limit)
         if t.action == ROUTE:
             reason += f"; {t.route_from or 'every model'} is served as {t.route_to} until the period ends"
         return Verdict(

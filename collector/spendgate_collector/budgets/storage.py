@@ -11,7 +11,8 @@ Tables (created here, beside the spend tables of ``store/sqlite.py``):
   spend that is stored, whatever crashes when.
 - ``budget_state``: the last state per budget (level, state name, period, since), so a restart
   neither repeats nor loses a transition.
-- ``audit``: every budget change, override, transition and webhook outcome, with actor and details.
+
+Every change here writes its line to the collector's audit log (``audit.py``) in the same transaction.
 
 This object has its own connection (the store's writer connection belongs to the pipeline thread);
 a lock serialises its use across threads. ``BEGIN IMMEDIATE`` makes each of its writes wait for, and
@@ -29,8 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..audit import DDL as AUDIT_DDL
+from ..audit import INSERT as _INSERT_AUDIT
+from ..audit import AuditEntry
 from ..errors import StoreUnavailable
-from .model import Budget, Override, iso_ns
+from .model import Budget, Override
 from .periods import Period
 
 BUSY_TIMEOUT_MS = 10_000
@@ -51,10 +55,7 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS budget_state (
         budget_id TEXT PRIMARY KEY, period_start_ns INTEGER NOT NULL, level INTEGER NOT NULL,
         state TEXT NOT NULL, since_ns INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at_ns INTEGER NOT NULL, actor TEXT NOT NULL,
-        action TEXT NOT NULL, budget_id TEXT, details TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS audit_budget ON audit (budget_id, id)",
+    *AUDIT_DDL,
 )
 
 _UPSERT_TOTAL = (
@@ -67,24 +68,9 @@ _UPSERT_STATE = (
     "ON CONFLICT (budget_id) DO UPDATE SET period_start_ns = excluded.period_start_ns, level = excluded.level, "
     "state = excluded.state, since_ns = excluded.since_ns"
 )
-_INSERT_AUDIT = "INSERT INTO audit (at_ns, actor, action, budget_id, details) VALUES (?, ?, ?, ?, ?)"
 
 Statement = tuple[str, Sequence[Sequence[Any]]]
 """SQL and its parameter rows, run with ``executemany`` inside someone else's transaction."""
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One line of the audit table."""
-
-    at_ns: int
-    actor: str
-    action: str
-    budget_id: str | None
-    details: Mapping[str, Any]
-
-    def row(self) -> tuple[Any, ...]:
-        return (self.at_ns, self.actor, self.action, self.budget_id, json.dumps(self.details, sort_keys=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,42 +251,6 @@ class BudgetStorage:
         with self._transaction() as cur:
             cur.executemany(_UPSERT_STATE, list(states))
             cur.executemany(_INSERT_AUDIT, [a.row() for a in audit])
-
-    def add_audit(self, entries: Iterable[AuditEntry]) -> None:
-        with self._transaction() as cur:
-            cur.executemany(_INSERT_AUDIT, [a.row() for a in entries])
-
-    def audit(
-        self, *, budget_id: str | None = None, action: str | None = None, limit: int = 100, before_id: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Audit lines, newest first."""
-        where, params = ["1"], []
-        if budget_id is not None:
-            where.append("budget_id = ?")
-            params.append(budget_id)
-        if action is not None:
-            where.append("(action = ? OR action LIKE ?)")
-            params.extend([action, action + ".%"])
-        if before_id is not None:
-            where.append("id < ?")
-            params.append(before_id)
-        rows = self._read(
-            "SELECT id, at_ns, actor, action, budget_id, details FROM audit WHERE "
-            + " AND ".join(where)
-            + " ORDER BY id DESC LIMIT ?",
-            [*params, limit],
-        )
-        return [
-            {
-                "id": row[0],
-                "at": iso_ns(row[1]),
-                "actor": row[2],
-                "action": row[3],
-                "budget_id": row[4],
-                "details": json.loads(row[5]),
-            }
-            for row in rows
-        ]
 
     @staticmethod
     def ingest_statements(

@@ -42,9 +42,9 @@ from typing import Any
 
 import yaml
 
+from ..audit import AuditEntry, AuditSink
 from ..auth.errors import Forbidden
 from ..auth.identity import Identity, Role
-from ..budgets import AuditEntry
 from ..errors import CollectorError
 from .file import KeyFileError, entry_from, file_stamp
 
@@ -66,8 +66,6 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
-AuditSink = Callable[[Sequence[AuditEntry]], None]
-"""Writes audit lines (``BudgetStorage.add_audit``: the collector's one audit table)."""
 LastUsedSource = Callable[[Sequence[str]], Mapping[str, int]]
 """``{key_id: start_ns of its latest call}`` for the given ids (``SQLiteStore.key_last_used``)."""
 

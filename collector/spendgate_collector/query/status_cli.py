@@ -14,7 +14,7 @@ import httpx
 import orjson
 
 from spendgate_collector.auth.client import admin_token_headers
-from spendgate_collector.budgets.engine import usd
+from spendgate_collector.money import usd
 
 DEFAULT_API = "http://127.0.0.1:8788"
 
