@@ -39,7 +39,7 @@ from .errors import ConfigError
 from .ingest.normalize import Normalizer
 from .ingest.pipeline import Pipeline
 from .keys.api import KeysApi
-from .keys.directory import KeyDirectory
+from .keys.file import KeyDirectory
 from .keys.service import KeyService
 from .metrics import CollectorMetrics
 from .pricing import PriceOverridesError, Pricer, load_price_overrides

@@ -32,7 +32,7 @@ from spendgate.simulator.cursor_admin import day_ms, usage_event
 from spendgate_collector.cli import report_command
 from spendgate_collector.cursor_admin import event_to_record
 from spendgate_collector.errors import StoreUnavailable
-from spendgate_collector.keys.directory import Principal
+from spendgate_collector.keys.file import Principal
 from spendgate_collector.store.query import SpendFilter, parse_month
 from spendgate_collector.store.sqlite import SQLiteStore
 from spendgate_semconv import attributes as sc

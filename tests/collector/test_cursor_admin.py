@@ -23,7 +23,7 @@ from spendgate_collector.cursor_admin import (
     event_ids,
     event_to_record,
 )
-from spendgate_collector.keys.directory import Principal
+from spendgate_collector.keys.file import Principal
 from spendgate_collector.records import SpendRecord
 from spendgate_collector.store.query import SpendFilter
 from spendgate_collector.store.sqlite import SQLiteStore
@@ -379,7 +379,7 @@ def day_ms_date(text: str) -> Any:
 
 
 def test_key_directory_finds_the_principal_by_email(tmp_path: Path) -> None:
-    from spendgate_collector.keys.directory import KeyDirectory
+    from spendgate_collector.keys.file import KeyDirectory
 
     keys = tmp_path / "keys.yaml"
     keys.write_text(

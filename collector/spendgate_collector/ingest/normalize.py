@@ -26,7 +26,7 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from spendgate_semconv import attributes as sc
 
 from ..attribution.windows import AttributionWindows
-from ..keys.directory import KeyDirectory
+from ..keys.file import KeyDirectory
 from ..records import SpendRecord
 from .otlp import STATUS_CODE_ERROR, AttributeReader
 
