@@ -27,10 +27,9 @@ from .audit import AuditEntry, AuditLog
 from .auth.gate import AuthGate
 from .budgets import BudgetEngine, BudgetStorage, parse_webhook
 from .budgets.api import BudgetsApi
-from .budgets.board import VerdictBoard
 from .budgets.webhooks import DeliveryOutcome, WebhookSender
 from .config import CollectorConfig, split_host_port
-from .control import ControlServer
+from .control import ControlLog, ControlServer
 from .cursor_admin import CursorAdminPoller
 from .cursor_admin.config import build_poller
 from .dashboard import Dashboard
@@ -101,9 +100,10 @@ class Collector:
         self._api_runner: web.AppRunner | None = None
         self._api_executor: ThreadPoolExecutor | None = None
         self._api_port: int | None = None
-        # The verdict board budgets write and the control plane streams; built here so budgets
-        # can be wired to it before start().
-        self.verdicts = VerdictBoard()
+        # What proxies converge to (keys, verdicts, budget states, hook windows): budgets publish
+        # into it and the control plane streams it. Built here, so budgets can be wired to it
+        # before start() and its epoch is this collector's lifetime.
+        self.control_log = ControlLog()
         self.control: ControlServer | None = None
         # Cursor hook windows: proxies report them over the control plane, the normaliser stamps spans.
         self.attribution_windows = AttributionWindows()
@@ -238,7 +238,7 @@ class Collector:
         if cfg.control is not None:
             self.control = ControlServer(
                 cfg.control,
-                self.verdicts,
+                self.control_log,
                 cfg.keys_file,
                 heartbeat_s=cfg.control_heartbeat_s,
                 windows=self.attribution_windows,
@@ -302,7 +302,7 @@ class Collector:
         webhooks = self.webhooks
         self.budgets = BudgetEngine(
             storage,
-            self.verdicts,
+            self.control_log,
             default_timezone=cfg.default_timezone,
             notify=lambda transition: webhooks.notify(transition.event()),
             clock=_budget_clock(cfg.clock_offset_s),

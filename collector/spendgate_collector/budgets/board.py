@@ -1,28 +1,22 @@
-"""The verdict board: the versioned set of pause / route verdicts (and budget states) pushed to proxies.
+"""What budgets put on the board proxies enforce: pause / route verdicts and budget states, and where they go.
 
 Budget states ride along so proxies can tell clients where their budget stands (response
 headers); the engine refreshes them at most every few seconds per budget, never per span.
 
-Budgets write to it (from the pipeline's writer thread); the control-plane server reads it (on the
-event loop) and streams a snapshot, then every change, to each subscribed proxy. Each change bumps
-one global version, so a proxy that reconnects says the last version it applied and receives only
-what it missed, or a fresh snapshot when the board no longer holds that far back.
-
-Thread-safety: every method takes one lock; waiters on an asyncio loop are woken with
-``call_soon_threadsafe``, so writers never block on readers.
+The engine publishes each change it makes to a ``Board``: in the collector, the control plane's
+``ControlLog`` (``control.py``), which gives every change one version in the single sequence it
+streams to proxies (keys and Cursor hook windows share it) and keeps the history resuming proxies
+read. This module holds only the vocabulary, so the engine does not depend on the control plane.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 PAUSE = "pause"
 ROUTE = "route"
-MAX_HISTORY = 10_000
-"""Changes kept for resuming subscribers; older resumes get a snapshot instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,105 +93,20 @@ class BudgetState:
     """True while a ``lift`` override is active."""
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One versioned change: verdicts put in force (or replaced), verdict ids lifted, budget states."""
+class Board(Protocol):
+    """Where the budget engine publishes verdicts and budget states (``control.ControlLog`` in the collector)."""
 
-    version: int
-    upserts: tuple[Verdict, ...] = ()
-    removals: tuple[str, ...] = ()
-    budgets: tuple[BudgetState, ...] = ()
-    budgets_removed: tuple[str, ...] = ()
-
-
-@dataclass
-class VerdictBoard:
-    """Versioned verdicts with a bounded change history and asyncio waiters."""
-
-    max_history: int = MAX_HISTORY
-    _verdicts: dict[str, Verdict] = field(default_factory=dict)
-    _budgets: dict[str, BudgetState] = field(default_factory=dict)
-    _history: deque[Change] = field(default_factory=deque)
-    _version: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    def apply(
+    def publish(
         self,
-        upserts: tuple[Verdict, ...] = (),
-        removals: tuple[str, ...] = (),
+        upserts: Sequence[Verdict] = (),
+        removals: Sequence[str] = (),
         *,
-        budgets: tuple[BudgetState, ...] = (),
-        budgets_removed: tuple[str, ...] = (),
+        budgets: Sequence[BudgetState] = (),
+        budgets_removed: Sequence[str] = (),
     ) -> int:
         """Put ``upserts`` in force, lift ``removals`` and set budget states as one change; returns the version.
 
         A change that alters nothing (same verdicts and states, unknown ids) does not bump the version.
+        Called from any thread (the pipeline's writer, API threads, the budget timer).
         """
-        with self._lock:
-            ups = tuple(v for v in upserts if self._verdicts.get(v.id) != v)
-            rms = tuple(i for i in removals if i in self._verdicts and i not in {v.id for v in ups})
-            b_ups = tuple(b for b in budgets if self._budgets.get(b.budget_id) != b)
-            b_rms = tuple(i for i in budgets_removed if i in self._budgets and i not in {b.budget_id for b in b_ups})
-            if not (ups or rms or b_ups or b_rms):
-                return self._version
-            for v in ups:
-                self._verdicts[v.id] = v
-            for i in rms:
-                del self._verdicts[i]
-            for b in b_ups:
-                self._budgets[b.budget_id] = b
-            for i in b_rms:
-                del self._budgets[i]
-            self._version += 1
-            self._history.append(Change(self._version, ups, rms, b_ups, b_rms))
-            while len(self._history) > self.max_history:
-                self._history.popleft()
-            waiters, self._waiters = self._waiters, []
-            version = self._version
-        for loop, event in waiters:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(event.set)
-        return version
-
-    def snapshot(self) -> tuple[int, list[Verdict]]:
-        """The version and every verdict in force."""
-        with self._lock:
-            return self._version, list(self._verdicts.values())
-
-    def state(self) -> tuple[int, list[Verdict], list[BudgetState]]:
-        """The version, every verdict in force and every budget state, read together."""
-        with self._lock:
-            return self._version, list(self._verdicts.values()), list(self._budgets.values())
-
-    def changes_since(self, version: int) -> list[Change] | None:
-        """Changes after ``version`` in order; None when the history no longer reaches back that far."""
-        with self._lock:
-            if version > self._version:
-                return None  # a subscriber from another board's lifetime (collector restarted)
-            if version == self._version:
-                return []
-            if not self._history or self._history[0].version > version + 1:
-                return None
-            return [c for c in self._history if c.version > version]
-
-    async def wait_changed(self, version: int, timeout: float) -> bool:
-        """Wait until the board is past ``version`` or ``timeout`` seconds pass; True when it changed."""
-        event = asyncio.Event()
-        waiter = (asyncio.get_running_loop(), event)
-        with self._lock:
-            if self._version > version:
-                return True
-            self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            with self._lock:  # heartbeats time out often: leave no waiter behind
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-            return self._version > version
-        return True
+        ...

@@ -1,6 +1,6 @@
 """The budget engine: running totals per budget and period, threshold transitions, verdicts on the board.
 
-    engine = BudgetEngine(BudgetStorage(db_path), board, notify=sender.notify)
+    engine = BudgetEngine(BudgetStorage(db_path), control_log, notify=sender.notify)
     engine.open()                          # load budgets, overrides, totals and last states
     result = engine.write(store, records)  # the pipeline's store write, with budget totals in it
     engine.tick()                          # every few seconds: new periods, expired overrides
@@ -30,9 +30,13 @@ every batch, so it is republished at most every ``state_refresh_s`` per budget (
 spend moved sooner is marked dirty and sent by ``tick``); a transition, a new period, an override
 or a budget edit publishes at once. The stream so carries O(budgets / refresh) updates, not O(spans).
 
+**The board** is where each operation's verdict and state changes go, as one change: the control
+plane's ``ControlLog`` (``board.Board``), which versions it for the proxies.
+
 Thread-safety: one lock. The pipeline's writer thread holds it across the store write (so no budget
 change can fall between computing a batch's deltas and applying them); API threads and the timer
-take it for their changes. The lock is always taken before any SQLite lock, so they cannot deadlock.
+take it for their changes. The lock is always taken before any SQLite lock or the board's own lock,
+so they cannot deadlock, and changes reach the board in the order the engine made them.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from ..audit import AuditEntry
 from ..money import NANOS_PER_USD, describe_spend
 from ..records import SpendRecord
 from ..store.base import SpendStore, WriteResult
-from .board import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
+from .board import PAUSE, ROUTE, Board, BudgetState, Scope, Verdict
 from .model import (
     LIFT,
     OK,
@@ -236,7 +240,7 @@ class BudgetEngine:
     def __init__(
         self,
         storage: BudgetStorage,
-        board: VerdictBoard,
+        board: Board,
         *,
         default_timezone: str = "UTC",
         notify: Callable[[Transition], None] | None = None,
@@ -608,11 +612,8 @@ class BudgetEngine:
 
     def _publish(self, changes: _Changes) -> None:
         if changes.upserts or changes.removals or changes.budgets or changes.budgets_removed:
-            self.board.apply(
-                tuple(changes.upserts),
-                tuple(changes.removals),
-                budgets=tuple(changes.budgets),
-                budgets_removed=tuple(changes.budgets_removed),
+            self.board.publish(
+                changes.upserts, changes.removals, budgets=changes.budgets, budgets_removed=changes.budgets_removed
             )
         for t in changes.transitions:
             self._transitions += 1
