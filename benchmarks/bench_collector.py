@@ -348,7 +348,12 @@ def synthesize_month(db: Path, month: str, spans_total: int, rng: random.Random)
             f"INSERT INTO rollup_monthly SELECT substr(day, 1, 7), developer, team, cost_center, repo, {sums} "
             "FROM rollup_daily GROUP BY 1, 2, 3, 4, 5"
         )
-        conn.execute(team_daily_rollup.backfill_sql(ROLLUP_MEASURES))  # what the store derives per batch
+        # The team-day rollup holds the same sums regrouped, as the store derives it per batch.
+        keys = ", ".join(team_daily_rollup.KEY)
+        conn.execute(
+            f"INSERT INTO {team_daily_rollup.TABLE} ({keys}, {', '.join(ROLLUP_MEASURES)}) "
+            f"SELECT {keys}, {sums} FROM rollup_daily GROUP BY {keys}"
+        )
         daily = conn.execute("SELECT count(*) FROM rollup_daily").fetchone()[0]
         monthly = conn.execute("SELECT count(*) FROM rollup_monthly").fetchone()[0]
         spans = conn.execute("SELECT sum(requests) FROM rollup_daily").fetchone()[0]

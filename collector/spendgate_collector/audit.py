@@ -4,29 +4,23 @@ Budgets write their lines inside their own transactions (a budget change, an ove
 and its audit line commit together: ``INSERT`` with ``AuditEntry.row``); key changes and webhook
 outcomes, which have no transaction of their own in the database, go through ``AuditLog.add``. The
 budgets API's ``GET /api/audit`` and the dashboard's budget history read it with ``AuditLog.read``.
+The table is created with the budgets' (migration 6, ``store/migrations.py``).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreUnavailable
+from .store import db
 
 BUSY_TIMEOUT_MS = 10_000
+"""As the budgets': an audit line may wait for the pipeline's spend transaction."""
 
-DDL = (
-    """CREATE TABLE IF NOT EXISTS audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at_ns INTEGER NOT NULL, actor TEXT NOT NULL,
-        action TEXT NOT NULL, budget_id TEXT, details TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS audit_budget ON audit (budget_id, id)",
-)
 INSERT = "INSERT INTO audit (at_ns, actor, action, budget_id, details) VALUES (?, ?, ?, ?, ?)"
 """One line, parameters from ``AuditEntry.row``; run inside the writer's own transaction."""
 
@@ -55,34 +49,19 @@ def _iso_ns(ns: int) -> str:
 
 
 class AuditLog:
-    """The audit table of one SQLite file, on a connection of its own (a lock serialises its use)."""
+    """The audit table of one SQLite file, on a connection of its own shared by threads in turn."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        self._db = db.SharedConnection(
+            db.connect(self.path, schema=db.COLLECTOR, busy_timeout_ms=BUSY_TIMEOUT_MS), name="audit log"
         )
-        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        for ddl in DDL:
-            self._conn.execute(ddl)
 
     def add(self, entries: Iterable[AuditEntry]) -> None:
         """Append ``entries`` in one transaction."""
         rows = [e.row() for e in entries]
-        with self._lock:
-            conn = self._require()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(INSERT, rows)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"audit log write failed: {exc}") from exc
+        with self._db.transaction() as cur:
+            cur.executemany(INSERT, rows)
 
     def read(
         self, *, budget_id: str | None = None, action: str | None = None, limit: int = 100, before_id: int | None = None
@@ -103,11 +82,7 @@ class AuditLog:
             + " AND ".join(where)
             + " ORDER BY id DESC LIMIT ?"
         )
-        with self._lock:
-            try:
-                rows = self._require().execute(sql, (*params, limit)).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"audit log read failed: {exc}") from exc
+        rows = self._db.read(sql, (*params, limit))
         return [
             {
                 "id": row[0],
@@ -121,12 +96,4 @@ class AuditLog:
         ]
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _require(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StoreUnavailable("audit log is closed")
-        return self._conn
+        self._db.close()

@@ -178,6 +178,8 @@ def test_last_used_is_back_filled_from_spend_rows_of_an_older_database(tmp_path:
     store.close()
     with sqlite3.connect(db) as conn:  # as a database from before the table existed
         conn.execute("DROP TABLE key_last_used")
+        # As written before the schema registry: user_version 1, whatever tables the file holds.
+        conn.execute("PRAGMA user_version = 1")
 
     reopened = SQLiteStore(db)
     try:

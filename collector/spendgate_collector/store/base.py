@@ -22,7 +22,7 @@ CompanionWrites = Callable[[list[SpendRecord]], Sequence[tuple[str, Sequence[Seq
 """Given the records a ``write`` really inserted, more ``(sql, rows)`` for the same transaction.
 
 Budgets use it to add those records to their running totals atomically with the spend rows
-(``budgets/storage.py``); the SQL is the store's dialect.
+(``budgets/storage.py``); the SQL is portable (``INSERT ... ON CONFLICT``), DDL stays in ``store/``.
 """
 
 
