@@ -199,27 +199,9 @@ def report_command(
             elif reconcile:
                 text = _reconcile_text(source.reconcile(params), as_csv, as_json)
             elif chargeback:
-                rows = source.chargeback(params)
-                if as_csv:
-                    text = report.chargeback_csv(params["month"], rows)
-                elif as_json:
-                    text = report.to_json({"month": params["month"], "rows": rows, "totals": report.totals(rows)})
-                else:
-                    text = report.format_table(rows, report.CHARGEBACK_COLUMNS[1:5])
+                text = _chargeback_text(source.chargeback(params), params["month"], as_csv, as_json)
             else:
-                from .store.query import MEASURES, parse_group_by
-
-                group_by = parse_group_by(params.get("group_by"))
-                rows = source.spend(params)
-                if as_csv:
-                    text = report.rows_csv(rows, [*group_by, *MEASURES])
-                elif as_json:
-                    period = {k: params[k] for k in ("month", "from", "to") if k in params}
-                    text = report.to_json(
-                        {**period, "group_by": list(group_by), "rows": rows, "totals": report.totals(rows)}
-                    )
-                else:
-                    text = report.format_table(rows, group_by)
+                text = _spend_text(source, params, as_csv, as_json)
         finally:
             source.close()
     except CollectorError as exc:
@@ -229,6 +211,30 @@ def report_command(
         Path(output).write_text(text, encoding="utf-8")
     else:
         click.echo(text, nl=False)
+
+
+def _chargeback_text(rows: list[dict[str, Any]], month: str, as_csv: bool, as_json: bool) -> str:
+    from .query import report
+
+    if as_csv:
+        return report.chargeback_csv(month, rows)
+    if as_json:
+        return report.to_json({"month": month, "rows": rows, "totals": report.totals(rows)})
+    return report.format_table(rows, report.CHARGEBACK_COLUMNS[1:5])
+
+
+def _spend_text(source: Any, params: dict[str, str], as_csv: bool, as_json: bool) -> str:
+    from .query import report
+    from .store.query import MEASURES, parse_group_by
+
+    group_by = parse_group_by(params.get("group_by"))  # a bad --by fails before any query
+    rows = source.spend(params)
+    if as_csv:
+        return report.rows_csv(rows, [*group_by, *MEASURES])
+    if as_json:
+        period = {k: params[k] for k in ("month", "from", "to") if k in params}
+        return report.to_json({**period, "group_by": list(group_by), "rows": rows, "totals": report.totals(rows)})
+    return report.format_table(rows, group_by)
 
 
 def _coverage_text(body: dict[str, Any], as_csv: bool, as_json: bool) -> str:
