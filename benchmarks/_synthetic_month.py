@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-from spendgate_collector.query import parse_month
+from spendgate_collector.store.query import parse_month
 from spendgate_collector.store.sqlite import SQLiteStore
 
 DEVELOPERS = 500

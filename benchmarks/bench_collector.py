@@ -46,13 +46,13 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from spendgate_collector.app import Collector
 from spendgate_collector.config import CollectorConfig
-from spendgate_collector.costing import PricingStage
+from spendgate_collector.ingest.normalize import Normalizer
+from spendgate_collector.ingest.pipeline import Pipeline
 from spendgate_collector.metrics import CollectorMetrics
-from spendgate_collector.normalize import Normalizer
-from spendgate_collector.pipeline import Pipeline
 from spendgate_collector.pricing import Pricer
-from spendgate_collector.query import SpendFilter, parse_month
+from spendgate_collector.pricing.stage import PricingStage
 from spendgate_collector.store import team_daily_rollup
+from spendgate_collector.store.query import SpendFilter, parse_month
 from spendgate_collector.store.sqlite import ROLLUP_MEASURES, SQLiteStore
 from spendgate_semconv import attributes as sc
 
@@ -348,7 +348,12 @@ def synthesize_month(db: Path, month: str, spans_total: int, rng: random.Random)
             f"INSERT INTO rollup_monthly SELECT substr(day, 1, 7), developer, team, cost_center, repo, {sums} "
             "FROM rollup_daily GROUP BY 1, 2, 3, 4, 5"
         )
-        conn.execute(team_daily_rollup.backfill_sql(ROLLUP_MEASURES))  # what the store derives per batch
+        # The team-day rollup holds the same sums regrouped, as the store derives it per batch.
+        keys = ", ".join(team_daily_rollup.KEY)
+        conn.execute(
+            f"INSERT INTO {team_daily_rollup.TABLE} ({keys}, {', '.join(ROLLUP_MEASURES)}) "
+            f"SELECT {keys}, {sums} FROM rollup_daily GROUP BY {keys}"
+        )
         daily = conn.execute("SELECT count(*) FROM rollup_daily").fetchone()[0]
         monthly = conn.execute("SELECT count(*) FROM rollup_monthly").fetchone()[0]
         spans = conn.execute("SELECT sum(requests) FROM rollup_daily").fetchone()[0]

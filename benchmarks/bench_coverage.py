@@ -31,11 +31,11 @@ from _synthetic_month import DEVELOPERS, bulk_write, weekdays
 from _synthetic_month import developer as synthetic_developer
 from _timing import median_ms
 
-from spendgate_collector import coverage
-from spendgate_collector.query import SpendFilter, parse_month
-from spendgate_collector.reconcile import Options, reconcile
+from spendgate_collector.attribution import coverage
+from spendgate_collector.attribution.reconcile import Options, reconcile
 from spendgate_collector.records import SpendRecord
 from spendgate_collector.store import coverage_rollup, developer_hours
+from spendgate_collector.store.query import SpendFilter, parse_month
 from spendgate_collector.store.sqlite import SQLiteStore, day_string
 
 SOURCES = ["header", "cursor-hook", "prompt-workspace", "model-alias", "key-default"]

@@ -31,7 +31,7 @@ from bench_collector import synthesize_month
 
 from spendgate_collector.app import Collector
 from spendgate_collector.config import CollectorConfig
-from spendgate_collector.query import current_month
+from spendgate_collector.store.query import current_month
 
 TARGET_MS = 300.0
 

@@ -37,11 +37,11 @@ from bench_collector import SPANS_PER_REQUEST, _client, _cpu_seconds, make_paylo
 
 from spendgate_collector.app import Collector
 from spendgate_collector.config import CollectorConfig
-from spendgate_collector.costing import PricingStage
 from spendgate_collector.exporters.enrich import Enricher, SpanFilter, StoredRequest
-from spendgate_collector.normalize import Normalizer
-from spendgate_collector.otlp import parse_export_request
+from spendgate_collector.ingest.normalize import Normalizer
+from spendgate_collector.ingest.otlp import parse_export_request
 from spendgate_collector.pricing import Pricer
+from spendgate_collector.pricing.stage import PricingStage
 
 HERE = Path(__file__).resolve().parent
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from spendgate_collector.key_service import KeyService, hash_key
+from spendgate_collector.keys.service import KeyService, hash_key
 from spendgate_collector.records import SpendRecord
 from spendgate_collector.store import key_usage
 from spendgate_collector.store.sqlite import SQLiteStore

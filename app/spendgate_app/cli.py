@@ -34,12 +34,12 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
         "collector",
     ),
     "budgets": (
-        "spendgate_collector.budgets_cli:budgets_group",
+        "spendgate_collector.budgets.cli:budgets_group",
         "Set, list, override and remove budgets on a running collector.",
         None,
     ),
     "status": (
-        "spendgate_collector.status_cli:status_command",
+        "spendgate_collector.query.status_cli:status_command",
         "Show budgets, spend, verdicts in force and connected proxies.",
         None,
     ),

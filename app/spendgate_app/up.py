@@ -155,8 +155,8 @@ async def run_up(
 
 async def _demo(base: str, keys: dict[str, str], worker: Any, collector: Any, echo: Any) -> None:
     from spendgate_app.demo import DEVELOPERS, send_demo_traffic
-    from spendgate_collector.coverage import format_table as format_coverage
-    from spendgate_collector.report import DatabaseSource, format_table
+    from spendgate_collector.attribution.coverage import format_table as format_coverage
+    from spendgate_collector.query.report import DatabaseSource, format_table
 
     loop = asyncio.get_running_loop()
     echo(f"\ndemo: {len(DEVELOPERS)} developers in 2 teams send Cursor-shaped calls through the proxy ...")

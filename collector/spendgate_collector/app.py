@@ -21,32 +21,32 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .alerts import DeliveryOutcome, WebhookSender
-from .api import QueryApi
-from .attribution_api import AttributionApi
-from .attribution_windows import AttributionWindows
+from .attribution.api import AttributionApi
+from .attribution.windows import AttributionWindows
+from .audit import AuditEntry, AuditLog
 from .auth.gate import AuthGate
-from .budgets import AuditEntry, BudgetEngine, BudgetStorage, parse_webhook
-from .budgets_api import BudgetsApi
+from .budgets import BudgetEngine, BudgetStorage, parse_webhook
+from .budgets.api import BudgetsApi
+from .budgets.webhooks import DeliveryOutcome, WebhookSender
 from .config import CollectorConfig, split_host_port
-from .control import ControlServer
-from .costing import PricingStage
+from .control import ControlLog, ControlServer
 from .cursor_admin import CursorAdminPoller
 from .cursor_admin.config import build_poller
 from .dashboard import Dashboard
 from .dashboard.context import DashboardContext
 from .errors import ConfigError
-from .key_service import KeyService
-from .keys import KeyDirectory
-from .keys_api import KeysApi
+from .ingest.normalize import Normalizer
+from .ingest.pipeline import Pipeline
+from .keys.api import KeysApi
+from .keys.file import KeyDirectory
+from .keys.service import KeyService
 from .metrics import CollectorMetrics
-from .normalize import Normalizer
-from .pipeline import Pipeline
 from .pricing import PriceOverridesError, Pricer, load_price_overrides
+from .pricing.stage import PricingStage
 from .proxy_roster import ProxyRoster
+from .query.api import QueryApi
 from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
 from .store.sqlite import SQLiteStore
-from .verdicts import VerdictBoard
 
 if TYPE_CHECKING:
     from .exporters import ExportManager
@@ -92,23 +92,26 @@ class Collector:
         self.store: SQLiteStore | None = None
         self.pipeline: Pipeline | None = None
         self.keys: KeyDirectory | None = None
-        # Key management for the API and dashboard (key_service.py); built once the store and audit table are open.
+        # The audit log (audit.py): budgets, keys and webhook deliveries write who did what to it.
+        self.audit: AuditLog | None = None
+        # Key management for the API and dashboard (keys/service.py); built once the store and audit table are open.
         self.key_service: KeyService | None = None
         self._grpc: OtlpGrpcReceiver | None = None
         self._http: OtlpHttpReceiver | None = None
         self._api_runner: web.AppRunner | None = None
         self._api_executor: ThreadPoolExecutor | None = None
         self._api_port: int | None = None
-        # The verdict board budgets write and the control plane streams; built here so budgets
-        # can be wired to it before start().
-        self.verdicts = VerdictBoard()
+        # What proxies converge to (keys, verdicts, budget states, hook windows): budgets publish
+        # into it and the control plane streams it. Built here, so budgets can be wired to it
+        # before start() and its epoch is this collector's lifetime.
+        self.control_log = ControlLog()
         self.control: ControlServer | None = None
         # Cursor hook windows: proxies report them over the control plane, the normaliser stamps spans.
         self.attribution_windows = AttributionWindows()
         # Proxies budgets are not enforced on: lost control streams (the control server) and proxy
         # ids on span resources (the normaliser).
         self.proxy_roster = ProxyRoster()
-        # Budgets (budgets/, alerts.py): the engine that puts verdicts on the board, and webhooks.
+        # Budgets (budgets/, budgets/webhooks.py): the engine that puts verdicts on the board, and webhooks.
         self.budgets: BudgetEngine | None = None
         self.webhooks: WebhookSender | None = None
         self._budget_timer: asyncio.Task[None] | None = None
@@ -193,11 +196,15 @@ class Collector:
             self.store = SQLiteStore(cfg.db, synchronous=cfg.sqlite_synchronous)
         except Exception as exc:
             raise ConfigError(f"db: cannot open {cfg.db}: {exc}") from exc
+        try:
+            self.audit = await asyncio.to_thread(AuditLog, cfg.db)
+        except Exception as exc:
+            raise ConfigError(f"db: cannot open the audit log in {cfg.db}: {exc}") from exc
         await self._start_budgets()
         assert self.budgets is not None
         self.key_service = KeyService(
             cfg.keys_file,
-            audit=self.budgets.storage.add_audit,
+            audit=self.audit.add,
             last_used=self.store.key_last_used,
             self_serve_max_days=cfg.keys_self_serve_max_days,
         )
@@ -235,7 +242,7 @@ class Collector:
         if cfg.control is not None:
             self.control = ControlServer(
                 cfg.control,
-                self.verdicts,
+                self.control_log,
                 cfg.keys_file,
                 heartbeat_s=cfg.control_heartbeat_s,
                 windows=self.attribution_windows,
@@ -275,8 +282,9 @@ class Collector:
 
     async def _start_budgets(self) -> None:
         """Open the budget tables, load budgets (then the config's), start webhooks and the timer."""
-        assert self.store is not None
+        assert self.store is not None and self.audit is not None
         cfg = self.config
+        audit = self.audit
         try:
             storage = await asyncio.to_thread(BudgetStorage, cfg.db)
         except Exception as exc:
@@ -292,14 +300,14 @@ class Collector:
                 "transition": {k: outcome.event.get(k) for k in ("from", "to", "cause", "period_start", "at")},
             }
             entry = AuditEntry(time.time_ns(), "spendgate", f"webhook.{outcome.outcome}", outcome.budget_id, details)
-            await asyncio.to_thread(storage.add_audit, [entry])
+            await asyncio.to_thread(audit.add, [entry])
 
         self.webhooks = WebhookSender([parse_webhook(w) for w in cfg.webhooks], on_outcome=record)
         await self.webhooks.start()
         webhooks = self.webhooks
         self.budgets = BudgetEngine(
             storage,
-            self.verdicts,
+            self.control_log,
             default_timezone=cfg.default_timezone,
             notify=lambda transition: webhooks.notify(transition.event()),
             clock=_budget_clock(cfg.clock_offset_s),
@@ -348,8 +356,9 @@ class Collector:
         api.middlewares.append(gate.middleware)
         api.extra_routes.append(gate.add_routes)
         if self.budgets is not None:
-            api.extra_routes.append(BudgetsApi(self.budgets, self._api_executor).add_routes)
-        # Attribution coverage and Cursor reconciliation (attribution_api.py).
+            assert self.audit is not None
+            api.extra_routes.append(BudgetsApi(self.budgets, self.audit, self._api_executor).add_routes)
+        # Attribution coverage and Cursor reconciliation (attribution/api.py).
         api.extra_routes.append(AttributionApi(self.store, self.config.db, self._api_executor).add_routes)
         if self.key_service is not None:
             keys_api = KeysApi(self.key_service, self._api_executor, proxy_public_url=self.config.proxy_public_url)
@@ -377,6 +386,7 @@ class Collector:
             self.store,
             self._api_executor,
             budgets=self.budgets,
+            audit=self.audit,
             proxies=lambda: self.control.connected() if self.control is not None else [],
             keys=self.key_service,
             proxy_public_url=self.config.proxy_public_url,
@@ -424,6 +434,8 @@ class Collector:
                 self.store.close()
             if self.budgets is not None:
                 self.budgets.storage.close()
+            if self.audit is not None:
+                self.audit.close()
             self._stopped = True
             logger.info("collector stopped")
 

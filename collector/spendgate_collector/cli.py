@@ -17,10 +17,10 @@ from typing import Any
 
 import click
 
-from . import env
-from .env import DEFAULT_DB
+from .config import env
+from .config.env import DEFAULT_DB
 from .errors import CollectorError, QueryError
-from .query import DIMENSIONS, current_month
+from .store.query import DIMENSIONS, current_month
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -167,7 +167,7 @@ def report_command(
       spendgate report --month 2026-11 --coverage --by team
       spendgate report --from 2026-11-20 --to 2026-11-27 --reconcile --min-gap 5
     """
-    from . import report
+    from .query import report
 
     if as_csv and as_json:
         raise click.ClickException("--csv and --json: choose one")
@@ -204,27 +204,9 @@ def report_command(
             elif reconcile:
                 text = _reconcile_text(source.reconcile(params), as_csv, as_json)
             elif chargeback:
-                rows = source.chargeback(params)
-                if as_csv:
-                    text = report.chargeback_csv(params["month"], rows)
-                elif as_json:
-                    text = report.to_json({"month": params["month"], "rows": rows, "totals": report.totals(rows)})
-                else:
-                    text = report.format_table(rows, report.CHARGEBACK_COLUMNS[1:5])
+                text = _chargeback_text(source.chargeback(params), params["month"], as_csv, as_json)
             else:
-                from .query import MEASURES, parse_group_by
-
-                group_by = parse_group_by(params.get("group_by"))
-                rows = source.spend(params)
-                if as_csv:
-                    text = report.rows_csv(rows, [*group_by, *MEASURES])
-                elif as_json:
-                    period = {k: params[k] for k in ("month", "from", "to") if k in params}
-                    text = report.to_json(
-                        {**period, "group_by": list(group_by), "rows": rows, "totals": report.totals(rows)}
-                    )
-                else:
-                    text = report.format_table(rows, group_by)
+                text = _spend_text(source, params, as_csv, as_json)
         finally:
             source.close()
     except CollectorError as exc:
@@ -236,8 +218,33 @@ def report_command(
         click.echo(text, nl=False)
 
 
+def _chargeback_text(rows: list[dict[str, Any]], month: str, as_csv: bool, as_json: bool) -> str:
+    from .query import report
+
+    if as_csv:
+        return report.chargeback_csv(month, rows)
+    if as_json:
+        return report.to_json({"month": month, "rows": rows, "totals": report.totals(rows)})
+    return report.format_table(rows, report.CHARGEBACK_COLUMNS[1:5])
+
+
+def _spend_text(source: Any, params: dict[str, str], as_csv: bool, as_json: bool) -> str:
+    from .query import report
+    from .store.query import MEASURES, parse_group_by
+
+    group_by = parse_group_by(params.get("group_by"))  # a bad --by fails before any query
+    rows = source.spend(params)
+    if as_csv:
+        return report.rows_csv(rows, [*group_by, *MEASURES])
+    if as_json:
+        period = {k: params[k] for k in ("month", "from", "to") if k in params}
+        return report.to_json({**period, "group_by": list(group_by), "rows": rows, "totals": report.totals(rows)})
+    return report.format_table(rows, group_by)
+
+
 def _coverage_text(body: dict[str, Any], as_csv: bool, as_json: bool) -> str:
-    from . import coverage, report
+    from .attribution import coverage
+    from .query import report
 
     if as_csv:
         return report.rows_csv(body["rows"], [*body["group_by"], *coverage.COLUMNS])
@@ -247,7 +254,8 @@ def _coverage_text(body: dict[str, Any], as_csv: bool, as_json: bool) -> str:
 
 
 def _reconcile_text(body: dict[str, Any], as_csv: bool, as_json: bool) -> str:
-    from . import reconcile, report
+    from .attribution import reconcile
+    from .query import report
 
     if as_csv:
         return report.rows_csv(body["gaps"], reconcile.COLUMNS)

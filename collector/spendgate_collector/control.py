@@ -1,14 +1,14 @@
 """The control-plane gRPC server: streams keys, budget verdicts and states, and Cursor hook windows to proxies.
 
-Two sources feed one ``ControlLog``: the verdict board (budgets write verdicts and rate-limited
-budget states to it from the pipeline's thread) and the keys file (polled for changes every
-``keys_poll_s``). The log gives every change one version in a single gap-free sequence per ``epoch``
-(random per collector lifetime), keeps a bounded history for resuming proxies, and ``ControlServer``
-streams it: a snapshot or the missed deltas first, then each change as it happens, and a heartbeat
-after ``heartbeat_s`` of silence. A proxy that meets a key it does not hold calls ``SyncKeys``: the
-keys file is re-read at once (when it changed) and the answer names the version that holds it.
-The wire contract is ``spendgate_semconv/control.proto``; ``docs/control-plane.md`` explains the
-guarantees. Proxies also forward Cursor hook reports
+Two sources feed one ``ControlLog``: the budget engine (it publishes verdicts and rate-limited
+budget states into it directly, from the pipeline's thread) and the keys file (polled for changes
+every ``keys_poll_s``). The log gives every change one version in a single gap-free sequence per
+``epoch`` (random per collector lifetime), keeps a bounded history for resuming proxies, and
+``ControlServer`` streams it: a snapshot or the missed deltas first, then each change as it happens,
+and a heartbeat after ``heartbeat_s`` of silence. A proxy that meets a key it does not hold calls
+``SyncKeys``: the keys file is re-read at once (when it changed) and the answer names the version that
+holds it. The wire contract is ``spendgate_semconv/control.proto``; ``docs/control-plane.md`` explains
+the guarantees. Proxies also forward Cursor hook reports
 (``ReportAttribution``) into an ``AttributionWindows``, whose new or extended windows join the log.
 Streams that open and end (and the ``Leave`` a proxy sends when it stops) go to a ``ProxyRoster``,
 which lists the proxies budgets are not enforced on (``proxy_roster.py``, ``stats()["not_enforced"]``).
@@ -24,10 +24,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import operator
 import secrets
+import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,10 +38,10 @@ import grpc
 
 from spendgate_semconv import control_pb2, control_pb2_grpc
 
-from .attribution_windows import AttributionWindows, window_from
-from .key_entries import KeyFileError, file_stamp, read_key_entries
+from .attribution.windows import AttributionWindows, window_from
+from .budgets.board import PAUSE, ROUTE, BudgetState, Scope, Verdict
+from .keys.file import KeyFileError, file_stamp, read_key_entries
 from .proxy_roster import ProxyRoster
-from .verdicts import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +52,6 @@ MAX_HISTORY = 10_000
 # A snapshot carries every key (~200 bytes each): 64 MiB leaves room for ~300k keys, far past the
 # 4 MiB gRPC default that a large organisation's directory could exceed.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-# How often the board follower re-checks for closing while the board is idle.
-_BOARD_WAIT_S = 1.0
 
 _ACTIONS = {PAUSE: control_pb2.Verdict.PAUSE, ROUTE: control_pb2.Verdict.ROUTE}
 
@@ -105,10 +105,17 @@ def budget_state_message(b: BudgetState) -> control_pb2.BudgetState:
 
 
 class ControlLog:
-    """Keys, verdicts and budget states with one version sequence, a bounded history of deltas and asyncio waiters.
+    """The state proxies converge to: keys, verdicts, budget states and Cursor hook windows, versioned.
 
-    Only the event loop touches it (the board follower copies board changes in), so it needs no lock.
-    Stored updates are never mutated after they are appended: every stream sends the same objects.
+    Every change gets the next version in one gap-free sequence per ``epoch`` (random per collector
+    lifetime), and the last ``max_history`` changes are kept as deltas for resuming proxies: the
+    resume rule (epoch, version, snapshot) lives here and nowhere else. The budget engine publishes
+    into it directly (``publish``, from the pipeline's writer thread, API threads and the budget
+    timer); the control server records key-file changes and hook windows (``apply``, on the event
+    loop). So a lock guards the state, and a stream waiting for the next change is woken on its own
+    event loop with ``call_soon_threadsafe``: a writer never blocks on a reader and never touches
+    another thread's loop. Stored updates are never mutated after they are appended: every stream
+    sends the same objects.
     """
 
     def __init__(self, *, epoch: int | None = None, max_history: int = MAX_HISTORY, key_directory: bool = True) -> None:
@@ -117,23 +124,64 @@ class ControlLog:
         self.max_history = max_history
         self.key_directory = key_directory
         """False when the collector has no key source: snapshots say so, and proxies keep their own key file."""
-        self.keys: dict[str, control_pb2.KeyEntry] = {}
-        self.verdicts: dict[str, control_pb2.Verdict] = {}
-        self.budgets: dict[str, control_pb2.BudgetState] = {}
+        self._lock = threading.Lock()
+        self._keys: dict[str, control_pb2.KeyEntry] = {}
+        self._verdicts: dict[str, control_pb2.Verdict] = {}
+        self._budgets: dict[str, control_pb2.BudgetState] = {}
         # Cursor hook windows by developer; a lapsed one is left out of snapshots and pruned on the next change.
-        self.windows: dict[str, control_pb2.AttributionWindow] = {}
+        self._windows: dict[str, control_pb2.AttributionWindow] = {}
         self._version = 0
         self._history: deque[control_pb2.ControlUpdate] = deque()
-        self._changed = asyncio.Event()
-        self._closed = False
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     @property
     def version(self) -> int:
         return self._version
 
+    # Copies, taken under the lock: writers on other threads may be changing the state meanwhile.
+
     @property
-    def closed(self) -> bool:
-        return self._closed
+    def keys(self) -> dict[str, control_pb2.KeyEntry]:
+        with self._lock:
+            return dict(self._keys)
+
+    @property
+    def verdicts(self) -> dict[str, control_pb2.Verdict]:
+        with self._lock:
+            return dict(self._verdicts)
+
+    @property
+    def budgets(self) -> dict[str, control_pb2.BudgetState]:
+        with self._lock:
+            return dict(self._budgets)
+
+    @property
+    def windows(self) -> dict[str, control_pb2.AttributionWindow]:
+        with self._lock:
+            return dict(self._windows)
+
+    def sizes(self) -> dict[str, int]:
+        """How many keys, verdicts and budget states the log holds (for ``/healthz``)."""
+        with self._lock:
+            return {"keys": len(self._keys), "verdicts": len(self._verdicts), "budgets": len(self._budgets)}
+
+    # --- writing (any thread)
+
+    def publish(
+        self,
+        upserts: Sequence[Verdict] = (),
+        removals: Sequence[str] = (),
+        *,
+        budgets: Sequence[BudgetState] = (),
+        budgets_removed: Sequence[str] = (),
+    ) -> int:
+        """The budget engine's ``Board``: verdicts and budget states, in wire form, as one change."""
+        return self.apply(
+            verdicts_upsert=[verdict_message(v) for v in upserts],
+            verdicts_removed=removals,
+            budgets_upsert=[budget_state_message(b) for b in budgets],
+            budgets_removed=budgets_removed,
+        )
 
     def apply(
         self,
@@ -146,68 +194,75 @@ class ControlLog:
         budgets_removed: Iterable[str] = (),
         windows_upsert: Iterable[control_pb2.AttributionWindow] = (),
     ) -> int:
-        """Record one change and return the new version; a change that alters nothing keeps the version."""
-        k_ups = [k for k in keys_upsert if self.keys.get(k.key_id) != k]
-        k_up_ids = {k.key_id for k in k_ups}
-        k_rms = [i for i in dict.fromkeys(keys_removed) if i in self.keys and i not in k_up_ids]
-        v_ups = [v for v in verdicts_upsert if self.verdicts.get(v.id) != v]
-        v_up_ids = {v.id for v in v_ups}
-        v_rms = [i for i in dict.fromkeys(verdicts_removed) if i in self.verdicts and i not in v_up_ids]
-        b_ups = [b for b in budgets_upsert if self.budgets.get(b.budget_id) != b]
-        b_up_ids = {b.budget_id for b in b_ups}
-        b_rms = [i for i in dict.fromkeys(budgets_removed) if i in self.budgets and i not in b_up_ids]
-        w_ups = [w for w in windows_upsert if self.windows.get(w.user) != w]
-        if not (k_ups or k_rms or v_ups or v_rms or b_ups or b_rms or w_ups):
-            return self._version
-        for k in k_ups:
-            self.keys[k.key_id] = k
-        for i in k_rms:
-            del self.keys[i]
-        for v in v_ups:
-            self.verdicts[v.id] = v
-        for i in v_rms:
-            del self.verdicts[i]
-        for b in b_ups:
-            self.budgets[b.budget_id] = b
-        for i in b_rms:
-            del self.budgets[i]
-        if w_ups:
-            # Proxies expire windows themselves, so pruning lapsed ones here needs no version.
-            now_ns = time.time_ns()
-            self.windows = {u: w for u, w in self.windows.items() if w.until_unix_ns > now_ns}
-            for w in w_ups:
-                self.windows[w.user] = w
-        self._version += 1
-        self._history.append(
-            control_pb2.ControlUpdate(
-                version=self._version,
-                epoch=self.epoch,
-                keys_upsert=k_ups,
-                keys_removed=k_rms,
-                verdicts_upsert=v_ups,
-                verdicts_removed=v_rms,
-                budgets_upsert=b_ups,
-                budgets_removed=b_rms,
-                windows_upsert=w_ups,
-                server_time_unix_ms=_now_ms(),
+        """Record one change and return the new version; a change that alters nothing keeps the version.
+
+        Any thread may call it. Lazy arguments are read before the lock is taken, so one that reads
+        this log (its ``keys``, say) cannot deadlock.
+        """
+        keys = (list(keys_upsert), list(keys_removed))
+        verdicts = (list(verdicts_upsert), list(verdicts_removed))
+        budgets = (list(budgets_upsert), list(budgets_removed))
+        windows = list(windows_upsert)
+        with self._lock:
+            k_ups, k_rms = _difference(self._keys, *keys, _KEY_ID)
+            v_ups, v_rms = _difference(self._verdicts, *verdicts, _VERDICT_ID)
+            b_ups, b_rms = _difference(self._budgets, *budgets, _BUDGET_ID)
+            w_ups = [w for w in windows if self._windows.get(w.user) != w]
+            if not (k_ups or k_rms or v_ups or v_rms or b_ups or b_rms or w_ups):
+                return self._version
+            _merge(self._keys, k_ups, k_rms, _KEY_ID)
+            _merge(self._verdicts, v_ups, v_rms, _VERDICT_ID)
+            _merge(self._budgets, b_ups, b_rms, _BUDGET_ID)
+            if w_ups:
+                # Proxies expire windows themselves, so pruning lapsed ones here needs no version.
+                now_ns = time.time_ns()
+                self._windows = {u: w for u, w in self._windows.items() if w.until_unix_ns > now_ns}
+                for w in w_ups:
+                    self._windows[w.user] = w
+            self._version += 1
+            self._history.append(
+                control_pb2.ControlUpdate(
+                    version=self._version,
+                    epoch=self.epoch,
+                    keys_upsert=k_ups,
+                    keys_removed=k_rms,
+                    verdicts_upsert=v_ups,
+                    verdicts_removed=v_rms,
+                    budgets_upsert=b_ups,
+                    budgets_removed=b_rms,
+                    windows_upsert=w_ups,
+                    server_time_unix_ms=_now_ms(),
+                )
             )
-        )
-        while len(self._history) > self.max_history:
-            self._history.popleft()
-        self._wake()
-        return self._version
+            while len(self._history) > self.max_history:
+                self._history.popleft()
+            version = self._version
+            waiters, self._waiters = self._waiters, []
+        _wake(waiters)
+        return version
+
+    # --- reading (the event loop)
 
     def snapshot(self) -> control_pb2.ControlUpdate:
         """The whole state at the current version (windows: only those still live)."""
+        with self._lock:
+            # Only references are copied under the lock; building the message copies the entries.
+            version = self._version
+            keys, verdicts, budgets = (
+                list(self._keys.values()),
+                list(self._verdicts.values()),
+                list(self._budgets.values()),
+            )
+            windows = list(self._windows.values())
         now_ns = time.time_ns()
         return control_pb2.ControlUpdate(
-            version=self._version,
+            version=version,
             epoch=self.epoch,
             snapshot=True,
-            keys_upsert=self.keys.values(),
-            verdicts_upsert=self.verdicts.values(),
-            budgets_upsert=self.budgets.values(),
-            windows_upsert=[w for w in self.windows.values() if w.until_unix_ns > now_ns],
+            keys_upsert=keys,
+            verdicts_upsert=verdicts,
+            budgets_upsert=budgets,
+            windows_upsert=[w for w in windows if w.until_unix_ns > now_ns],
             server_time_unix_ms=_now_ms(),
             no_key_directory=not self.key_directory,
         )
@@ -220,33 +275,66 @@ class ControlLog:
 
     def since(self, version: int) -> list[control_pb2.ControlUpdate] | None:
         """Deltas after ``version`` in order; None when the history does not reach back that far."""
-        if version > self._version:
-            return None
-        if version == self._version:
-            return []
-        if not self._history or self._history[0].version > version + 1:
-            return None
-        # Versions are consecutive, so the first wanted update sits at a known offset.
-        start = version + 1 - self._history[0].version
-        return list(itertools.islice(self._history, start, None))
+        with self._lock:
+            if version > self._version:
+                return None
+            if version == self._version:
+                return []
+            if not self._history or self._history[0].version > version + 1:
+                return None
+            # Versions are consecutive, so the first wanted update sits at a known offset.
+            start = version + 1 - self._history[0].version
+            return list(itertools.islice(self._history, start, None))
 
     async def wait_changed(self, version: int, timeout: float) -> bool:
-        """Wait until the log is past ``version``, closed, or ``timeout`` seconds pass; True when it moved."""
-        if self._version > version or self._closed:
-            return self._version > version
-        event = self._changed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+        """Wait until the log is past ``version``, ``wake`` is called or ``timeout`` s pass; True when it moved."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            if self._version > version:
+                return True
+            self._waiters.append(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter[1].wait(), timeout)
+        finally:
+            with self._lock:  # heartbeats time out often: leave no waiter behind
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
         return self._version > version
 
-    def close(self) -> None:
-        """Wake every waiting stream so it can end."""
-        self._closed = True
-        self._wake()
+    def wake(self) -> None:
+        """Wake every waiting stream without a change (a closing server, so its streams can end)."""
+        with self._lock:
+            waiters, self._waiters = self._waiters, []
+        _wake(waiters)
 
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+
+_KEY_ID: Callable[[Any], str] = operator.attrgetter("key_id")
+_VERDICT_ID: Callable[[Any], str] = operator.attrgetter("id")
+_BUDGET_ID: Callable[[Any], str] = operator.attrgetter("budget_id")
+
+
+def _difference(
+    current: dict[str, Any], upserts: Iterable[Any], removals: Iterable[str], id_of: Callable[[Any], str]
+) -> tuple[list[Any], list[str]]:
+    """The upserts that change something and the removals of ids present (and not upserted again)."""
+    ups = [u for u in upserts if current.get(id_of(u)) != u]
+    up_ids = {id_of(u) for u in ups}
+    return ups, [i for i in dict.fromkeys(removals) if i in current and i not in up_ids]
+
+
+def _merge(current: dict[str, Any], ups: list[Any], rms: list[str], id_of: Callable[[Any], str]) -> None:
+    for u in ups:
+        current[id_of(u)] = u
+    for i in rms:
+        del current[i]
+
+
+def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]) -> None:
+    for loop, event in waiters:
+        # A stream on a loop that has closed meanwhile has nothing left to wake.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(event.set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,13 +357,11 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
     def __init__(
         self,
         address: str,
-        board: VerdictBoard,
+        log: ControlLog,
         keys_file: Path | None = None,
         *,
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         keys_poll_s: float = DEFAULT_KEYS_POLL_S,
-        max_history: int = MAX_HISTORY,
-        epoch: int | None = None,
         windows: AttributionWindows | None = None,
         roster: ProxyRoster | None = None,
     ) -> None:
@@ -284,17 +370,17 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         """Cursor hook windows proxies report; the pipeline's normaliser stamps spans from the same object."""
         self.roster = roster if roster is not None else ProxyRoster()
         """Lost streams and proxies seen only in spans; the normaliser reports the span side."""
-        self._board = board
+        self.log = log
+        """What is streamed; the budget engine publishes into it whether or not the server runs."""
+        # Only the server knows its key source: without one, snapshots tell proxies to keep their key file.
+        log.key_directory = keys_file is not None
         self._keys_file = keys_file
         self._heartbeat_s = heartbeat_s
         self._keys_poll_s = keys_poll_s
-        self._max_history = max_history
-        self._epoch = epoch
-        self.log: ControlLog | None = None
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
+        self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._board_version = 0
         self._key_stamp: tuple[int, int, int] | None = None
         self._connections: dict[int, ProxyConnection] = {}
         self._leaving: set[int] = set()
@@ -307,15 +393,11 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
     # --- lifecycle
 
     async def start(self) -> None:
-        """Load the current keys and verdicts, bind and serve; raise ``OSError`` when the address is taken."""
+        """Load the current keys, bind and serve; raise ``OSError`` when the address is taken."""
         if self._server is not None:
             return
-        # Built here, not in __init__, so its asyncio objects belong to the running loop.
-        self.log = ControlLog(
-            epoch=self._epoch, max_history=self._max_history, key_directory=self._keys_file is not None
-        )
+        self._closing = False
         await self._reload_keys()
-        self._pull_board()
         server = grpc.aio.server(
             options=[
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -330,7 +412,6 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
             raise OSError(f"cannot bind the control plane to {self._address}: {exc}") from None
         await server.start()
         self._server = server
-        self._tasks = [asyncio.create_task(self._follow_board(), name="spendgate-control-board")]
         if self._keys_file is not None:
             self._tasks.append(asyncio.create_task(self._follow_keys(), name="spendgate-control-keys"))
         logger.info("control plane listening on port %d (epoch %d)", self.port, self.log.epoch)
@@ -346,8 +427,9 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
                 await task
         if server is None:
             return
-        if grace is not None and self.log is not None:
-            self.log.close()  # streams return, so proxies see a clean end and resubscribe at once
+        if grace is not None:
+            self._closing = True
+            self.log.wake()  # streams return, so proxies see a clean end and resubscribe at once
         await server.stop(grace)
 
     # --- introspection
@@ -367,11 +449,9 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         return {
             "address": self._address,
             "port": self.port,
-            "epoch": log.epoch if log else None,
-            "version": log.version if log else 0,
-            "keys": len(log.keys) if log else 0,
-            "verdicts": len(log.verdicts) if log else 0,
-            "budgets": len(log.budgets) if log else 0,
+            "epoch": log.epoch,
+            "version": log.version,
+            **log.sizes(),
             "attribution_windows": self.windows.stats(),
             "subscribes": self._subscribes,
             "snapshots_sent": self._snapshots_sent,
@@ -393,40 +473,8 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
 
     # --- sources
 
-    def _pull_board(self) -> None:
-        """Copy board changes past the last one seen into the log, one log version per board change."""
-        assert self.log is not None
-        changes = self._board.changes_since(self._board_version)
-        if changes is None:
-            # The board's history no longer reaches back (or it restarted): converge by difference.
-            version, verdicts, budgets = self._board.state()
-            current = {v.id: verdict_message(v) for v in verdicts}
-            states = {b.budget_id: budget_state_message(b) for b in budgets}
-            self.log.apply(
-                verdicts_upsert=current.values(),
-                verdicts_removed=[i for i in self.log.verdicts if i not in current],
-                budgets_upsert=states.values(),
-                budgets_removed=[i for i in self.log.budgets if i not in states],
-            )
-            self._board_version = version
-            return
-        for change in changes:
-            self.log.apply(
-                verdicts_upsert=[verdict_message(v) for v in change.upserts],
-                verdicts_removed=change.removals,
-                budgets_upsert=[budget_state_message(b) for b in change.budgets],
-                budgets_removed=change.budgets_removed,
-            )
-            self._board_version = change.version
-
-    async def _follow_board(self) -> None:
-        while True:
-            if await self._board.wait_changed(self._board_version, _BOARD_WAIT_S):
-                self._pull_board()
-
     async def _reload_keys(self) -> None:
         """Re-read the keys file when it changed and record the difference as one change."""
-        assert self.log is not None
         if self._keys_file is None:
             return
         stamp = file_stamp(self._keys_file)
@@ -456,7 +504,7 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         self, request: control_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[control_pb2.ControlUpdate]:
         log = self.log
-        if log is None or log.closed:
+        if self._closing:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "control plane is shutting down")
             return
         self._subscribes += 1
@@ -498,7 +546,7 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
                 version = update.version
             else:
                 version = request.resume_version
-            while not log.closed:
+            while not self._closing:
                 pending = log.since(version)
                 if pending is None:  # this proxy fell behind the history: start it over
                     pending = [log.snapshot()]
@@ -509,7 +557,7 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
                     version = update.version
                 if pending:
                     continue
-                if not await log.wait_changed(version, self._heartbeat_s) and not log.closed:
+                if not await log.wait_changed(version, self._heartbeat_s) and not self._closing:
                     update = log.heartbeat(version)
                     yield update
                     sent(update)
@@ -519,7 +567,7 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
             self._leaving.discard(conn_id)
             # A collector that is stopping ends every stream itself; a second stream under the same
             # id (a reconnect the collector saw before the old stream's end) keeps the proxy enforced.
-            if not log.closed and all(c.proxy_id != conn.proxy_id for c in self._connections.values()):
+            if not self._closing and all(c.proxy_id != conn.proxy_id for c in self._connections.values()):
                 self.roster.stream_ended(conn.proxy_id, left=left, peer=conn.peer)
                 if not left:
                     logger.warning(
@@ -538,9 +586,8 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         for its stream to reach this version. Unchanged, this costs one ``stat``.
         """
         log = self.log
-        if log is None or log.closed:
+        if self._closing:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "control plane is shutting down")
-        assert log is not None
         self._key_syncs += 1
         await self._reload_keys()
         return control_pb2.SyncKeysReply(epoch=log.epoch, version=log.version)
@@ -558,8 +605,7 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
         self, request: control_pb2.AttributionReport, context: grpc.aio.ServicerContext
     ) -> control_pb2.AttributionAck:
         """Merge one forwarded Cursor hook report and publish the window when it is new or much longer."""
-        log = self.log
-        if log is None or log.closed:
+        if self._closing:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "control plane is shutting down")
         try:
             window = window_from(request.window)
@@ -567,6 +613,5 @@ class ControlServer(control_pb2_grpc.ControlPlaneServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         current, publish = self.windows.report(window)
         if publish:
-            assert log is not None
-            log.apply(windows_upsert=[current.message()])
+            self.log.apply(windows_upsert=[current.message()])
         return control_pb2.AttributionAck(window=current.message())

@@ -8,9 +8,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from spendgate_collector import status_cli
-from spendgate_collector.budgets_cli import budgets_group
-from spendgate_collector.report import ApiSource, ReportError
+from spendgate_collector.budgets.cli import budgets_group
+from spendgate_collector.query import status_cli
+from spendgate_collector.query.report import ApiSource, ReportError
 from tests.support.oidc_idp import ADMIN_TOKEN, OidcStack
 
 BUDGET = ["set", "cli-team", "--limit", "50", "--period", "month", "--team", "platform"]

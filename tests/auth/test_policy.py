@@ -31,7 +31,7 @@ ALL = frozenset({A, F, L, D})
 PUBLIC = "public"
 
 POLICY: dict[tuple[str, str], frozenset[str] | str] = {
-    # query API (api.py): every role, each narrowed to their slice
+    # query API (query/api.py): every role, each narrowed to their slice
     ("GET", "/api/spend"): ALL,
     ("GET", "/api/top"): ALL,
     ("GET", "/api/timeseries"): ALL,
@@ -46,7 +46,7 @@ POLICY: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/auth/logout"): PUBLIC,
     ("POST", "/auth/logout"): PUBLIC,
     ("GET", "/auth/me"): ALL,
-    # budgets (budgets_api.py): finance and developers read, leads change their teams'
+    # budgets (budgets/api.py): finance and developers read, leads change their teams'
     ("GET", "/api/budgets"): ALL,
     ("POST", "/api/budgets"): frozenset({A, L}),
     ("GET", "/api/budgets/status"): ALL,
@@ -56,10 +56,10 @@ POLICY: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/budgets/{id}/overrides"): frozenset({A, L}),
     ("DELETE", "/api/budgets/{id}/overrides/{oid}"): frozenset({A, L}),
     ("GET", "/api/audit"): frozenset({A, F, L}),
-    # attribution (attribution_api.py)
+    # attribution (attribution/api.py)
     ("GET", "/api/coverage"): ALL,
     ("GET", "/api/reconcile"): frozenset({A, F, L}),
-    # keys (keys_api.py): never finance
+    # keys (keys/api.py): never finance
     ("GET", "/api/keys"): frozenset({A, L, D}),
     ("POST", "/api/keys"): frozenset({A, L, D}),
     ("POST", "/api/keys/{key_id}/revoke"): frozenset({A, L, D}),

@@ -11,7 +11,7 @@ import pytest
 
 from spendgate_collector.auth import Forbidden, Identity, Role, can_manage_budget, can_see_budget, scope_filter
 from spendgate_collector.budgets.model import parse_budget
-from spendgate_collector.query import SpendFilter
+from spendgate_collector.store.query import SpendFilter
 from spendgate_collector.store.sqlite import SQLiteStore
 from tests.collector.test_store import record
 
@@ -103,5 +103,5 @@ def test_budget_visibility_and_management(
 ) -> None:
     b = budget(**scope)
     for who, expected in ((ADMIN, admin), (FINANCE, finance), (LEAD_TWO, lead), (DEV, developer)):
-        got = ("r" if can_see_budget(who, b) else "") + ("w" if can_manage_budget(who, b) else "")
+        got = ("r" if can_see_budget(who, b.scope_dict) else "") + ("w" if can_manage_budget(who, b.scope_dict) else "")
         assert (expected if expected != "-" else "") == got, who.role

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from spendgate_collector.alerts import DeliveryOutcome, WebhookSender, redact_url, retry_after_s, slack_text
 from spendgate_collector.budgets import WebhookSpec
+from spendgate_collector.budgets.webhooks import DeliveryOutcome, WebhookSender, redact_url, retry_after_s, slack_text
 from tests.collector.conftest import run_collector
 from tests.collector.test_budgets_collector import Traffic
 from tests.support.aio_server import ServerHandle, serve_app

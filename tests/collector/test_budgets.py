@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from spendgate_collector.audit import AuditLog
 from spendgate_collector.budgets import (
     BudgetEngine,
     BudgetError,
@@ -21,12 +22,14 @@ from spendgate_collector.budgets import (
     parse_budget,
     period_at,
 )
+from spendgate_collector.budgets.board import Scope
+from spendgate_collector.control import ControlLog
 from spendgate_collector.errors import StoreUnavailable
 from spendgate_collector.records import SpendRecord
 from spendgate_collector.store.base import WriteResult
 from spendgate_collector.store.sqlite import SQLiteStore
-from spendgate_collector.verdicts import Scope, VerdictBoard
 from tests.collector.spans import ns
+from tests.support.board import budget_states, in_force
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -141,16 +144,17 @@ class Clock:
 
 
 class Harness:
-    """A store, a board and an engine on one SQLite file, with a fake clock and the transitions seen."""
+    """A store, a board, an engine and the audit log on one SQLite file, with a fake clock and the transitions seen."""
 
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path = path
         self.clock = clock
         self.store = SQLiteStore(path)
-        self.board = VerdictBoard()
+        self.board = ControlLog()
         self.transitions: list[Transition] = []
         self.engine = BudgetEngine(BudgetStorage(path), self.board, notify=self.transitions.append, clock=clock)
         self.engine.open()
+        self.audit = AuditLog(path)
         self._next = 0
 
     def record(
@@ -177,9 +181,10 @@ class Harness:
         return [(t.budget.id, t.from_state, t.to_state, t.cause) for t in self.transitions]
 
     def verdict_ids(self) -> list[str]:
-        return sorted(v.id for v in self.board.snapshot()[1])
+        return sorted(v.id for v in in_force(self.board))
 
     def close(self) -> None:
+        self.audit.close()
         self.engine.storage.close()
         self.store.close()
 
@@ -212,7 +217,7 @@ def test_thresholds_transition_exactly_once_each(h: Harness) -> None:
     h.write([h.record(3.0)])
     assert [("platform", "ok", "alert", "spend"), ("platform", "alert", "pause", "spend")] == h.moves()
     assert [f"platform:{NOV}:pause"] == h.verdict_ids()
-    (verdict,) = h.board.snapshot()[1]
+    (verdict,) = in_force(h.board)
     assert Scope(team="platform") == verdict.scope
     assert "team platform spent $110.00 of its $100.00 monthly budget (110 %)" == verdict.reason
     assert (110.0, 100.0) == (verdict.spend_usd, verdict.limit_usd)
@@ -257,13 +262,13 @@ def test_restart_keeps_totals_states_and_verdicts_without_repeating_transitions(
     first = Harness(tmp_path / "b.db", clock)
     first.engine.put_budget(PLATFORM, actor="test")
     first.write([first.record(111.5)])
-    verdicts = first.board.snapshot()[1]
+    verdicts = in_force(first.board)
     first.close()
 
     second = Harness(tmp_path / "b.db", clock)
     assert 111.5 == second.spend("platform")
     assert "pause" == second.status("platform")["state"]
-    assert verdicts == second.board.snapshot()[1]  # same id, since, reason
+    assert verdicts == in_force(second.board)  # same id, since, reason
     assert [] == second.moves()
     second.close()
 
@@ -320,7 +325,7 @@ def test_lift_override_removes_the_verdict_until_it_expires(h: Harness, clock: C
         ("platform", "pause", "ok", "override"),
         ("platform", "ok", "pause", "override_expired"),
     ] == h.moves()
-    actions = [e["action"] for e in h.engine.storage.audit(budget_id="platform")]
+    actions = [e["action"] for e in h.audit.read(budget_id="platform")]
     assert ["budget.transition", "override.expired", "budget.transition", "override.created"] == actions[:4]
 
 
@@ -381,7 +386,7 @@ def test_route_threshold_puts_a_route_verdict_scoped_to_the_developer(h: Harness
         actor="test",
     )
     h.write([h.record(10.0)])
-    (verdict,) = h.board.snapshot()[1]
+    (verdict,) = in_force(h.board)
     assert (f"ana:{NOV}:route", "route") == (verdict.id, verdict.action)
     assert ("claude-opus-4-1", "claude-sonnet-4-5") == (verdict.route_from, verdict.route_to)
     assert Scope(user="ana@acme.com") == verdict.scope
@@ -442,7 +447,7 @@ def test_budgets_in_different_time_zones_count_each_record_in_their_own_day(h: H
 
 
 def _budget_states(h: Harness) -> dict[str, Any]:
-    return {b.budget_id: b for b in h.board.state()[2]}
+    return {b.budget_id: b for b in budget_states(h.board)}
 
 
 def test_budget_state_is_published_at_once_on_change_and_spend_is_rate_limited(h: Harness, clock: Clock) -> None:

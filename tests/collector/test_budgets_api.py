@@ -12,9 +12,10 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from spendgate_collector.budgets_cli import budgets_group, parse_threshold
+from spendgate_collector.budgets.cli import budgets_group, parse_threshold
 from tests.collector.conftest import RunningCollector
 from tests.collector.test_budgets_collector import Traffic
+from tests.support.board import in_force
 
 PLATFORM = {"name": "Platform", "limit_usd": 100, "scope": {"team": "platform"}, "owner": "#platform-leads"}
 
@@ -188,7 +189,7 @@ def test_cli_set_list_status_override_rm(collector: RunningCollector) -> None:
 
     assert "deleted budget platform\n" == cli(collector, "rm", "platform").output
     assert 0 == cli(collector, "rm", "opus").exit_code
-    assert [] == collector.collector.verdicts.snapshot()[1]
+    assert [] == in_force(collector.collector.control_log)
     audit = cli(collector, "audit", "--budget", "platform", "--json").output
     assert '"actor": "ana"' in audit
 

@@ -19,9 +19,10 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from spendgate_collector.verdicts import Scope
+from spendgate_collector.budgets.board import Scope
 from tests.collector.conftest import RunningCollector, run_collector
 from tests.collector.spans import ours, span
+from tests.support.board import in_force
 
 PLATFORM_BUDGET = {"id": "platform", "name": "Platform team", "limit_usd": 10, "scope": {"team": "platform"}}
 ROUTE_BUDGET = {
@@ -73,7 +74,7 @@ def traffic(running: RunningCollector) -> Iterator[Traffic]:
 
 
 def _verdicts(running: RunningCollector) -> dict[str, Any]:
-    return {v.id: v for v in running.collector.verdicts.snapshot()[1]}
+    return {v.id: v for v in in_force(running.collector.control_log)}
 
 
 def _status(running: RunningCollector, bid: str) -> dict[str, Any]:
@@ -122,11 +123,11 @@ def test_budgets_survive_a_collector_restart(tmp_path: Path) -> None:
         traffic = Traffic(running)
         traffic.send(traffic.spans(12))
         traffic.exporter.shutdown()
-        before = running.collector.verdicts.snapshot()[1]
+        before = in_force(running.collector.control_log)
     # Restarted without the budget in its config: the stored budget, total and verdict remain.
     with run_collector(tmp_path) as running:
         assert 12.0 == _status(running, "platform")["spend_usd"]
-        assert before == running.collector.verdicts.snapshot()[1]
+        assert before == in_force(running.collector.control_log)
 
 
 def test_config_budgets_are_upserted_once_and_changes_are_audited(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from spendgate_collector.config import CollectorConfig, load_config, split_host_port
 from spendgate_collector.errors import ConfigError
-from spendgate_collector.keys import parse_keys_document
+from spendgate_collector.keys.file import parse_keys_document
 
 
 def test_defaults_are_the_embedded_ones() -> None:

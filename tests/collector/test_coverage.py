@@ -31,8 +31,8 @@ from click.testing import CliRunner
 from spendgate_collector.cli import report_command
 from spendgate_collector.cursor_admin import event_to_record
 from spendgate_collector.errors import StoreUnavailable
-from spendgate_collector.keys import Principal
-from spendgate_collector.query import SpendFilter, parse_month
+from spendgate_collector.keys.file import Principal
+from spendgate_collector.store.query import SpendFilter, parse_month
 from spendgate_collector.store.sqlite import SQLiteStore
 from spendgate_semconv import attributes as sc
 from spendgate_simulator.cursor_admin import day_ms, usage_event
@@ -198,6 +198,8 @@ def test_existing_database_is_migrated_and_backfilled(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TABLE rollup_coverage")
         conn.execute("DROP TABLE rollup_developer_hours")
+        # As written before the schema registry: user_version 1, whatever tables the file holds.
+        conn.execute("PRAGMA user_version = 1")
     with pytest.raises(StoreUnavailable, match="start the collector on it once"):
         SQLiteStore(path, readonly=True).coverage(NOVEMBER)
 

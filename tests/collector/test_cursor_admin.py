@@ -22,9 +22,9 @@ from spendgate_collector.cursor_admin import (
     event_ids,
     event_to_record,
 )
-from spendgate_collector.keys import Principal
-from spendgate_collector.query import SpendFilter
+from spendgate_collector.keys.file import Principal
 from spendgate_collector.records import SpendRecord
+from spendgate_collector.store.query import SpendFilter
 from spendgate_collector.store.sqlite import SQLiteStore
 from spendgate_simulator.cursor_admin import AdminSimulator, create_admin_app, day_ms, usage_event
 from tests.support.aio_server import start_app
@@ -379,7 +379,7 @@ def day_ms_date(text: str) -> Any:
 
 
 def test_key_directory_finds_the_principal_by_email(tmp_path: Path) -> None:
-    from spendgate_collector.keys import KeyDirectory
+    from spendgate_collector.keys.file import KeyDirectory
 
     keys = tmp_path / "keys.yaml"
     keys.write_text(

@@ -16,13 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spendgate_collector.budgets import BudgetStorage
-from spendgate_collector.key_service import (
-    InvalidKeyRequest,
-    KeyNotFound,
-    KeyService,
-    KeysNotConfigured,
-)
+from spendgate_collector.audit import AuditLog
+from spendgate_collector.keys.service import InvalidKeyRequest, KeyNotFound, KeyService, KeysNotConfigured
 from spendgate_collector.records import SpendRecord
 from spendgate_collector.store.sqlite import SQLiteStore
 from spendgate_proxy.keys import KeyDirectory as ProxyKeyDirectory
@@ -31,10 +26,10 @@ from spendgate_proxy.keys import read_key_file
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Iterator[BudgetStorage]:
-    s = BudgetStorage(tmp_path / "spendgate.db")
-    yield s
-    s.close()
+def audit(tmp_path: Path) -> Iterator[AuditLog]:
+    log = AuditLog(tmp_path / "spendgate.db")
+    yield log
+    log.close()
 
 
 @pytest.fixture
@@ -50,8 +45,8 @@ def keys_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def service(keys_file: Path, storage: BudgetStorage, store: SQLiteStore) -> KeyService:
-    return KeyService(keys_file, audit=storage.add_audit, last_used=store.key_last_used)
+def service(keys_file: Path, audit: AuditLog, store: SQLiteStore) -> KeyService:
+    return KeyService(keys_file, audit=audit.add, last_used=store.key_last_used)
 
 
 def _audit_text(db: Path) -> str:
@@ -98,13 +93,13 @@ def test_created_key_authenticates_at_a_proxy_and_is_stored_only_hashed(
 
 
 def test_every_change_is_audited_with_actor_and_principal_never_the_secret(
-    service: KeyService, storage: BudgetStorage, tmp_path: Path
+    service: KeyService, audit: AuditLog, tmp_path: Path
 ) -> None:
     view, secret = service.create(actor="lead@acme.com", user="bo@acme.com", team="data", cost_center=None, repo=None)
     service.revoke(view.key_id, actor="admin@acme.com")
     service.revoke(view.key_id, actor="admin@acme.com")  # already revoked: no second line
 
-    entries = storage.audit(action="key")
+    entries = audit.read(action="key")
     assert [e["action"] for e in entries] == ["key.revoke", "key.create"]
     assert [e["actor"] for e in entries] == ["admin@acme.com", "lead@acme.com"]
     create = entries[1]["details"]
@@ -183,6 +178,8 @@ def test_last_used_is_back_filled_from_spend_rows_of_an_older_database(tmp_path:
     store.close()
     with sqlite3.connect(db) as conn:  # as a database from before the table existed
         conn.execute("DROP TABLE key_last_used")
+        # As written before the schema registry: user_version 1, whatever tables the file holds.
+        conn.execute("PRAGMA user_version = 1")
 
     reopened = SQLiteStore(db)
     try:
@@ -192,8 +189,8 @@ def test_last_used_is_back_filled_from_spend_rows_of_an_older_database(tmp_path:
         reopened.close()
 
 
-def test_without_a_keys_file_every_call_says_how_to_configure_one(storage: BudgetStorage) -> None:
-    service = KeyService(None, audit=storage.add_audit)
+def test_without_a_keys_file_every_call_says_how_to_configure_one(audit: AuditLog) -> None:
+    service = KeyService(None, audit=audit.add)
     for call in (
         service.list,
         lambda: service.create(actor="a", user="a@b.c", team=None, cost_center=None, repo=None),

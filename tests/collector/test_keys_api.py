@@ -24,10 +24,10 @@ import httpx
 import pytest
 from aiohttp import web
 
+from spendgate_collector.audit import AuditLog
 from spendgate_collector.auth.identity import REQUEST_KEY, Identity, Role, allowed_roles
-from spendgate_collector.budgets import BudgetStorage
-from spendgate_collector.key_service import KeyService
-from spendgate_collector.keys_api import KeysApi
+from spendgate_collector.keys.api import KeysApi
+from spendgate_collector.keys.service import KeyService
 from spendgate_collector.store.sqlite import SQLiteStore
 from spendgate_proxy.app import create_app as create_proxy
 from spendgate_proxy.config import load_config as load_proxy_config
@@ -178,11 +178,9 @@ def test_setup_without_a_public_proxy_url_says_to_ask_for_it(tmp_path: Path) -> 
 
 @pytest.fixture
 def keys_app(tmp_path: Path) -> Iterator[tuple[ServerHandle, KeyService]]:
-    storage = BudgetStorage(tmp_path / "spendgate.db")
+    audit = AuditLog(tmp_path / "spendgate.db")
     store = SQLiteStore(tmp_path / "spendgate.db")
-    service = KeyService(
-        tmp_path / "keys.yaml", audit=storage.add_audit, last_used=store.key_last_used, self_serve_max_days=30
-    )
+    service = KeyService(tmp_path / "keys.yaml", audit=audit.add, last_used=store.key_last_used, self_serve_max_days=30)
     executor = ThreadPoolExecutor(2)
 
     @web.middleware
@@ -201,7 +199,7 @@ def keys_app(tmp_path: Path) -> Iterator[tuple[ServerHandle, KeyService]]:
         yield srv, service
     executor.shutdown()
     store.close()
-    storage.close()
+    audit.close()
 
 
 def _as(srv: ServerHandle, who: Identity, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -318,11 +316,11 @@ def test_finance_cannot_create_and_signed_in_actors_cannot_be_renamed(
 
     assert refused.status_code == 403
     assert made.status_code == 201
-    storage = BudgetStorage(tmp_path / "spendgate.db")
+    audit = AuditLog(tmp_path / "spendgate.db")
     try:
-        assert [e["actor"] for e in storage.audit(action="key")] == ["bo@acme.com"]
+        assert [e["actor"] for e in audit.read(action="key")] == ["bo@acme.com"]
     finally:
-        storage.close()
+        audit.close()
     assert [v.user for v in service.list()] == ["bo@acme.com"]
 
 

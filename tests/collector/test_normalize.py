@@ -13,9 +13,9 @@ import pytest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
 from opentelemetry.sdk.resources import Resource
 
-from spendgate_collector.keys import KeyDirectory
-from spendgate_collector.normalize import NormalizedBatch, Normalizer
-from spendgate_collector.otlp import decode_value, parse_export_request
+from spendgate_collector.ingest.normalize import NormalizedBatch, Normalizer
+from spendgate_collector.ingest.otlp import decode_value, parse_export_request
+from spendgate_collector.keys.file import KeyDirectory
 from spendgate_collector.records import SpendRecord
 from spendgate_semconv import attributes as sc
 from tests.collector.spans import ns, ours, protobuf_body, span

@@ -12,12 +12,12 @@ import pytest
 
 from spendgate_collector.app import Collector
 from spendgate_collector.config import CollectorConfig
-from spendgate_collector.costing import PricingStage
 from spendgate_collector.errors import ConfigError, InvalidPayload, ShuttingDown
+from spendgate_collector.ingest.normalize import Normalizer
+from spendgate_collector.ingest.pipeline import ExportOutcome, Pipeline
 from spendgate_collector.metrics import CollectorMetrics
-from spendgate_collector.normalize import Normalizer
-from spendgate_collector.pipeline import ExportOutcome, Pipeline
 from spendgate_collector.pricing import Pricer
+from spendgate_collector.pricing.stage import PricingStage
 from spendgate_collector.store.sqlite import SQLiteStore
 from spendgate_semconv import attributes as sc
 from tests.collector.conftest import RunningCollector

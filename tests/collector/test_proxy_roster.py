@@ -10,10 +10,10 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
-from spendgate_collector.normalize import Normalizer
-from spendgate_collector.otlp import parse_export_request
+from spendgate_collector.ingest.normalize import Normalizer
+from spendgate_collector.ingest.otlp import parse_export_request
 from spendgate_collector.proxy_roster import FORGET_S, SPAN_LAG_S, ProxyRoster
-from spendgate_collector.status_cli import render
+from spendgate_collector.query.status_cli import render
 from spendgate_semconv import attributes as sc
 from tests.collector.spans import ours, protobuf_body, span
 

@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 from click.testing import CliRunner
 
-from spendgate_collector.attribution_api import AttributionApi
+from spendgate_collector.attribution.api import AttributionApi
+from spendgate_collector.attribution.reconcile import Options, reconcile
 from spendgate_collector.auth.identity import Role, allowed_roles
 from spendgate_collector.cli import report_command
 from spendgate_collector.cursor_admin import CursorAdminClient, CursorAdminPoller, StateTable
-from spendgate_collector.query import SpendFilter
-from spendgate_collector.reconcile import Options, reconcile
+from spendgate_collector.store.query import SpendFilter
 from spendgate_collector.store.sqlite import SQLiteStore
 from spendgate_simulator.cursor_admin import AdminSimulator, create_admin_app, day_ms, usage_event
 from tests.collector.conftest import run_collector

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from spendgate_collector.query import SpendFilter
 from spendgate_collector.records import SpendRecord
+from spendgate_collector.store.query import SpendFilter
 from spendgate_collector.store.sqlite import SQLiteStore
 from tests.collector.spans import ns
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from spendgate_collector.query import SpendFilter
 from spendgate_collector.store import team_daily_rollup
+from spendgate_collector.store.query import SpendFilter
 from spendgate_collector.store.sqlite import ROLLUP_MEASURES, SQLiteStore
 from tests.collector.spans import ns
 from tests.collector.test_store import record
@@ -137,6 +137,8 @@ def test_an_existing_database_is_back_filled_once(tmp_path: Path) -> None:
         expected = _table(store)
     with sqlite3.connect(path) as conn:  # a database from before the table existed
         conn.execute(f"DROP TABLE {team_daily_rollup.TABLE}")
+        # As written before the schema registry: user_version 1, whatever tables the file holds.
+        conn.execute("PRAGMA user_version = 1")
     with closing(SQLiteStore(path)) as store:
         assert expected == _table(store)
         store.write([record(500, end_ns=ns("2026-11-02T08:00:00"), team="data", model="acme-mini")])

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from spendgate_collector.verdicts import PAUSE, BudgetState, Scope, Verdict
+from spendgate_collector.budgets.board import PAUSE, BudgetState, Scope, Verdict
 from spendgate_semconv import control_pb2, control_pb2_grpc
 
 

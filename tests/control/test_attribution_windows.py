@@ -16,13 +16,12 @@ import httpx
 import pytest
 
 from spendgate_collector.app import Collector
-from spendgate_collector.attribution_windows import PUBLISH_EVERY_NS, AttributionWindows, Window, window_from
+from spendgate_collector.attribution.windows import PUBLISH_EVERY_NS, AttributionWindows, Window, window_from
 from spendgate_collector.config import CollectorConfig
-from spendgate_collector.control import ControlServer
-from spendgate_collector.normalize import Normalizer
-from spendgate_collector.otlp import parse_export_request
+from spendgate_collector.control import ControlLog, ControlServer
+from spendgate_collector.ingest.normalize import Normalizer
+from spendgate_collector.ingest.otlp import parse_export_request
 from spendgate_collector.records import SpendRecord
-from spendgate_collector.verdicts import VerdictBoard
 from spendgate_semconv import attributes as sc
 from spendgate_semconv import control_pb2, control_pb2_grpc
 from tests.collector.spans import ns, ours, protobuf_body, span
@@ -163,7 +162,7 @@ def test_wire_window_is_validated_by_field() -> None:
 
 def test_report_attribution_rpc_publishes_on_the_stream_and_in_snapshots() -> None:
     async def scenario() -> None:
-        server = ControlServer("127.0.0.1:0", VerdictBoard(), None)
+        server = ControlServer("127.0.0.1:0", ControlLog(), None)
         await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         stub = control_pb2_grpc.ControlPlaneStub(channel)
@@ -201,7 +200,7 @@ def test_report_attribution_rpc_publishes_on_the_stream_and_in_snapshots() -> No
 
 def test_lapsed_windows_leave_snapshots() -> None:
     async def scenario() -> None:
-        server = ControlServer("127.0.0.1:0", VerdictBoard(), None)
+        server = ControlServer("127.0.0.1:0", ControlLog(), None)
         await server.start()
         try:
             assert server.log is not None

@@ -13,8 +13,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from spendgate_collector.control import ControlServer, verdict_message
-from spendgate_collector.verdicts import ROUTE, VerdictBoard
+from spendgate_collector.budgets.board import ROUTE
+from spendgate_collector.control import ControlLog, ControlServer, verdict_message
 from spendgate_proxy.config import ConfigError, load_config
 from spendgate_proxy.control.client import ControlClient, start_control
 from spendgate_proxy.control.state import ControlState
@@ -59,15 +59,15 @@ def _refusal(keys: KeyDirectory, key: str) -> str | None:
     return None
 
 
-def _server(board: VerdictBoard, keys_file: Path | None = None, port: int = 0) -> ControlServer:
+def _server(board: ControlLog, keys_file: Path | None = None, port: int = 0) -> ControlServer:
     return ControlServer(f"127.0.0.1:{port}", board, keys_file, heartbeat_s=HEARTBEAT_S, keys_poll_s=0.02)
 
 
 def test_client_applies_the_snapshot_then_verdict_and_key_changes(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys.yaml"
     ana_key, ana = create_key(keys_file, user="ana@acme.com", team="platform", repo="acme-api")
-    board = VerdictBoard()
-    board.apply((verdict("team-pause", team="platform"),))
+    board = ControlLog()
+    board.publish((verdict("team-pause", team="platform"),))
 
     async def scenario() -> None:
         server = _server(board, keys_file)
@@ -81,8 +81,8 @@ def test_client_applies_the_snapshot_then_verdict_and_key_changes(tmp_path: Path
             principal = keys.lookup(ana_key)
             assert "team-pause" == state.verdict_for(principal, None, "gpt-4o").id  # type: ignore[union-attr]
 
-            board.apply((verdict("route", ROUTE, route_from="gpt-4o", route_to="gpt-4o-mini", repo="acme-api"),))
-            board.apply(removals=("team-pause",))
+            board.publish((verdict("route", ROUTE, route_from="gpt-4o", route_to="gpt-4o-mini", repo="acme-api"),))
+            board.publish(removals=("team-pause",))
             await wait_until(lambda: {v.id for v in state.verdicts()} == {"route"}, what="the route")
             assert "route" == state.verdict_for(principal, None, "gpt-4o").id  # type: ignore[union-attr]
 
@@ -110,8 +110,8 @@ def test_client_applies_the_snapshot_then_verdict_and_key_changes(tmp_path: Path
 
 def test_collector_restart_keeps_the_last_state_then_converges_to_the_new_one(tmp_path: Path) -> None:
     async def scenario() -> None:
-        first_board = VerdictBoard()
-        first_board.apply((verdict("old-pause", team="platform"),))
+        first_board = ControlLog()
+        first_board.publish((verdict("old-pause", team="platform"),))
         first = _server(first_board)
         await first.start()
         port = first.port
@@ -131,8 +131,8 @@ def test_collector_restart_keeps_the_last_state_then_converges_to_the_new_one(tm
             failures_while_down = client.failures
             assert failures_while_down >= 2  # it kept retrying, with backoff
 
-            second_board = VerdictBoard()  # a new lifetime: new epoch, versions start over
-            second_board.apply((verdict("new-route", ROUTE, route_to="gpt-4o-mini", team="platform"),))
+            second_board = ControlLog()  # a new lifetime: new epoch, versions start over
+            second_board.publish((verdict("new-route", ROUTE, route_to="gpt-4o-mini", team="platform"),))
             second = _server(second_board, port=port)
             await second.start()
             try:
@@ -152,7 +152,7 @@ def test_collector_restart_keeps_the_last_state_then_converges_to_the_new_one(tm
 
 def test_network_cut_resumes_from_the_last_version_with_nothing_missed_or_repeated(tmp_path: Path) -> None:
     async def scenario() -> None:
-        board = VerdictBoard()
+        board = ControlLog()
         server = _server(board)
         await server.start()
         hop = TcpHop(server.port)  # type: ignore[arg-type]
@@ -162,15 +162,15 @@ def test_network_cut_resumes_from_the_last_version_with_nothing_missed_or_repeat
         client.start()
         try:
             assert await client.wait_ready(5)
-            board.apply((verdict("p1", team="a"),))
+            board.publish((verdict("p1", team="a"),))
             await wait_until(lambda: [v.id for v in state.verdicts()] == ["p1"], what="p1")
 
             hop.refusing = True
             hop.cut()
             await wait_until(lambda: not state.connected, what="the cut to be noticed")
-            board.apply((verdict("p2", team="b"),))
-            board.apply(removals=("p1",))
-            board.apply((verdict("p3", team="c"),))
+            board.publish((verdict("p2", team="b"),))
+            board.publish(removals=("p1",))
+            board.publish((verdict("p3", team="c"),))
             await asyncio.sleep(3 * HEARTBEAT_S)  # reconnects are refused meanwhile
             assert {"p1"} == {v.id for v in state.verdicts()}
 
@@ -255,7 +255,7 @@ def test_a_proxy_that_never_got_state_follows_its_policy_until_the_first_snapsho
             assert (False, policy == "fail_closed") == (client.state.ready, client.state.should_refuse)
             assert "local@acme.com" == keys.lookup(local_key).user  # the key file serves meanwhile
 
-            server = _server(VerdictBoard(), collector_keys, port=port)
+            server = _server(ControlLog(), collector_keys, port=port)
             await server.start()
             try:
                 assert await client.wait_ready(5)
@@ -275,8 +275,8 @@ def test_a_proxy_that_never_got_state_follows_its_policy_until_the_first_snapsho
 def test_a_collector_without_a_key_source_leaves_the_proxy_its_key_file(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys.yaml"
     local_key, _ = create_key(keys_file, user="local@acme.com")
-    board = VerdictBoard()
-    board.apply((verdict("team-pause", team="platform"),))
+    board = ControlLog()
+    board.publish((verdict("team-pause", team="platform"),))
 
     async def scenario() -> None:
         server = _server(board)  # no keys file: its snapshot says it has no key directory
@@ -473,7 +473,7 @@ def test_healthz_control_fields_for_each_state(tmp_path: Path) -> None:
             s = client.stats()
             assert ("never_connected", False, "key file") == (s["state"], s["budgets_enforced"], s["keys_from"])
             assert s["since"] is not None and s["disconnected_s"] >= 0
-            server = _server(VerdictBoard(), keys_file, port=port)
+            server = _server(ControlLog(), keys_file, port=port)
             await server.start()
             try:
                 assert await client.wait_ready(5)
@@ -498,7 +498,7 @@ def test_healthz_control_fields_for_each_state(tmp_path: Path) -> None:
 
 def test_a_proxy_that_stops_says_so_and_is_not_counted_as_lost(tmp_path: Path) -> None:
     async def scenario() -> None:
-        server = _server(VerdictBoard())
+        server = _server(ControlLog())
         await server.start()
         try:
             clean = ControlClient(f"127.0.0.1:{server.port}", ControlState(), proxy_id="clean")
@@ -530,7 +530,7 @@ def test_sync_keys_reads_the_collectors_file_at_once_and_waits_for_the_stream(tm
 
     async def scenario() -> None:
         # A file poll far too slow to help: only SyncKeys can bring the new key in time.
-        server = ControlServer("127.0.0.1:0", VerdictBoard(), keys_file, heartbeat_s=HEARTBEAT_S, keys_poll_s=3600)
+        server = ControlServer("127.0.0.1:0", ControlLog(), keys_file, heartbeat_s=HEARTBEAT_S, keys_poll_s=3600)
         await server.start()
         keys = KeyDirectory()
         client = ControlClient(f"127.0.0.1:{server.port}", ControlState(keys))

@@ -13,15 +13,15 @@ import pytest
 import yaml
 
 from spendgate_collector.app import Collector
+from spendgate_collector.budgets.board import ROUTE
 from spendgate_collector.config import CollectorConfig, load_config
-from spendgate_collector.control import ControlServer
-from spendgate_collector.verdicts import ROUTE, VerdictBoard
+from spendgate_collector.control import ControlLog, ControlServer
 from spendgate_proxy.keys import create_key, revoke_key
 from spendgate_semconv import control_pb2
 from tests.control.support import Subscriber, budget_state, subscribed, verdict, wait_until
 
 
-def _server(board: VerdictBoard, keys_file: Path | None, **kwargs: object) -> ControlServer:
+def _server(board: ControlLog, keys_file: Path | None, **kwargs: object) -> ControlServer:
     kwargs.setdefault("keys_poll_s", 0.02)
     return ControlServer("127.0.0.1:0", board, keys_file, **kwargs)  # type: ignore[arg-type]
 
@@ -30,8 +30,8 @@ def test_subscribe_gets_a_snapshot_then_every_change_as_a_gap_free_delta(tmp_pat
     keys_file = tmp_path / "keys.yaml"
     _, ana = create_key(keys_file, user="ana@acme.com", team="platform", cost_center="CC-1", repo="acme-api")
     _, bo = create_key(keys_file, user="bo@acme.com", team="mobile", models=("gpt-4o-mini",))
-    board = VerdictBoard()
-    board.apply((verdict("team-pause", team="platform"),))
+    board = ControlLog()
+    board.publish((verdict("team-pause", team="platform"),))
 
     async def scenario() -> None:
         server = _server(board, keys_file)
@@ -60,7 +60,7 @@ def test_subscribe_gets_a_snapshot_then_every_change_as_a_gap_free_delta(tmp_pat
                 )
                 versions = [snap.version]
 
-                board.apply((verdict("route-mini", ROUTE, route_from="gpt-4o", route_to="gpt-4o-mini", repo="r"),))
+                board.publish((verdict("route-mini", ROUTE, route_from="gpt-4o", route_to="gpt-4o-mini", repo="r"),))
                 d1 = await sub.read_change()
                 assert (["route-mini"], []) == ([v.id for v in d1.verdicts_upsert], list(d1.verdicts_removed))
                 assert ("gpt-4o", "gpt-4o-mini", "r") == (
@@ -70,7 +70,7 @@ def test_subscribe_gets_a_snapshot_then_every_change_as_a_gap_free_delta(tmp_pat
                 )
                 versions.append(d1.version)
 
-                board.apply(removals=("team-pause",))
+                board.publish(removals=("team-pause",))
                 d2 = await sub.read_change()
                 assert ([], ["team-pause"]) == (list(d2.verdicts_upsert), list(d2.verdicts_removed))
                 versions.append(d2.version)
@@ -104,8 +104,8 @@ def test_subscribe_gets_a_snapshot_then_every_change_as_a_gap_free_delta(tmp_pat
 
 
 def test_budget_states_ride_the_same_gap_free_sequence_as_verdicts(tmp_path: Path) -> None:
-    board = VerdictBoard()
-    board.apply(budgets=(budget_state("platform", limit_usd=10, spend_usd=1, team="platform"),))
+    board = ControlLog()
+    board.publish(budgets=(budget_state("platform", limit_usd=10, spend_usd=1, team="platform"),))
 
     async def scenario() -> None:
         server = _server(board, None)
@@ -121,13 +121,13 @@ def test_budget_states_ride_the_same_gap_free_sequence_as_verdicts(tmp_path: Pat
                     b.spend_usd,
                     b.state,
                 )
-                board.apply(budgets=(budget_state("platform", limit_usd=10, spend_usd=8.5, team="platform"),))
+                board.publish(budgets=(budget_state("platform", limit_usd=10, spend_usd=8.5, team="platform"),))
                 d1 = await sub.read_change()
                 assert [8.5] == [b.spend_usd for b in d1.budgets_upsert]
-                board.apply((verdict("team-pause", team="platform"),))
+                board.publish((verdict("team-pause", team="platform"),))
                 d2 = await sub.read_change()
                 assert (["team-pause"], []) == ([v.id for v in d2.verdicts_upsert], list(d2.budgets_upsert))
-                board.apply(budgets_removed=("platform",))
+                board.publish(budgets_removed=("platform",))
                 d3 = await sub.read_change()
                 assert ["platform"] == list(d3.budgets_removed)
                 assert [snap.version + 1, snap.version + 2, snap.version + 3] == [d1.version, d2.version, d3.version]
@@ -138,8 +138,30 @@ def test_budget_states_ride_the_same_gap_free_sequence_as_verdicts(tmp_path: Pat
     asyncio.run(scenario())
 
 
+def test_changes_published_from_other_threads_wake_the_stream_in_order(tmp_path: Path) -> None:
+    # The budget engine publishes from the pipeline's writer thread, API threads and its timer;
+    # a stream waiting on the event loop must see each change, as the next version, without polling.
+    board = ControlLog()
+
+    async def scenario() -> None:
+        server = _server(board, None, heartbeat_s=30)  # a heartbeat must not be what wakes the stream
+        await server.start()
+        try:
+            async with subscribed(server.port) as sub:
+                snap = await sub.read()
+                for i in range(3):
+                    await asyncio.to_thread(board.publish, (verdict(f"p{i}", team=f"t{i}"),))
+                deltas = [await sub.read_change(timeout=5) for _ in range(3)]
+            assert [snap.version + 1, snap.version + 2, snap.version + 3] == [d.version for d in deltas]
+            assert [["p0"], ["p1"], ["p2"]] == [[v.id for v in d.verdicts_upsert] for d in deltas]
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
 def test_resume_sends_exactly_the_missed_changes_then_a_heartbeat_when_current(tmp_path: Path) -> None:
-    board = VerdictBoard()
+    board = ControlLog()
 
     async def scenario() -> None:
         server = _server(board, None)
@@ -147,13 +169,13 @@ def test_resume_sends_exactly_the_missed_changes_then_a_heartbeat_when_current(t
         try:
             async with subscribed(server.port) as sub:
                 snap = await sub.read()
-            board.apply((verdict("p1", team="a"),))
-            board.apply((verdict("p2", team="b"),))
-            board.apply(removals=("p1",))
+            board.publish((verdict("p1", team="a"),))
+            board.publish((verdict("p2", team="b"),))
+            board.publish(removals=("p1",))
             async with subscribed(server.port, resume_version=snap.version, epoch=snap.epoch) as sub:
                 missed = [await sub.read() for _ in range(3)]
                 # Nothing else is owed: the next update can only be a heartbeat, never a replay.
-                board.apply((verdict("p3", team="c"),))
+                board.publish((verdict("p3", team="c"),))
                 live = await sub.read_change()
             assert [False, False, False] == [u.snapshot or u.heartbeat for u in missed]
             assert [snap.version + 1, snap.version + 2, snap.version + 3] == [u.version for u in missed]
@@ -172,16 +194,16 @@ def test_resume_sends_exactly_the_missed_changes_then_a_heartbeat_when_current(t
 
 @pytest.mark.parametrize("why", ["unknown epoch", "ahead of the log", "older than the history"])
 def test_resume_that_cannot_be_served_as_deltas_gets_a_snapshot(tmp_path: Path, why: str) -> None:
-    board = VerdictBoard()
+    board = ControlLog(max_history=2)
 
     async def scenario() -> None:
-        server = _server(board, None, max_history=2)
+        server = _server(board, None)
         await server.start()
         try:
             async with subscribed(server.port) as sub:
                 snap = await sub.read()
             for i in range(3):
-                board.apply((verdict(f"p{i}", team=f"t{i}"),))
+                board.publish((verdict(f"p{i}", team=f"t{i}"),))
             await wait_until(lambda: server.log is not None and server.log.version == snap.version + 3, what="log")
             resume = {
                 "unknown epoch": {"resume_version": snap.version, "epoch": snap.epoch + 1},
@@ -199,8 +221,8 @@ def test_resume_that_cannot_be_served_as_deltas_gets_a_snapshot(tmp_path: Path, 
 
 
 def test_idle_stream_heartbeats_at_the_current_version_and_lists_the_proxy(tmp_path: Path) -> None:
-    board = VerdictBoard()
-    board.apply((verdict("p1", team="a"),))
+    board = ControlLog()
+    board.publish((verdict("p1", team="a"),))
 
     async def scenario() -> None:
         server = _server(board, None, heartbeat_s=0.05)
@@ -228,7 +250,7 @@ def test_idle_stream_heartbeats_at_the_current_version_and_lists_the_proxy(tmp_p
 
 
 def test_graceful_stop_ends_streams_and_abrupt_stop_cuts_them(tmp_path: Path) -> None:
-    board = VerdictBoard()
+    board = ControlLog()
 
     async def scenario() -> None:
         server = _server(board, None)
@@ -260,7 +282,7 @@ def test_a_broken_keys_file_keeps_the_last_good_directory(tmp_path: Path) -> Non
     _, ana = create_key(keys_file, user="ana@acme.com")
 
     async def scenario() -> None:
-        server = _server(VerdictBoard(), keys_file)
+        server = _server(ControlLog(), keys_file)
         await server.start()
         try:
             async with subscribed(server.port) as sub:
@@ -298,7 +320,7 @@ def test_collector_serves_the_control_plane_from_its_board_and_keys_file(tmp_pat
             async with subscribed(collector.control_port) as sub:
                 snap = await sub.read()
                 assert [ana.principal.key_id] == [k.key_id for k in snap.keys_upsert]
-                collector.verdicts.apply((verdict("p", team="platform"),))
+                collector.control_log.publish((verdict("p", team="platform"),))
                 delta = await sub.read_change()
                 assert (snap.version + 1, ["p"]) == (delta.version, [v.id for v in delta.verdicts_upsert])
                 assert 1 == collector.health()["control"]["verdicts"]

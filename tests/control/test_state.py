@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from spendgate_collector.budgets.board import ROUTE, BudgetState
 from spendgate_collector.control import budget_state_message, verdict_message
-from spendgate_collector.verdicts import ROUTE, BudgetState
 from spendgate_proxy.control.state import ActiveVerdict, ControlProtocolError, ControlState
 from spendgate_proxy.keys import KeyDirectory, Principal, create_key, hash_key, read_key_file
 from spendgate_semconv import control_pb2
@@ -197,7 +197,7 @@ def test_key_deltas_upsert_revoke_and_remove(tmp_path: Path) -> None:
 
 
 def test_key_entries_round_trip_the_key_file_fields(tmp_path: Path) -> None:
-    from spendgate_collector.key_entries import read_key_entries
+    from spendgate_collector.keys.file import read_key_entries
     from spendgate_proxy.control.state import record_from
 
     keys_file = tmp_path / "keys.yaml"

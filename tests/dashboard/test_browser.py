@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from spendgate_collector.dashboard.render import usd
-from spendgate_collector.query import current_month
+from spendgate_collector.store.query import current_month
 from tests.collector.seed import send
 from tests.collector.spans import ours, span
 from tests.dashboard.seed import DATA, day_in_month

@@ -25,8 +25,8 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from spendgate_collector.budgets.board import ROUTE
 from spendgate_collector.control import verdict_message
-from spendgate_collector.verdicts import ROUTE
 from spendgate_proxy.app import create_app
 from spendgate_proxy.attribution.hook_window import HookAttribution
 from spendgate_proxy.config import ConfigError, load_config

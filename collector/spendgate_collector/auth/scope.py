@@ -3,16 +3,18 @@
 ``scope_filter`` narrows a spend question to the asker's slice (a developer's own usage, a lead's
 teams) and refuses, with ``Forbidden``, a question that explicitly names someone else's slice, so a
 developer asking for ``developer=bob`` is told no instead of silently shown their own numbers.
-The budget helpers answer the same question for budgets; the API routes and dashboard pages both
-call them, so a page never shows what its API would refuse.
+The budget helpers answer the same question for budgets, given a budget's scope as a plain mapping
+(``Budget.scope_dict``: ``{"team": "platform"}``, ``{}`` for the organisation), so access rules need
+nothing from the budgets package; the API routes and dashboard pages both call them, so a page never
+shows what its API would refuse.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
-from ..budgets.model import Budget
-from ..query import SpendFilter
+from ..store.query import SpendFilter
 from .errors import Forbidden
 from .identity import Identity, Role
 
@@ -45,9 +47,8 @@ def scope_filter(identity: Identity, flt: SpendFilter) -> SpendFilter:
     raise Forbidden(f"role {identity.role!s} has no spend slice")
 
 
-def _applies_to_person(identity: Identity, budget: Budget) -> bool:
+def _applies_to_person(identity: Identity, scope: Mapping[str, str]) -> bool:
     """The budget could bind this person's own requests: no other developer, no other team, no key."""
-    scope = budget.scope_dict
     if "key_id" in scope:
         # Key ids are not part of an identity, so a key budget cannot be shown to be "theirs".
         return False
@@ -56,32 +57,32 @@ def _applies_to_person(identity: Identity, budget: Budget) -> bool:
     return not ("team" in scope and scope["team"] not in identity.teams)
 
 
-def _in_led_team(identity: Identity, budget: Budget) -> bool:
-    return budget.scope_dict.get("team") in identity.teams
+def _in_led_team(identity: Identity, scope: Mapping[str, str]) -> bool:
+    return scope.get("team") in identity.teams
 
 
-def can_see_budget(identity: Identity, budget: Budget) -> bool:
+def can_see_budget(identity: Identity, scope: Mapping[str, str]) -> bool:
     """Admin and finance see every budget; a lead their teams' budgets and their own; a developer
     the budgets that apply to them (their user, their team, organisation-wide)."""
     if identity.role in _UNRESTRICTED:
         return True
     if identity.role is Role.LEAD:
-        return _in_led_team(identity, budget) or _applies_to_person(identity, budget)
-    return _applies_to_person(identity, budget)
+        return _in_led_team(identity, scope) or _applies_to_person(identity, scope)
+    return _applies_to_person(identity, scope)
 
 
-def can_manage_budget(identity: Identity, budget: Budget) -> bool:
+def can_manage_budget(identity: Identity, scope: Mapping[str, str]) -> bool:
     """Admin changes any budget; a lead only budgets scoped to one of their teams; nobody else."""
     if identity.role is Role.ADMIN:
         return True
     if identity.role is Role.LEAD:
-        return _in_led_team(identity, budget)
+        return _in_led_team(identity, scope)
     return False
 
 
-def require_manage_budget(identity: Identity, budget: Budget) -> None:
-    """Raise ``Forbidden`` unless ``identity`` may change ``budget`` (and its overrides)."""
-    if not can_manage_budget(identity, budget):
+def require_manage_budget(identity: Identity, budget_id: str, scope: Mapping[str, str]) -> None:
+    """Raise ``Forbidden`` unless ``identity`` may change budget ``budget_id`` of ``scope`` (and its overrides)."""
+    if not can_manage_budget(identity, scope):
         if identity.role is Role.LEAD:
-            raise Forbidden(f"budget {budget.id!r} is not scoped to one of your teams")
+            raise Forbidden(f"budget {budget_id!r} is not scoped to one of your teams")
         raise Forbidden(f"role {identity.role!s} may not change budgets")

@@ -4,6 +4,7 @@ A stolen database therefore holds no usable session ids. A session carries the i
 the ID token at sign-in (role and teams are fixed until the session ends, so a changed group
 membership applies at the next sign-in, at most ``session_ttl_s`` later). The CSRF token is derived
 from the session id, so it needs no column and is worthless without the cookie it belongs to.
+The table is ``auth_sessions`` (migration 7, ``store/migrations.py``).
 """
 
 from __future__ import annotations
@@ -12,27 +13,14 @@ import base64
 import hashlib
 import json
 import secrets
-import sqlite3
-import threading
 import time
 from pathlib import Path
 
+from ..store import db
 from .identity import Identity, Role
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS auth_sessions (
-    id_hash TEXT PRIMARY KEY,
-    subject TEXT NOT NULL,
-    role TEXT NOT NULL,
-    email TEXT,
-    name TEXT,
-    teams TEXT NOT NULL,
-    created_ns INTEGER NOT NULL,
-    expires_ns INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS auth_sessions_expiry ON auth_sessions (expires_ns);
-"""
 SESSION_ID_BYTES = 32
+BUSY_TIMEOUT_MS = 10_000
 
 
 def _hash(session_id: str) -> str:
@@ -49,21 +37,19 @@ class SessionStore:
     """Sessions in table ``auth_sessions`` of ``path``; every method is blocking (run it off the loop)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.executescript(_SCHEMA)
+        # SQLite errors propagate as they are (map_errors=False): the sign-in routes never turned them into 503s.
+        self._db = db.SharedConnection(
+            db.connect(path, schema=db.COLLECTOR, busy_timeout_ms=BUSY_TIMEOUT_MS), name="sessions", map_errors=False
+        )
 
     def create(self, identity: Identity, ttl_s: int) -> str:
         """Store a session for ``identity``; return its id (for the cookie only)."""
         session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
         now = time.time_ns()
-        with self._lock:
+        with self._db.transaction() as cur:
             # Expired rows go here rather than on a timer: sign-ins are rare, and this keeps the table small.
-            self._conn.execute("DELETE FROM auth_sessions WHERE expires_ns <= ?", (now,))
-            self._conn.execute(
+            cur.execute("DELETE FROM auth_sessions WHERE expires_ns <= ?", (now,))
+            cur.execute(
                 "INSERT INTO auth_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     _hash(session_id),
@@ -80,27 +66,24 @@ class SessionStore:
 
     def get(self, session_id: str) -> Identity | None:
         """The identity of a live session, or ``None`` (unknown or expired)."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT subject, role, email, name, teams FROM auth_sessions WHERE id_hash = ? AND expires_ns > ?",
-                (_hash(session_id), time.time_ns()),
-            ).fetchone()
-        if row is None:
+        rows = self._db.read(
+            "SELECT subject, role, email, name, teams FROM auth_sessions WHERE id_hash = ? AND expires_ns > ?",
+            (_hash(session_id), time.time_ns()),
+        )
+        if not rows:
             return None
-        subject, role, email, name, teams = row
+        subject, role, email, name, teams = rows[0]
         try:
             return Identity(subject, Role(role), email=email, name=name, teams=tuple(json.loads(teams)), via="oidc")
         except ValueError:
             return None  # a role this version no longer knows: sign in again
 
     def delete(self, session_id: str) -> None:
-        with self._lock:
-            self._conn.execute("DELETE FROM auth_sessions WHERE id_hash = ?", (_hash(session_id),))
+        with self._db.transaction() as cur:
+            cur.execute("DELETE FROM auth_sessions WHERE id_hash = ?", (_hash(session_id),))
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM auth_sessions").fetchone()[0])
+        return int(self._db.read("SELECT COUNT(*) FROM auth_sessions")[0][0])
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()

@@ -1,6 +1,6 @@
 """The budget engine: running totals per budget and period, threshold transitions, verdicts on the board.
 
-    engine = BudgetEngine(BudgetStorage(db_path), board, notify=sender.notify)
+    engine = BudgetEngine(BudgetStorage(db_path), control_log, notify=sender.notify)
     engine.open()                          # load budgets, overrides, totals and last states
     result = engine.write(store, records)  # the pipeline's store write, with budget totals in it
     engine.tick()                          # every few seconds: new periods, expired overrides
@@ -30,9 +30,13 @@ every batch, so it is republished at most every ``state_refresh_s`` per budget (
 spend moved sooner is marked dirty and sent by ``tick``); a transition, a new period, an override
 or a budget edit publishes at once. The stream so carries O(budgets / refresh) updates, not O(spans).
 
+**The board** is where each operation's verdict and state changes go, as one change: the control
+plane's ``ControlLog`` (``board.Board``), which versions it for the proxies.
+
 Thread-safety: one lock. The pipeline's writer thread holds it across the store write (so no budget
 change can fall between computing a batch's deltas and applying them); API threads and the timer
-take it for their changes. The lock is always taken before any SQLite lock, so they cannot deadlock.
+take it for their changes. The lock is always taken before any SQLite lock or the board's own lock,
+so they cannot deadlock, and changes reach the board in the order the engine made them.
 """
 
 from __future__ import annotations
@@ -45,10 +49,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..money import usd
+from ..audit import AuditEntry
+from ..money import NANOS_PER_USD, describe_spend
 from ..records import SpendRecord
 from ..store.base import SpendStore, WriteResult
-from ..verdicts import PAUSE, ROUTE, BudgetState, Scope, Verdict, VerdictBoard
+from .board import PAUSE, ROUTE, Board, BudgetState, Scope, Verdict
 from .model import (
     LIFT,
     OK,
@@ -65,11 +70,10 @@ from .model import (
     parse_override,
 )
 from .periods import Period, period_at
-from .storage import AuditEntry, BudgetStorage
+from .storage import BudgetStorage
 
 logger = logging.getLogger(__name__)
 
-NANOS_PER_USD = 1_000_000_000
 DEFAULT_STATE_REFRESH_S = 5.0
 """Seconds between two spend-driven republishings of one budget's state (transitions go at once)."""
 ENGINE_ACTOR = "spendgate"
@@ -106,7 +110,7 @@ class Transition:
         return self.budget.thresholds[self.to_level - 1] if self.to_level else None
 
     def event(self) -> dict[str, Any]:
-        """The generic webhook payload (``alerts.py`` derives the Slack text from it)."""
+        """The generic webhook payload (``webhooks.py`` derives the Slack text from it)."""
         spend = self.spend_nanos / NANOS_PER_USD
         return {
             "event": "budget.transition",
@@ -122,7 +126,7 @@ class Transition:
             "period_start": self.period.start_iso,
             "period_end": self.period.end.isoformat(),
             "at": iso_ns(self.at_ns),
-            "reason": describe_spend(self.budget, self.spend_nanos, self.limit_usd),
+            "reason": _describe(self.budget, self.spend_nanos, self.limit_usd),
         }
 
 
@@ -132,14 +136,9 @@ def _percent(spend_nanos: int, limit_usd: float | None) -> float | None:
     return round(spend_nanos / (limit_usd * NANOS_PER_USD) * 100, 1)
 
 
-def describe_spend(budget: Budget, spend_nanos: int, limit_usd: float | None) -> str:
+def _describe(budget: Budget, spend_nanos: int, limit_usd: float | None) -> str:
     """``team platform spent $123.40 of its $100.00 monthly budget (123 %)``."""
-    spend = spend_nanos / NANOS_PER_USD
-    adjective = PERIOD_ADJECTIVE[budget.period]
-    if limit_usd is None:
-        return f"{budget.describe_scope()} spent {usd(spend)} of its {adjective} budget (lifted by an override)"
-    percent = round(spend_nanos / (limit_usd * NANOS_PER_USD) * 100)
-    return f"{budget.describe_scope()} spent {usd(spend)} of its {usd(limit_usd)} {adjective} budget ({percent} %)"
+    return describe_spend(budget.describe_scope(), PERIOD_ADJECTIVE[budget.period], spend_nanos, limit_usd)
 
 
 def override_hint(budget: Budget) -> str:
@@ -241,7 +240,7 @@ class BudgetEngine:
     def __init__(
         self,
         storage: BudgetStorage,
-        board: VerdictBoard,
+        board: Board,
         *,
         default_timezone: str = "UTC",
         notify: Callable[[Transition], None] | None = None,
@@ -583,7 +582,7 @@ class BudgetEngine:
 
     def _verdict(self, live: _Live, vid: str, t: Threshold, limit: float | None) -> Verdict:
         b = live.budget
-        reason = describe_spend(b, live.spend_nanos, limit)
+        reason = _describe(b, live.spend_nanos, limit)
         if t.action == ROUTE:
             reason += f"; {t.route_from or 'every model'} is served as {t.route_to} until the period ends"
         return Verdict(
@@ -613,11 +612,8 @@ class BudgetEngine:
 
     def _publish(self, changes: _Changes) -> None:
         if changes.upserts or changes.removals or changes.budgets or changes.budgets_removed:
-            self.board.apply(
-                tuple(changes.upserts),
-                tuple(changes.removals),
-                budgets=tuple(changes.budgets),
-                budgets_removed=tuple(changes.budgets_removed),
+            self.board.publish(
+                changes.upserts, changes.removals, budgets=changes.budgets, budgets_removed=changes.budgets_removed
             )
         for t in changes.transitions:
             self._transitions += 1

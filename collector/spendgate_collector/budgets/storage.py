@@ -1,6 +1,6 @@
 """Budget tables in the collector's SQLite file: definitions, overrides, running totals, state, audit.
 
-Tables (created here, beside the spend tables of ``store/sqlite.py``):
+Tables (migration 6 in ``store/migrations.py`` creates them, beside the spend tables):
 
 - ``budgets``: one row per budget, its definition as JSON.
 - ``budget_overrides``: every override ever made; ``ended_ns`` is set when one is removed.
@@ -11,51 +11,29 @@ Tables (created here, beside the spend tables of ``store/sqlite.py``):
   spend that is stored, whatever crashes when.
 - ``budget_state``: the last state per budget (level, state name, period, since), so a restart
   neither repeats nor loses a transition.
-- ``audit``: every budget change, override, transition and webhook outcome, with actor and details.
 
-This object has its own connection (the store's writer connection belongs to the pipeline thread);
-a lock serialises its use across threads. ``BEGIN IMMEDIATE`` makes each of its writes wait for, and
-exclude, the pipeline's transaction.
+Every change here writes its line to the collector's audit log (``audit.py``) in the same transaction.
+
+This object has its own connection (the store's writer connection belongs to the pipeline thread),
+shared by threads in turn (``store.db.SharedConnection``). ``BEGIN IMMEDIATE`` makes each of its
+writes wait for, and exclude, the pipeline's transaction.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreUnavailable
-from .model import Budget, Override, iso_ns
+from ..audit import INSERT as _INSERT_AUDIT
+from ..audit import AuditEntry
+from ..store import db
+from .model import Budget, Override
 from .periods import Period
 
 BUSY_TIMEOUT_MS = 10_000
-
-_DDL = (
-    """CREATE TABLE IF NOT EXISTS budgets (
-        id TEXT PRIMARY KEY, spec TEXT NOT NULL, created_ns INTEGER NOT NULL, updated_ns INTEGER NOT NULL,
-        updated_by TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS budget_overrides (
-        id TEXT PRIMARY KEY, budget_id TEXT NOT NULL, action TEXT NOT NULL, limit_usd REAL,
-        until_ns INTEGER NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL, created_ns INTEGER NOT NULL,
-        ended_ns INTEGER, ended_by TEXT)""",
-    "CREATE INDEX IF NOT EXISTS budget_overrides_budget ON budget_overrides (budget_id)",
-    """CREATE TABLE IF NOT EXISTS budget_totals (
-        budget_id TEXT NOT NULL, period_start_ns INTEGER NOT NULL, period_start TEXT NOT NULL,
-        cost_nanos INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (budget_id, period_start_ns)) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS budget_state (
-        budget_id TEXT PRIMARY KEY, period_start_ns INTEGER NOT NULL, level INTEGER NOT NULL,
-        state TEXT NOT NULL, since_ns INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at_ns INTEGER NOT NULL, actor TEXT NOT NULL,
-        action TEXT NOT NULL, budget_id TEXT, details TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS audit_budget ON audit (budget_id, id)",
-)
 
 _UPSERT_TOTAL = (
     "INSERT INTO budget_totals (budget_id, period_start_ns, period_start, cost_nanos, requests) VALUES (?, ?, ?, ?, ?) "
@@ -67,24 +45,9 @@ _UPSERT_STATE = (
     "ON CONFLICT (budget_id) DO UPDATE SET period_start_ns = excluded.period_start_ns, level = excluded.level, "
     "state = excluded.state, since_ns = excluded.since_ns"
 )
-_INSERT_AUDIT = "INSERT INTO audit (at_ns, actor, action, budget_id, details) VALUES (?, ?, ?, ?, ?)"
 
 Statement = tuple[str, Sequence[Sequence[Any]]]
 """SQL and its parameter rows, run with ``executemany`` inside someone else's transaction."""
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One line of the audit table."""
-
-    at_ns: int
-    actor: str
-    action: str
-    budget_id: str | None
-    details: Mapping[str, Any]
-
-    def row(self) -> tuple[Any, ...]:
-        return (self.at_ns, self.actor, self.action, self.budget_id, json.dumps(self.details, sort_keys=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,46 +80,15 @@ class BudgetStorage:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        # Budget writes wait for the pipeline's spend transaction, which can take a while on a big batch.
+        self._db = db.SharedConnection(
+            db.connect(self.path, schema=db.COLLECTOR, busy_timeout_ms=BUSY_TIMEOUT_MS), name="budget storage"
         )
-        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        with self._transaction() as cur:
-            for ddl in _DDL:
-                cur.execute(ddl)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreUnavailable("budget storage is closed")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn.cursor()
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"budget storage write failed: {exc}") from exc
-
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            if self._conn is None:
-                raise StoreUnavailable("budget storage is closed")
-            try:
-                return self._conn.execute(sql, tuple(params)).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"budget storage read failed: {exc}") from exc
 
     # --- start
 
     def load(self) -> Loaded:
-        budgets = [json.loads(spec) for (spec,) in self._read("SELECT spec FROM budgets ORDER BY id")]
+        budgets = [json.loads(spec) for (spec,) in self._db.read("SELECT spec FROM budgets ORDER BY id")]
         overrides = [
             Override(
                 id=row[0],
@@ -168,20 +100,20 @@ class BudgetStorage:
                 reason=row[6],
                 created_ns=row[7],
             )
-            for row in self._read(
+            for row in self._db.read(
                 "SELECT id, budget_id, action, limit_usd, until_ns, actor, reason, created_ns "
                 "FROM budget_overrides WHERE ended_ns IS NULL ORDER BY created_ns"
             )
         ]
         states = {
             row[0]: StoredState(*row[1:])
-            for row in self._read("SELECT budget_id, period_start_ns, level, state, since_ns FROM budget_state")
+            for row in self._db.read("SELECT budget_id, period_start_ns, level, state, since_ns FROM budget_state")
         }
         return Loaded(budgets, overrides, states)
 
     def total(self, budget_id: str, period_start_ns: int) -> tuple[int, int]:
         """Stored ``(cost_nanos, requests)`` of a budget's period; zeros when nothing was counted."""
-        rows = self._read(
+        rows = self._db.read(
             "SELECT cost_nanos, requests FROM budget_totals WHERE budget_id = ? AND period_start_ns = ?",
             (budget_id, period_start_ns),
         )
@@ -199,7 +131,7 @@ class BudgetStorage:
         around it. Returns the seeded ``(cost_nanos, requests)``, or None without ``reseed``.
         """
         spec = json.dumps(budget.to_dict(), sort_keys=True)
-        with self._transaction() as cur:
+        with self._db.transaction() as cur:
             cur.execute(
                 "INSERT INTO budgets (id, spec, created_ns, updated_ns, updated_by) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, updated_ns = excluded.updated_ns, "
@@ -222,7 +154,7 @@ class BudgetStorage:
 
     def delete_budget(self, budget_id: str, *, now_ns: int, actor: str, audit: AuditEntry) -> None:
         """Delete a budget with its totals and state; its overrides end (they stay in the history)."""
-        with self._transaction() as cur:
+        with self._db.transaction() as cur:
             cur.execute("DELETE FROM budgets WHERE id = ?", (budget_id,))
             cur.execute("DELETE FROM budget_totals WHERE budget_id = ?", (budget_id,))
             cur.execute("DELETE FROM budget_state WHERE budget_id = ?", (budget_id,))
@@ -233,7 +165,7 @@ class BudgetStorage:
             cur.execute(_INSERT_AUDIT, audit.row())
 
     def save_override(self, override: Override, audit: AuditEntry) -> None:
-        with self._transaction() as cur:
+        with self._db.transaction() as cur:
             cur.execute(
                 "INSERT INTO budget_overrides (id, budget_id, action, limit_usd, until_ns, actor, reason, created_ns) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -251,7 +183,7 @@ class BudgetStorage:
             cur.execute(_INSERT_AUDIT, audit.row())
 
     def end_override(self, override_id: str, *, now_ns: int, actor: str, audit: AuditEntry) -> None:
-        with self._transaction() as cur:
+        with self._db.transaction() as cur:
             cur.execute(
                 "UPDATE budget_overrides SET ended_ns = ?, ended_by = ? WHERE id = ? AND ended_ns IS NULL",
                 (now_ns, actor, override_id),
@@ -262,45 +194,9 @@ class BudgetStorage:
 
     def save_states(self, states: Iterable[tuple[str, int, int, str, int]], audit: Iterable[AuditEntry]) -> None:
         """Record ``(budget_id, period_start_ns, level, state, since_ns)`` rows and their audit lines."""
-        with self._transaction() as cur:
+        with self._db.transaction() as cur:
             cur.executemany(_UPSERT_STATE, list(states))
             cur.executemany(_INSERT_AUDIT, [a.row() for a in audit])
-
-    def add_audit(self, entries: Iterable[AuditEntry]) -> None:
-        with self._transaction() as cur:
-            cur.executemany(_INSERT_AUDIT, [a.row() for a in entries])
-
-    def audit(
-        self, *, budget_id: str | None = None, action: str | None = None, limit: int = 100, before_id: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Audit lines, newest first."""
-        where, params = ["1"], []
-        if budget_id is not None:
-            where.append("budget_id = ?")
-            params.append(budget_id)
-        if action is not None:
-            where.append("(action = ? OR action LIKE ?)")
-            params.extend([action, action + ".%"])
-        if before_id is not None:
-            where.append("id < ?")
-            params.append(before_id)
-        rows = self._read(
-            "SELECT id, at_ns, actor, action, budget_id, details FROM audit WHERE "
-            + " AND ".join(where)
-            + " ORDER BY id DESC LIMIT ?",
-            [*params, limit],
-        )
-        return [
-            {
-                "id": row[0],
-                "at": iso_ns(row[1]),
-                "actor": row[2],
-                "action": row[3],
-                "budget_id": row[4],
-                "details": json.loads(row[5]),
-            }
-            for row in rows
-        ]
 
     @staticmethod
     def ingest_statements(
@@ -322,7 +218,4 @@ class BudgetStorage:
         return statements
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()

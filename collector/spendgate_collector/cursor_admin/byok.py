@@ -6,37 +6,22 @@ Cursor saw, per developer and hour, to compare with the gateway's own count. So 
 kept here, one row per event, keyed by the same hash of its identity as a spend row's ids: a
 re-read event (the poll's lookback, a page overlap, a restart mid-window) is ignored, never counted
 twice. Rows are written by the poller in the transaction that stores the window's spend rows and
-moves its cursor, so the BYOK events and the cursor can never disagree.
+moves its cursor, so the BYOK events and the cursor can never disagree. The table comes with
+migration 8 (``store/migrations.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from .mapping import _int, event_ids, event_timestamp_ms, is_byok
 
 TABLE = "cursor_byok_events"
-_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {TABLE} (event_id TEXT PRIMARY KEY, source TEXT NOT NULL, ts_ms INTEGER NOT NULL, "
-    "email TEXT NOT NULL, model TEXT NOT NULL, kind TEXT NOT NULL, input_tokens INTEGER NOT NULL, "
-    "output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL) "
-    "WITHOUT ROWID"
-)
-_INDEX = f"CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts_ms)"
-INSERT = f"INSERT OR IGNORE INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# ON CONFLICT DO NOTHING (not SQLite's OR IGNORE): a re-read event is skipped in any SQL backend.
+INSERT = f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
 _MS_PER_HOUR = 3_600_000
-
-
-def ensure(path: str | Path) -> None:
-    """Create the table if missing (idempotent)."""
-    with contextlib.closing(sqlite3.connect(path, timeout=5.0)) as conn, conn:
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute(_DDL)
-        conn.execute(_INDEX)
 
 
 def row(event: Mapping[str, Any], source: str) -> tuple[Any, ...] | None:

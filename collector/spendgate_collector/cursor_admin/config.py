@@ -26,7 +26,7 @@ from .poller import (
 from .state import StateTable
 
 if TYPE_CHECKING:
-    from ..keys import KeyDirectory
+    from ..keys.file import KeyDirectory
     from ..store.base import SpendStore
 
 

@@ -4,16 +4,15 @@ Each row is one user's day as Cursor last reported it: ``apiKeyReqs`` (requests 
 API key, the number reconciliation checks the hourly BYOK events against) and the other request
 counts. A day keeps changing until it is over, so a re-read **replaces** the row (upsert by
 ``(source, day, email)``): writes are idempotent, and resuming after a restart just reads the
-days again. ``day`` is the UTC date of the row's ``date`` (Unix ms of the day's start).
+days again. ``day`` is the UTC date of the row's ``date`` (Unix ms of the day's start). The table
+comes with migration 8 (``store/migrations.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from .mapping import _int
@@ -31,24 +30,12 @@ COUNTS: tuple[tuple[str, str], ...] = (
 )
 """Stored column → the API's field."""
 
-_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {TABLE} (source TEXT NOT NULL, day TEXT NOT NULL, email TEXT NOT NULL, "
-    + ", ".join(f"{c} INTEGER NOT NULL" for c, _ in COUNTS)
-    + ", most_used_model TEXT, fetched_ms INTEGER NOT NULL, PRIMARY KEY (source, day, email)) WITHOUT ROWID"
-)
 _COLUMNS = ("source", "day", "email", *(c for c, _ in COUNTS), "most_used_model", "fetched_ms")
 UPSERT = (
     f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT (source, day, email) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[3:])
 )
 MS_PER_DAY = 86_400_000
-
-
-def ensure(path: str | Path) -> None:
-    """Create the table if missing (idempotent)."""
-    with contextlib.closing(sqlite3.connect(path, timeout=5.0)) as conn, conn:
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute(_DDL)
 
 
 def day_of(ms: int) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 from spendgate_semconv.attributes import RepoSource, UsageSource
 
-from ..keys import Principal
+from ..keys.file import Principal
 from ..records import SpendRecord
 
 SERVICE_NAME = "cursor-admin-api"

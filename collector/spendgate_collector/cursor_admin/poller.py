@@ -144,8 +144,6 @@ class CursorAdminPoller:
         """Read everything from the cursor to now, window by window; each window is stored atomically."""
         if self._state is None:
             await asyncio.to_thread(self._state_table.ensure)
-            await asyncio.to_thread(byok.ensure, self._state_table.path)
-            await asyncio.to_thread(daily_usage.ensure, self._state_table.path)
             self._state = await asyncio.to_thread(self._state_table.load)
         end_ms = self._now_ms()
         if self._state.scanned_to_ms:
@@ -190,7 +188,7 @@ class CursorAdminPoller:
                 byok_row = byok.row(event, self._state_table.source)
                 if byok_row is not None:
                     result.byok_events += 1
-                    byok_rows.append(byok_row)  # INSERT OR IGNORE: repeats and re-reads are harmless
+                    byok_rows.append(byok_row)  # keyed by event: repeats and re-reads are skipped
                 state.advance(ts_ms, identity)
             pagination = body.get("pagination") or {}
             if not events or not pagination.get("hasNextPage"):

@@ -6,24 +6,22 @@ stored so far and the identities of the events seen at exactly that millisecond 
 share it, and the next poll reads from before it, so these are the ones to skip outright; any other
 re-read event is dropped by the store, whose ids are derived from the event). The row is written by
 ``SpendStore.write``'s companion hook, in the transaction that stores the events, so the cursor can
-never run ahead of the spend rows.
+never run ahead of the spend rows. The table comes with migration 8 (``store/migrations.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..store import db
+
 TABLE = "cursor_admin_state"
-_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {TABLE} (source TEXT PRIMARY KEY, scanned_to_ms INTEGER NOT NULL, "
-    "last_ts_ms INTEGER NOT NULL, seen TEXT NOT NULL)"
-)
+BUSY_TIMEOUT_MS = 5_000
 _UPSERT = (
     f"INSERT INTO {TABLE} (source, scanned_to_ms, last_ts_ms, seen) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (source) DO UPDATE SET scanned_to_ms = excluded.scanned_to_ms, "
@@ -56,7 +54,7 @@ class CursorState:
 
 
 class StateTable:
-    """Reads the cursor with its own short-lived connection; writes go through the store's transaction."""
+    """Reads the cursor on a short-lived connection of its own; writes go through the store's transaction."""
 
     def __init__(self, db_path: str | Path, source: str) -> None:
         self._path = Path(db_path)
@@ -73,14 +71,12 @@ class StateTable:
         return self._source
 
     def ensure(self) -> None:
-        """Create the table if missing (idempotent; WAL lets this run beside the store's writer)."""
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(_connect(self._path)) as conn, conn:
-            conn.execute(_DDL)
+        """Bring the database up to the schema the poller's tables are in (idempotent; WAL lets this
+        run beside the store's writer)."""
+        db.connect(self._path, schema=db.COLLECTOR, busy_timeout_ms=BUSY_TIMEOUT_MS).close()
 
     def load(self) -> CursorState:
-        with contextlib.closing(_connect(self._path)) as conn, conn:
-            conn.execute(_DDL)
+        with contextlib.closing(db.connect(self._path, schema=db.COLLECTOR, busy_timeout_ms=BUSY_TIMEOUT_MS)) as conn:
             row = conn.execute(
                 f"SELECT scanned_to_ms, last_ts_ms, seen FROM {TABLE} WHERE source = ?", (self._source,)
             ).fetchone()
@@ -91,9 +87,3 @@ class StateTable:
     def companion_write(self, state: CursorState) -> list[tuple[str, Sequence[Sequence[Any]]]]:
         """The ``(sql, rows)`` that saves ``state`` inside a ``SpendStore.write`` transaction."""
         return [(_UPSERT, [(self._source, state.scanned_to_ms, state.last_ts_ms, json.dumps(sorted(state.seen)))])]
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=5.0)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    return conn

@@ -19,9 +19,9 @@ def budget_rights(identity: Identity, budgets: Iterable[Budget]) -> tuple[set[st
     """Ids of the budgets ``identity`` may see, and of those it may change (with their overrides)."""
     seen, managed = set(), set()
     for budget in budgets:
-        if can_see_budget(identity, budget):
+        if can_see_budget(identity, budget.scope_dict):
             seen.add(budget.id)
-            if can_manage_budget(identity, budget):
+            if can_manage_budget(identity, budget.scope_dict):
                 managed.add(budget.id)
     return seen, managed
 

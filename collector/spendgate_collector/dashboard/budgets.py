@@ -79,13 +79,13 @@ class BudgetsPage:
         data = _budget_from_form(form)
         try:
             wanted = parse_budget(data, default_timezone=engine.default_timezone)
-            if not can_manage_budget(identity, wanted):
+            if not can_manage_budget(identity, wanted.scope_dict):
                 return await self._page(request, identity, error=LEAD_ONLY, status=403, form=form)
             try:
                 existing = await self._ctx.run(engine.get, wanted.id)
             except BudgetNotFound:
                 existing = None
-            if existing is not None and not can_manage_budget(identity, existing):
+            if existing is not None and not can_manage_budget(identity, existing.scope_dict):
                 return await self._page(request, identity, error=f"you may not change budget {wanted.id}", status=403)
             budget, _ = await self._ctx.run(engine.put_budget, data, actor=identity.actor)
         except BudgetError as exc:
@@ -102,7 +102,7 @@ class BudgetsPage:
             if engine is None:
                 raise BudgetNotFound(f"no budget {budget_id!r}")
             budget = await self._ctx.run(engine.get, budget_id)
-            if not can_manage_budget(identity, budget):
+            if not can_manage_budget(identity, budget.scope_dict):
                 return await self._page(request, identity, error=f"you may not override budget {budget_id}", status=403)
             await self._ctx.run(engine.add_override, budget_id, _override_from_form(form), actor=identity.actor)
         except BudgetNotFound as exc:
@@ -128,7 +128,8 @@ class BudgetsPage:
         if engine is not None:
             statuses = await self._ctx.run(engine.status)
             seen, managed = budget_rights(identity, await self._ctx.run(engine.budgets))
-            audit = await self._ctx.run(engine.storage.audit, limit=HISTORY_LIMIT)
+        if self._ctx.audit is not None:
+            audit = await self._ctx.run(self._ctx.audit.read, limit=HISTORY_LIMIT)
         visible = [s for s in statuses if s["id"] in seen]
         focus = request.query.get("budget")
         if focus:

@@ -14,8 +14,8 @@ from ..auth.errors import Forbidden
 from ..auth.identity import ALL_ROLES, allow, identity_of
 from ..auth.scope import scope_filter
 from ..errors import QueryError
-from ..query import CHARGEBACK_DIMENSIONS, DIMENSIONS, GROUPABLE, current_month, parse_filter, parse_group_by
-from ..report import totals
+from ..query.report import totals
+from ..store.query import CHARGEBACK_DIMENSIONS, DIMENSIONS, GROUPABLE, current_month, parse_filter, parse_group_by
 from .context import DashboardContext
 from .page_query import query_params, refusal
 

@@ -1,4 +1,4 @@
-"""What every page needs: the store, the budget engine, the connected proxies, and a thread pool.
+"""What every page needs: the store, the budget engine and audit log, the connected proxies, and a thread pool.
 
 Store and engine calls block (SQLite), so pages run them on the API's executor through ``run``,
 never on the event loop.
@@ -11,13 +11,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..blocking import run_blocking
+from ..http.blocking import run_blocking
 from .render import Renderer
 
 if TYPE_CHECKING:
+    from ..audit import AuditLog
     from ..budgets import BudgetEngine
     from ..control import ProxyConnection
-    from ..key_service import KeyService
+    from ..keys.service import KeyService
     from ..store.base import SpendStore
 
 T = TypeVar("T")
@@ -30,6 +31,8 @@ class DashboardContext:
     store: SpendStore
     executor: Executor
     budgets: BudgetEngine | None = None
+    audit: AuditLog | None = None
+    """The audit log, for the budgets page's history (None with budgets)."""
     proxies: Callable[[], Sequence[ProxyConnection]] = lambda: ()
     """The proxies subscribed to the control stream right now (empty when the control plane is off)."""
     keys: KeyService | None = None

@@ -17,13 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import coverage as cov
+from ..attribution import coverage as cov
 from ..auth.errors import Forbidden
 from ..auth.identity import Role, allow, identity_of
 from ..auth.scope import scope_filter
 from ..cursor_admin.mapping import PROVIDER as CURSOR_PROVIDER
 from ..errors import QueryError
-from ..query import current_month
+from ..store.query import current_month
 from .access import scope_note
 from .charts import Segment, stacked_bar
 from .context import DashboardContext

@@ -18,8 +18,8 @@ from aiohttp import web
 from ..auth.csrf import csrf_token
 from ..auth.errors import Forbidden
 from ..auth.identity import Identity, Role, allow, identity_of
-from ..key_service import KeyNotFound, KeyServiceError
-from ..keys_api import cursor_setup
+from ..keys.api import cursor_setup
+from ..keys.service import KeyNotFound, KeyServiceError
 from .context import DashboardContext
 from .forms import field, posted_form
 

@@ -25,8 +25,8 @@ from ..auth.identity import ALL_ROLES, Role, allow, identity_of
 from ..auth.scope import scope_filter
 from ..budgets import Budget
 from ..errors import QueryError
-from ..query import SpendFilter
-from ..report import totals
+from ..query.report import totals
+from ..store.query import SpendFilter
 from .access import budget_rights, scope_note
 from .charts import Bar, bar_chart
 from .context import DashboardContext

@@ -14,7 +14,7 @@ from aiohttp import web
 from ..auth.errors import Forbidden
 from ..auth.identity import Identity
 from ..errors import QueryError
-from ..query import current_month, parse_month
+from ..store.query import current_month, parse_month
 from .render import Renderer
 
 

@@ -16,8 +16,8 @@ from ..auth.errors import Forbidden
 from ..auth.identity import Role, allow, identity_of
 from ..auth.scope import scope_filter
 from ..errors import QueryError
-from ..query import CHARGEBACK_DIMENSIONS, SpendFilter
-from ..report import totals
+from ..query.report import totals
+from ..store.query import CHARGEBACK_DIMENSIONS, SpendFilter
 from .context import DashboardContext
 from .page_query import query_month, refusal
 

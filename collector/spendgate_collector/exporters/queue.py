@@ -11,7 +11,8 @@ Each exporter's queue is bounded in bytes. ``trim`` enforces the bound by deleti
 WAL with ``synchronous=NORMAL``: a queued row survives a collector crash; a power cut may lose the
 last few rows, which is acceptable because the spend itself is in the store (``synchronous=FULL`` by
 default) and forwarding is a copy. One connection, guarded by a lock: statements are short and are
-run by the enqueuer thread and each exporter's sender thread.
+run by the enqueuer thread and each exporter's sender thread. The file is opened like the
+collector's database (``store.db.connect``) with a schema of its own (``migrations.EXPORT_QUEUE``).
 """
 
 from __future__ import annotations
@@ -23,17 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS export_queue (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    exporter TEXT NOT NULL,
-    spans INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    enqueued_ns INTEGER NOT NULL,
-    payload BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS export_queue_by_exporter ON export_queue (exporter, seq);
-"""
+from ..store import db
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +60,9 @@ class ExportQueue:
     """Per-exporter FIFOs of request bytes in one SQLite file. Thread-safe."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        self._conn: sqlite3.Connection | None = db.connect(path, schema=db.EXPORT_QUEUE, synchronous="normal")
         self._totals: dict[str, _Totals] = {}
         for exporter, items, spans, size in self._conn.execute(
             "SELECT exporter, count(*), sum(spans), sum(bytes) FROM export_queue GROUP BY exporter"
@@ -94,17 +81,11 @@ class ExportQueue:
         if not batch:
             return
         with self._lock:
-            conn = self._require()
-            conn.execute("BEGIN")
-            try:
-                conn.executemany(
+            with db.transaction(self._require()) as cur:
+                cur.executemany(
                     "INSERT INTO export_queue (exporter, spans, bytes, enqueued_ns, payload) VALUES (?, ?, ?, ?, ?)",
                     batch,
                 )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             for exporter, spans, size, _, _ in batch:
                 totals = self._totals.setdefault(exporter, _Totals())
                 totals.items += 1
@@ -170,17 +151,11 @@ class ExportQueue:
         with self._lock:
             totals = self._totals[exporter]
             totals.in_flight = frozenset()
-            conn = self._require()
-            conn.execute("BEGIN")
-            try:
-                rows = conn.execute(
+            with db.transaction(self._require()) as cur:
+                rows = cur.execute(
                     f"SELECT count(*), sum(spans), sum(bytes) FROM export_queue WHERE seq IN ({marks})", item.seqs
                 ).fetchone()
-                conn.execute(f"DELETE FROM export_queue WHERE seq IN ({marks})", item.seqs)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                cur.execute(f"DELETE FROM export_queue WHERE seq IN ({marks})", item.seqs)
             totals.items -= rows[0]
             totals.spans -= rows[1] or 0
             totals.bytes -= rows[2] or 0

@@ -6,7 +6,7 @@
 How prices are computed, the overrides format and hand-checked examples: ``docs/pricing.md``.
 """
 
-from spendgate_collector.price_overrides import (
+from spendgate_collector.pricing.overrides import (
     CustomModel,
     Discount,
     PriceOverrides,

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from genai_prices.data_snapshot import DataSnapshot
     from genai_prices.types import ModelInfo, ModelPrice, Provider
 
-    from spendgate_collector.price_overrides import PriceOverrides
+    from spendgate_collector.pricing.overrides import PriceOverrides
 
 logger = logging.getLogger(__name__)
 

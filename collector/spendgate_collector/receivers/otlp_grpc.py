@@ -1,7 +1,7 @@
 """OTLP/gRPC trace receiver (``TraceService/Export``) on ``grpc.aio``, default ``127.0.0.1:4317``.
 
 The request is registered with no deserializer: the pipeline's writer thread parses the bytes with
-the lean schema (see ``otlp.py``), so the event loop only moves bytes. Overload and store failures
+the lean schema (see ``ingest/otlp.py``), so the event loop only moves bytes. Overload and store failures
 answer ``UNAVAILABLE`` with a ``google.rpc.RetryInfo`` trailer, which the OpenTelemetry exporters
 honour as their back-off; an undecodable request answers ``INVALID_ARGUMENT`` (not retried).
 """
@@ -16,7 +16,7 @@ from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from ..errors import Permanent, Retryable
-from ..pipeline import Pipeline
+from ..ingest.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 

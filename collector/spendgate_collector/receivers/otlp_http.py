@@ -20,8 +20,8 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from ..errors import InvalidPayload, Permanent, Retryable
-from ..otlp import json_to_protobuf
-from ..pipeline import Pipeline
+from ..ingest.otlp import json_to_protobuf
+from ..ingest.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..query import SpendFilter
 from ..records import SpendRecord
+from .query import SpendFilter
 
 Row = dict[str, Any]
 
@@ -22,7 +22,7 @@ CompanionWrites = Callable[[list[SpendRecord]], Sequence[tuple[str, Sequence[Seq
 """Given the records a ``write`` really inserted, more ``(sql, rows)`` for the same transaction.
 
 Budgets use it to add those records to their running totals atomically with the spend rows
-(``budgets/storage.py``); the SQL is the store's dialect.
+(``budgets/storage.py``); the SQL is portable (``INSERT ... ON CONFLICT``), DDL stays in ``store/``.
 """
 
 
@@ -81,11 +81,11 @@ class SpendStore(Protocol):
         ...
 
     def coverage(self, flt: SpendFilter, group_by: Sequence[str] = ()) -> list[Row]:
-        """Sums by ``group_by`` x ``repo_source`` x ``attributed`` (has a repo: 1/0), for ``coverage.py``."""
+        """Sums by ``group_by`` x ``repo_source`` x ``attributed`` (has a repo: 1/0) (``attribution/coverage.py``)."""
         ...
 
     def developer_hours(self, start_hour: int, end_hour: int, developers: Sequence[str] | None = None) -> list[Row]:
-        """Gateway calls per Unix hour (of the call's start) and lowercased developer, for ``reconcile.py``."""
+        """Gateway calls per Unix hour (of the call's start) and lowercased developer (reconciliation)."""
         ...
 
     def stats(self) -> StoreStats:

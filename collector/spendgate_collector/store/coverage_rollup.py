@@ -1,7 +1,7 @@
 """The coverage rollup: spend per UTC day x developer x team x cost centre x repo source x has-a-repo.
 
 It answers "what share of spend has a repository, and which attribution source gave it"
-(``coverage.py``, ``GET /api/coverage``) from a few rows per developer-day. The daily rollup cannot:
+(``attribution/coverage.py``, ``GET /api/coverage``) from a few rows per developer-day. The daily rollup cannot:
 it is keyed by the repo itself, not by how the repo was found. The table is updated inside the spend
 transaction from exactly the rows inserted, like the other rollups, and kept forever.
 
@@ -9,15 +9,14 @@ transaction from exactly the rows inserted, like the other rollups, and kept for
 instrumentation can carry a repo with no ``spendgate.repo.source``, and a source can be recorded
 for a span whose repo ended up empty.
 
-``create`` runs with the store's schema. The first time (a new database, or one from before this
-table existed) it back-fills from the raw spend rows still kept; spend whose raw rows retention has
-already deleted is back-filled from the daily rollup (which knows whether each row had a repo, not
-how), under the source ``untracked``, so coverage totals always equal the chargeback's.
+The table is created by migration 4 (``migrations.py``). A database from before it is back-filled
+then from the raw spend rows still kept; spend whose raw rows retention had already deleted is
+back-filled from the daily rollup (which knows whether each row had a repo, not how), under the
+source ``untracked``, so coverage totals always equal the chargeback's.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,40 +32,7 @@ UNTRACKED = "untracked"
 NANOS_PER_USD = 1_000_000_000
 _NANOS_PER_DAY = 86_400 * 1_000_000_000
 
-_DDL = rollup_tables.ddl(TABLE, {**rollup_tables.text_key(KEY[:-1]), "attributed": "INTEGER"}, MEASURES)
 UPSERT = rollup_tables.additive_upsert_sql(TABLE, KEY, MEASURES)
-
-# From the raw rows: exactly what ``rows`` computes, in SQL. (SQLite's round() rounds halves away
-# from zero, Python's to even: the two can differ by one nano-dollar on an exact half, never more.)
-_BACKFILL_SPEND = (
-    f"INSERT INTO {TABLE} ({', '.join((*KEY, *MEASURES))}) "
-    "SELECT strftime('%Y-%m-%d', end_ns / 1000000000, 'unixepoch'), coalesce(developer, ''), coalesce(team, ''), "
-    "coalesce(cost_center, ''), coalesce(repo_source, ''), coalesce(repo, '') != '', "
-    "count(*), sum(cost_usd IS NULL), sum(input_tokens), sum(output_tokens), "
-    "coalesce(sum(CAST(round(cost_usd * 1000000000) AS INTEGER)), 0) "
-    "FROM spend GROUP BY 1, 2, 3, 4, 5, 6"
-)
-# What the daily rollup holds beyond the raw rows (purged by retention before this table existed).
-_BACKFILL_REMAINDER = (
-    f"INSERT INTO {TABLE} ({', '.join((*KEY, *MEASURES))}) "
-    "SELECT d.day, d.developer, d.team, d.cost_center, ?, d.attributed, "
-    "d.requests - coalesce(c.requests, 0), d.unpriced - coalesce(c.unpriced, 0), "
-    "d.input_tokens - coalesce(c.input_tokens, 0), d.output_tokens - coalesce(c.output_tokens, 0), "
-    "d.cost_nanos - coalesce(c.cost_nanos, 0) "
-    "FROM (SELECT day, developer, team, cost_center, repo != '' AS attributed, sum(requests) AS requests, "
-    "sum(unpriced_requests) AS unpriced, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
-    "sum(cost_nanos) AS cost_nanos FROM rollup_daily GROUP BY 1, 2, 3, 4, 5) AS d "
-    f"LEFT JOIN (SELECT day, developer, team, cost_center, attributed, sum(requests) AS requests, "
-    "sum(unpriced_requests) AS unpriced, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
-    f"sum(cost_nanos) AS cost_nanos FROM {TABLE} GROUP BY 1, 2, 3, 4, 5) AS c "
-    "USING (day, developer, team, cost_center, attributed) "
-    "WHERE d.requests > coalesce(c.requests, 0)"
-)
-
-
-def create(conn: sqlite3.Connection) -> None:
-    """Create the table if missing and, when it is new, back-fill it; one transaction."""
-    rollup_tables.create_once(conn, TABLE, [(_DDL, ()), (_BACKFILL_SPEND, ()), (_BACKFILL_REMAINDER, (UNTRACKED,))])
 
 
 def rows(records: Iterable[SpendRecord], day_string: Callable[[int], str]) -> list[tuple[Any, ...]]:

@@ -1,6 +1,6 @@
 """Gateway calls per UTC hour x developer: what reconciliation compares with Cursor's own usage data.
 
-Reconciliation (``reconcile.py``) asks, per developer and hour, how many calls the gateway saw. The
+Reconciliation (``attribution/reconcile.py``) asks, per developer and hour, how many calls the gateway saw. The
 raw rows could answer it, but a month of them is millions of rows to scan and retention deletes
 them; this table is one row per active developer-hour, updated inside the spend transaction from
 exactly the rows inserted, and kept forever.
@@ -9,7 +9,8 @@ The hour is the call's **start** (Unix hours, UTC): Cursor stamps a usage event 
 is made, so the start is what lines up with it. Rows read from the Cursor Admin API
 (``repo_source = cursor-admin-api``) are not gateway traffic and are left out.
 
-``create`` runs with the store's schema and, the first time only, back-fills from the raw rows.
+The table is created by migration 5 (``migrations.py``), which back-fills a database from before it
+from the raw rows.
 """
 
 from __future__ import annotations
@@ -29,19 +30,7 @@ NANOS_PER_HOUR = 3600 * 1_000_000_000
 
 KEY: tuple[str, ...] = ("hour", "developer")
 
-_DDL = rollup_tables.ddl(TABLE, {"hour": "INTEGER", "developer": "TEXT"}, MEASURES)
-_BACKFILL = (
-    f"INSERT INTO {TABLE} (hour, developer, {', '.join(MEASURES)}) "
-    "SELECT start_ns / 3600000000000, coalesce(developer, ''), count(*), sum(status = 'error'), "
-    "sum(input_tokens), sum(output_tokens), sum(cache_read_tokens) FROM spend "
-    "WHERE coalesce(repo_source, '') != ? GROUP BY 1, 2"
-)
 UPSERT = rollup_tables.additive_upsert_sql(TABLE, KEY, MEASURES)
-
-
-def create(conn: sqlite3.Connection) -> None:
-    """Create the table if missing and, when it is new, back-fill it from the raw rows; one transaction."""
-    rollup_tables.create_once(conn, TABLE, [(_DDL, ()), (_BACKFILL, (RepoSource.CURSOR_ADMIN_API,))])
 
 
 def rows(records: Iterable[SpendRecord]) -> list[tuple[Any, ...]]:

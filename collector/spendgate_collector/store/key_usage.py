@@ -7,8 +7,8 @@ rows; this table is never purged, and ``Tracker`` keeps its cost off ingest: las
 minute, so a key is written at most once a minute (a busy key's value is at most a minute behind),
 not once per batch.
 
-``create`` runs with the store's schema and, the first time only, back-fills from the spend rows
-already stored, so upgrading an existing database loses no history.
+The table is created by migration 3 (``migrations.py``), which back-fills a database from before it
+from the spend rows already stored, so upgrading an existing database lost no history.
 """
 
 from __future__ import annotations
@@ -18,26 +18,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..records import SpendRecord
-from . import rollup_tables
 
 TABLE = "key_last_used"
 RESOLUTION_NS = 60 * 1_000_000_000
 
-_DDL = f"CREATE TABLE {TABLE} (key_id TEXT PRIMARY KEY, last_start_ns INTEGER NOT NULL) WITHOUT ROWID"
-_BACKFILL = (
-    f"INSERT INTO {TABLE} (key_id, last_start_ns) "
-    "SELECT key_id, max(start_ns) FROM spend WHERE key_id IS NOT NULL AND key_id != '' GROUP BY key_id"
-)
 # max(): batches may arrive out of order (a proxy retrying an old export), and last-used must not go back.
 UPSERT = (
     f"INSERT INTO {TABLE} (key_id, last_start_ns) VALUES (?, ?) "
     "ON CONFLICT (key_id) DO UPDATE SET last_start_ns = max(last_start_ns, excluded.last_start_ns)"
 )
-
-
-def create(conn: sqlite3.Connection) -> None:
-    """Create the table if missing and, when it is new, fill it from the stored spend rows."""
-    rollup_tables.create_once(conn, TABLE, [(_DDL, ()), (_BACKFILL, ())])
 
 
 def rows(records: Iterable[SpendRecord]) -> list[tuple[str, int]]:

@@ -1,6 +1,6 @@
 """The default store: one SQLite file in WAL mode, raw spend rows plus two incremental rollups.
 
-Tables (schema version in ``PRAGMA user_version``):
+Tables (schema version in ``PRAGMA user_version``, see ``migrations.py``):
 
 - ``spend``: one lean row per LLM span (no content, no price tables), unique on
   ``(trace_id, span_id)``; deleted after the retention period.
@@ -15,9 +15,10 @@ Tables (schema version in ``PRAGMA user_version``):
   few thousand rows a month; day x model questions (the dashboard overview) are answered from it.
 
 Unknown dimension values are stored as ``''`` (SQL NULLs would make each unattributed row a key of its
-own) and come back as ``None``. The schema is created with sqlite-utils; the hot paths use the raw
-``sqlite3`` connection. One writer connection (used only by the pipeline's writer thread) and one read
-connection per querying thread; WAL lets them run concurrently.
+own) and come back as ``None``. The tables are created by the numbered migrations of ``migrations.py``,
+which the writer's connection applies when it opens (``db.connect``). One writer connection (used only
+by the pipeline's writer thread) and one read connection per querying thread; WAL lets them run
+concurrently.
 """
 
 from __future__ import annotations
@@ -33,18 +34,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from ..errors import StoreUnavailable
-from ..query import CHARGEBACK_DIMENSIONS, DIMENSIONS, SpendFilter
 from ..records import SpendRecord
-from . import coverage_rollup, developer_hours, key_usage, rollup_tables, team_daily_rollup
+from . import coverage_rollup, db, developer_hours, key_usage, rollup_tables, team_daily_rollup
 from .base import CompanionWrites, Row, StoreStats, WriteResult
+from .query import CHARGEBACK_DIMENSIONS, DIMENSIONS, SpendFilter
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_MS = 5_000
 # The unique (trace_id, span_id) index is probed at random for every insert; 64 MiB of page cache
 # keeps its hot part in memory for tens of millions of rows while bounding the process's memory.
 WRITER_CACHE_KIB = 64 * 1024
@@ -82,17 +79,6 @@ SPEND_COLUMNS: tuple[str, ...] = (
     "cost_source",
     "price_version",
 )
-_INT_COLUMNS = {
-    "start_ns",
-    "end_ns",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-}
-_REAL_COLUMNS = {"ttft_ms", "cost_usd"}
-
 # Rollup measures, in accumulator order.
 ROLLUP_MEASURES: tuple[str, ...] = (
     "requests",
@@ -120,10 +106,6 @@ _UPSERT_MONTHLY = rollup_tables.additive_upsert_sql("rollup_monthly", _MONTHLY_K
 _UPSERT_TEAM_DAILY = rollup_tables.additive_upsert_sql(team_daily_rollup.TABLE, team_daily_rollup.KEY, ROLLUP_MEASURES)
 
 
-def _rollup_ddl(table: str, key: Sequence[str]) -> str:
-    return rollup_tables.ddl(table, rollup_tables.text_key(key), ROLLUP_MEASURES, if_not_exists=True)
-
-
 _day_strings: dict[int, str] = {}
 
 
@@ -136,13 +118,6 @@ def day_string(day_number: int) -> str:
             _day_strings.clear()
         _day_strings[day_number] = text
     return text
-
-
-def _connect(path: Path, *, cache_kib: int) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute(f"PRAGMA cache_size = -{cache_kib}")
-    return conn
 
 
 class SQLiteStore:
@@ -167,38 +142,7 @@ class SQLiteStore:
             return
         if synchronous not in ("full", "normal"):
             raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _connect(self.path, cache_kib=WRITER_CACHE_KIB)
-        self._create_schema(sqlite_utils.Database(self._writer))
-        self._writer.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-
-    # --- schema
-
-    @staticmethod
-    def _create_schema(db: sqlite_utils.Database) -> None:
-        db.enable_wal()
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreUnavailable(f"database schema v{version} is newer than this collector (v{SCHEMA_VERSION})")
-        columns = {
-            name: int if name in _INT_COLUMNS else float if name in _REAL_COLUMNS else str for name in SPEND_COLUMNS
-        }
-        db.table("spend").create(
-            columns,
-            not_null={"trace_id", "span_id", "start_ns", "end_ns", "status", *(_INT_COLUMNS - {"start_ns"})},
-            if_not_exists=True,
-        )
-        db.table("spend").create_index(
-            ["trace_id", "span_id"], index_name="spend_span", unique=True, if_not_exists=True
-        )
-        db.table("spend").create_index(["end_ns"], index_name="spend_end", if_not_exists=True)
-        db.execute(_rollup_ddl("rollup_daily", _DAILY_KEY))
-        db.execute(_rollup_ddl("rollup_monthly", _MONTHLY_KEY))
-        team_daily_rollup.create(db.conn, ROLLUP_MEASURES)  # day x team x model (team_daily_rollup.py)
-        key_usage.create(db.conn)  # keys' last use (key_usage.py)
-        coverage_rollup.create(db.conn)  # spend by repo source (coverage_rollup.py)
-        developer_hours.create(db.conn)  # gateway calls per developer-hour (developer_hours.py)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._writer = db.connect(self.path, schema=db.COLLECTOR, cache_kib=WRITER_CACHE_KIB, synchronous=synchronous)
 
     # --- writes (writer thread only)
 
@@ -211,9 +155,7 @@ class SQLiteStore:
         if conn is None:
             raise StoreUnavailable("store is read-only or closed")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.cursor()
+            with db.transaction(conn) as cur:
                 # Rows inserted in this transaction get rowids above today's largest, so they can be
                 # told apart from the ones OR IGNORE skipped (already stored, or repeated in the batch).
                 before_rowid = cur.execute("SELECT coalesce(max(rowid), 0) FROM spend").fetchone()[0]
@@ -235,11 +177,6 @@ class SQLiteStore:
                 if companion is not None:
                     for sql, rows in companion(inserted):
                         cur.executemany(sql, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
         self._key_usage.committed(usage)
@@ -270,8 +207,7 @@ class SQLiteStore:
         if conn is None:
             if self._closed:
                 raise StoreUnavailable("store is closed")
-            conn = _connect(self.path, cache_kib=READER_CACHE_KIB)
-            conn.execute("PRAGMA query_only = ON")
+            conn = db.connect(self.path, cache_kib=READER_CACHE_KIB, query_only=True)
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)

@@ -7,14 +7,13 @@ a chargeback grouped by model or provider over a range of days) are answered fro
 sorting the month's daily rows (``SQLiteStore._grouped`` picks the table).
 
 The table is updated inside the spend transaction from the same deltas as the daily rollup and kept
-forever, so its sums always equal the daily rollup's. ``create`` runs with the store's schema; the
-first time (a new database, or one from before this table existed) it back-fills from the daily
-rollup, which is kept forever too, so the back-fill is exact.
+forever, so its sums always equal the daily rollup's. The table is created by migration 2
+(``migrations.py``), which back-fills a database from before it from the daily rollup, kept forever
+too, so the back-fill was exact.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,20 +26,6 @@ DIMENSIONS = frozenset(KEY) - {"day"}
 
 # Positions of KEY's columns in a daily rollup key (day, developer, team, cost_center, repo, model, feature, provider).
 _FROM_DAILY_KEY = (0, 2, 3, 5, 6, 7)
-
-
-def backfill_sql(measures: Sequence[str]) -> str:
-    """Fill the (empty) table from ``rollup_daily``: the same sums, regrouped."""
-    sums = ", ".join(f"SUM({m})" for m in measures)
-    keys = ", ".join(KEY)
-    columns = ", ".join((*KEY, *measures))
-    return f"INSERT INTO {TABLE} ({columns}) SELECT {keys}, {sums} FROM rollup_daily GROUP BY {keys}"
-
-
-def create(conn: sqlite3.Connection, measures: Sequence[str]) -> None:
-    """Create the table if missing and, when it is new, back-fill it from the daily rollup; one transaction."""
-    ddl = rollup_tables.ddl(TABLE, rollup_tables.text_key(KEY), measures)
-    rollup_tables.create_once(conn, TABLE, [(ddl, ()), (backfill_sql(measures), ())])
 
 
 def rows(daily: Mapping[tuple[str, ...], Sequence[int]]) -> list[tuple[Any, ...]]:

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from .pricing import Pricer, TokenUsage
-from .records import SpendRecord
+from ..records import SpendRecord
+from . import Pricer, TokenUsage
 
 logger = logging.getLogger(__name__)
 

@@ -23,16 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .costing import PricingStage
-from .errors import CollectorError, InvalidPayload, Overloaded, ShuttingDown, StoreUnavailable
-from .metrics import CollectorMetrics
+from ..errors import CollectorError, InvalidPayload, Overloaded, ShuttingDown, StoreUnavailable
+from ..metrics import CollectorMetrics
+from ..pricing.stage import PricingStage
+from ..records import SpendRecord
+from ..store.base import CompanionWrites, SpendStore, WriteResult
 from .normalize import Normalizer
 from .otlp import parse_export_request
-from .records import SpendRecord
-from .store.base import CompanionWrites, SpendStore, WriteResult
 
 if TYPE_CHECKING:
-    from .budgets import BudgetEngine
+    from ..budgets import BudgetEngine
 
 logger = logging.getLogger(__name__)
 

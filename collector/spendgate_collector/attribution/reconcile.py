@@ -31,11 +31,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .cursor_admin import byok, daily_usage
-from .cursor_admin.state import TABLE as STATE_TABLE
-from .errors import QueryError
-from .query import SpendFilter, current_month, parse_filter
-from .store.base import SpendStore
+from ..cursor_admin import byok, daily_usage
+from ..cursor_admin.state import TABLE as STATE_TABLE
+from ..errors import QueryError
+from ..store import db
+from ..store.base import SpendStore
+from ..store.query import SpendFilter, current_month, parse_filter
 
 PARAMS = frozenset({"from", "to", "month", "developer", "team", "min_gap", "tolerance", "settle_hours"})
 """Query parameters ``GET /api/reconcile`` accepts."""
@@ -135,12 +136,6 @@ def _day_start_hour(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) // 3600
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    return conn
-
-
 def _polled_until_ms(conn: sqlite3.Connection) -> int | None:
     """End of the Cursor poller's last complete read (latest over polled teams), or ``None``: never polled."""
     try:
@@ -233,7 +228,8 @@ def reconcile(
     start_hour = _day_start_hour(flt.start)
     end_hour = _day_start_hour(flt.end + timedelta(days=1))
     developers = _developers(store, flt)
-    with contextlib.closing(_open_readonly(Path(db_path))) as conn:
+    # Read-only: reconciliation may read a file no collector has migrated (``spendgate report --db``).
+    with contextlib.closing(db.connect(Path(db_path), readonly=True)) as conn:
         polled_until = _polled_until_ms(conn)
         cursor_hours = byok.hourly(conn, start_hour * MS_PER_HOUR, end_hour * MS_PER_HOUR, developers)
         daily = daily_usage.read(conn, flt.start.isoformat(), flt.end.isoformat(), developers)

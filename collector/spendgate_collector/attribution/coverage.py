@@ -22,9 +22,9 @@ from typing import Any
 
 from spendgate_semconv.attributes import RepoSource
 
-from .errors import QueryError
-from .query import DIMENSIONS, SpendFilter, parse_filter
-from .store.coverage_rollup import NANOS_PER_USD
+from ..errors import QueryError
+from ..store.coverage_rollup import NANOS_PER_USD
+from ..store.query import DIMENSIONS, SpendFilter, parse_filter
 
 GROUPABLE = ("developer", "team", "cost_center")
 """What a coverage report may be grouped (and filtered) by: the rollup's identity columns."""

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .auth.identity import Identity
+from ..auth.identity import Identity
 
 ACTOR_HEADER = "X-Spendgate-Actor"
 MAX_ACTOR = 200

@@ -26,14 +26,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import report
-from .auth import ALL_ROLES, Role, allow, scope_filter
-from .auth.identity import identity_of, public
-from .blocking import run_blocking
-from .errors import QueryError, StoreUnavailable
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import CollectorMetrics
-from .query import (
+from ..auth import ALL_ROLES, Role, allow, scope_filter
+from ..auth.identity import identity_of, public
+from ..errors import QueryError, StoreUnavailable
+from ..http.blocking import run_blocking
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..metrics import CollectorMetrics
+from ..store.base import Row, SpendStore
+from ..store.query import (
     DIMENSIONS,
     MAX_TOP_N,
     current_month,
@@ -42,7 +42,7 @@ from .query import (
     parse_group_by,
     parse_positive_int,
 )
-from .store.base import Row, SpendStore
+from . import report
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class QueryApi:
         self._executor = executor
         self._health = health or (lambda: {})
         self.extra_routes: list[Callable[[web.Application], None]] = []
-        """Functions that add more routes (budgets_api.py) when the app is made."""
+        """Functions that add more routes (budgets/api.py) when the app is made."""
         self.middlewares: list[Any] = []
         """Middlewares inside the error mapping (the auth policy, auth/gate.py)."""
 

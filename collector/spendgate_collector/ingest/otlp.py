@@ -28,7 +28,7 @@ from google.protobuf.message import DecodeError, Message
 
 from spendgate_semconv.otlp_wire import read_varint as _varint
 
-from .errors import InvalidPayload
+from ..errors import InvalidPayload
 
 _F = descriptor_pb2.FieldDescriptorProto
 _PACKAGE = "spendgate.lean.v1"

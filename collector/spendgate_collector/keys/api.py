@@ -26,13 +26,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .api_body import ACTOR_HEADER, MAX_ACTOR, audit_actor, read_json_object
-from .auth.errors import AuthError
-from .auth.identity import Identity, Role, allow, identity_of
-from .blocking import run_blocking
-from .errors import StoreUnavailable
-from .key_entries import KeyFileError
-from .key_service import InvalidKeyRequest, KeyNotFound, KeyService, KeysNotConfigured, KeyView
+from ..auth.errors import AuthError
+from ..auth.identity import Identity, Role, allow, identity_of
+from ..errors import StoreUnavailable
+from ..http.blocking import run_blocking
+from ..http.body import ACTOR_HEADER, MAX_ACTOR, audit_actor, read_json_object
+from .file import KeyFileError
+from .service import InvalidKeyRequest, KeyNotFound, KeyService, KeysNotConfigured, KeyView
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_EXPIRY_DAYS = 3650

@@ -31,7 +31,7 @@ from spendgate_semconv import control_pb2
 from spendgate_semconv.attributes import RepoSource
 
 if TYPE_CHECKING:
-    from .records import SpendRecord
+    from ..records import SpendRecord
 
 DEFAULT_HISTORY_S = 3600.0
 """How long a lapsed window still matches late spans: an hour covers any export retry backlog."""

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from .api_client import ApiClient, ApiUnreachable
-from .errors import CollectorError
-from .query import CHARGEBACK_DIMENSIONS, MEASURES, parse_filter, parse_group_by
-from .store.base import Row
+from ..api_client import ApiClient, ApiUnreachable
+from ..errors import CollectorError
+from ..store.base import Row
+from ..store.query import CHARGEBACK_DIMENSIONS, MEASURES, parse_filter, parse_group_by
 
 CHARGEBACK_COLUMNS: tuple[str, ...] = (
     "month",
@@ -153,7 +153,7 @@ class DatabaseSource:
     """Read a collector's SQLite file directly (read-only; the collector may be running)."""
 
     def __init__(self, path: str | Path) -> None:
-        from .store.sqlite import SQLiteStore
+        from ..store.sqlite import SQLiteStore
 
         self._path = Path(path)
         try:
@@ -170,13 +170,14 @@ class DatabaseSource:
         return self._store.chargeback(parse_filter(params))
 
     def coverage(self, params: Mapping[str, str]) -> dict[str, Any]:
-        from . import coverage
+        from ..attribution import coverage
 
         flt, group_by = coverage.parse_params(params)
         return coverage.body(flt, coverage.build(self._store.coverage(flt, group_by), group_by))
 
     def reconcile(self, params: Mapping[str, str]) -> dict[str, Any]:
-        from . import reconcile  # imported here: it pulls in the Cursor connector, which report users rarely need
+        # Imported here: it pulls in the Cursor connector, which report users rarely need.
+        from ..attribution import reconcile
 
         flt, options = reconcile.parse_params(params)
         return reconcile.reconcile(self._store, self._path, flt, options, time.time_ns() // 1_000_000)

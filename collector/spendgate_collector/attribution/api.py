@@ -22,13 +22,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..auth.identity import REQUEST_KEY, Identity, Role, allow
+from ..auth.scope import scope_filter
+from ..errors import QueryError
+from ..http.blocking import run_blocking
+from ..store.base import SpendStore
+from ..store.query import SpendFilter
 from . import coverage, reconcile
-from .auth.identity import REQUEST_KEY, Identity, Role, allow
-from .auth.scope import scope_filter
-from .blocking import run_blocking
-from .errors import QueryError
-from .query import SpendFilter
-from .store.base import SpendStore
 
 
 def _json(data: Any) -> web.Response:

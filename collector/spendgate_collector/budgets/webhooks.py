@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
-    from .budgets.model import WebhookSpec
+    from .model import WebhookSpec
 
 logger = logging.getLogger(__name__)
 

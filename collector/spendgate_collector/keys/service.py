@@ -2,10 +2,11 @@
 
 The keys file is the one source of truth: the same YAML ``spendgate keys`` writes, the one the
 control plane streams to every proxy (``control.py`` re-reads it within ``keys_poll_s``) and the
-one attribution reads (``keys.py``). ``KeyService`` writes it exactly as the CLI does (same format,
-same ``<file>.lock`` advisory lock, atomic replace), so the CLI, the API and the dashboard can all
-change keys at once without losing an update. The proxy and the collector share only the file
-format, so the few lines that write it are repeated here rather than imported from the proxy.
+one attribution reads; all three read it through ``file.py``. ``KeyService`` writes it exactly as
+the CLI does (same format, same ``<file>.lock`` advisory lock, atomic replace), so the CLI, the API
+and the dashboard can all change keys at once without losing an update. The proxy and the collector
+share only the file format, so the few lines that write it are repeated here rather than imported
+from the proxy.
 
 A key is ``sg-`` + 32 random bytes (URL-safe base64); only its SHA-256 is stored. ``create`` hands
 the key back once and keeps it nowhere: not in the file, the audit table, a log line or a view.
@@ -42,18 +43,17 @@ from typing import Any
 
 import yaml
 
-from .auth.errors import Forbidden
-from .auth.identity import Identity, Role
-from .budgets import AuditEntry
-from .errors import CollectorError
-from .key_entries import KeyFileError, entry_from, file_stamp
+from ..audit import AuditEntry, AuditSink
+from ..auth.errors import Forbidden
+from ..auth.identity import Identity, Role
+from ..errors import CollectorError
+from .file import FILE_VERSION, KeyFileError, entry_from, file_stamp, read_document
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "sg-"
 DISPLAY_PREFIX_CHARS = 7
 """``sg-`` plus four characters of the key: enough to tell keys apart on screen, useless to an attacker."""
-FILE_VERSION = 1
 MAX_FIELD_CHARS = 200
 MAX_USER_CHARS = 320  # the longest valid email address
 MAX_MODELS = 100
@@ -62,12 +62,9 @@ _FILE_HEADER = (
     "# spendgate virtual keys, managed by `spendgate keys` and the collector's keys API. "
     "Only SHA-256 hashes are stored.\n"
 )
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
-AuditSink = Callable[[Sequence[AuditEntry]], None]
-"""Writes audit lines (``BudgetStorage.add_audit``: the collector's one audit table)."""
 LastUsedSource = Callable[[Sequence[str]], Mapping[str, int]]
 """``{key_id: start_ns of its latest call}`` for the given ids (``SQLiteStore.key_last_used``)."""
 
@@ -467,21 +464,7 @@ def _new_key_id(taken: set[str]) -> str:
 
 def _read_raw(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The file's top-level mapping and its ``keys`` entries, each checked as a proxy would read it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}, []
-    except OSError as exc:
-        raise KeyFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        # libyaml's loader when built in: ~10x faster than the pure-Python one on a large file.
-        doc = yaml.load(text, Loader=_LOADER) or {}
-    except yaml.YAMLError as exc:
-        raise KeyFileError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("keys") or [], list):
-        raise KeyFileError(f"{path}: expected a mapping with a 'keys' list")
-    if doc.get("version", FILE_VERSION) != FILE_VERSION:
-        raise KeyFileError(f"{path}: unsupported keys file version {doc.get('version')!r} (expected 1)")
+    doc = read_document(path)
     raws = list(doc.get("keys") or [])
     for i, raw in enumerate(raws):
         entry_from(raw, i)  # refuse to rewrite a file a proxy could not read

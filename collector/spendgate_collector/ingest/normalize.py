@@ -25,11 +25,11 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 
 from spendgate_semconv import attributes as sc
 
-from .attribution_windows import AttributionWindows
-from .keys import KeyDirectory
+from ..attribution.windows import AttributionWindows
+from ..keys.file import KeyDirectory
+from ..proxy_roster import ProxyRoster
+from ..records import SpendRecord
 from .otlp import STATUS_CODE_ERROR, AttributeReader
-from .proxy_roster import ProxyRoster
-from .records import SpendRecord
 
 # Pre-1.37 GenAI names still emitted by older instrumentations. Not in spendgate's semconv because
 # spendgate never emits them; defined here rather than imported from opentelemetry-semconv's
@@ -196,7 +196,7 @@ class Normalizer:
     ) -> None:
         self._keys = keys
         self._windows = windows
-        """Cursor hook windows (attribution_windows.py): repo for spans that arrived without a strong one."""
+        """Cursor hook windows (attribution/windows.py): repo for spans that arrived without a strong one."""
         self._roster = roster
         """Told which proxies spans come from (``spendgate.proxy.id`` on the resource; proxy_roster.py)."""
         self._span_attributes = AttributeReader(_wanted_on_span)

@@ -1,7 +1,7 @@
 """The collector's one typed config object, loaded from YAML, ``SPENDGATE_COLLECTOR_*`` env and options.
 
 ``load_config`` resolves each field as: explicit override (command-line option) → environment
-variable (see ``env.py``) → YAML file → default, then validates everything at once and raises
+variable (see ``config/env.py``) → YAML file → default, then validates everything at once and raises
 ``ConfigError`` naming every bad field. ``CollectorConfig()`` alone gives the embedded defaults.
 """
 
@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from ..auth.config import AuthConfig
+from ..cursor_admin.config import CursorAdminConfig
+from ..errors import ConfigError
+from ..exporters.config import ExporterConfig, validate_exporters
 from . import env
-from .auth.config import AuthConfig
-from .cursor_admin.config import CursorAdminConfig
-from .errors import ConfigError
-from .exporters.config import ExporterConfig, validate_exporters
 
 DEFAULT_DB = env.DEFAULT_DB
 DEFAULT_OTLP_GRPC = "127.0.0.1:4317"
@@ -120,7 +120,7 @@ class CollectorConfig(BaseModel):
     auth: AuthConfig = Field(default_factory=AuthConfig, validate_default=True)
     """``{mode: open|oidc, admin_token_env, oidc: {...}}``; open (no sign-in) only while ``api`` is on loopback."""
 
-    # --- virtual keys from the API and dashboard (docs/keys.md, key_service.py, keys_api.py)
+    # --- virtual keys from the API and dashboard (docs/keys.md, keys/service.py, keys/api.py)
     proxy_public_url: str | None = None
     """How Cursor and other clients reach the proxy (e.g. ``https://gateway.acme.dev``): the base URL in the
     setup instructions shown with a new key. Unset: the instructions say to ask the platform team for it."""
@@ -170,7 +170,7 @@ class CollectorConfig(BaseModel):
     @field_validator("default_timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        from .budgets.model import BudgetError, parse_timezone
+        from ..budgets.model import BudgetError, parse_timezone
 
         try:
             return parse_timezone(value, "default_timezone")
@@ -180,7 +180,7 @@ class CollectorConfig(BaseModel):
     @field_validator("budgets")
     @classmethod
     def _budgets(cls, value: list[dict[str, Any]], info: ValidationInfo) -> list[dict[str, Any]]:
-        from .budgets.model import BudgetError, parse_budget
+        from ..budgets.model import BudgetError, parse_budget
 
         seen: set[str] = set()
         for i, entry in enumerate(value):
@@ -196,7 +196,7 @@ class CollectorConfig(BaseModel):
     @field_validator("webhooks")
     @classmethod
     def _webhooks(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from .budgets.model import BudgetError, parse_webhook
+        from ..budgets.model import BudgetError, parse_webhook
 
         for i, entry in enumerate(value):
             try:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from .errors import QueryError
+from ..errors import QueryError
 
 DIMENSIONS = ("developer", "team", "cost_center", "repo", "model", "feature", "provider")
 """Attribution dimensions every rollup row is keyed by (besides its day)."""

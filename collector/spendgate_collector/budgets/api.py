@@ -32,12 +32,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .api_body import ACTOR_HEADER, MAX_ACTOR, audit_actor, read_json_object
-from .auth import ALL_ROLES, Forbidden, Identity, Role, allow, can_see_budget, require_manage_budget
-from .auth.identity import identity_of
-from .blocking import run_blocking
-from .budgets import BudgetEngine, BudgetError, BudgetNotFound
-from .budgets.model import Budget, parse_budget
+from ..audit import AuditLog
+from ..auth import ALL_ROLES, Forbidden, Identity, Role, allow, can_see_budget, require_manage_budget
+from ..auth.identity import identity_of
+from ..http.blocking import run_blocking
+from ..http.body import ACTOR_HEADER, MAX_ACTOR, audit_actor, read_json_object
+from .engine import BudgetEngine
+from .model import Budget, BudgetError, BudgetNotFound, parse_budget
 
 DEFAULT_ACTOR = "api"
 MAX_BODY_BYTES = 256 * 1024
@@ -84,8 +85,9 @@ def _actor(request: web.Request, body: dict[str, Any]) -> str:
 class BudgetsApi:
     """The budget routes over one ``BudgetEngine``; ``executor`` runs the engine's (SQLite) calls."""
 
-    def __init__(self, engine: BudgetEngine, executor: Executor | None = None) -> None:
+    def __init__(self, engine: BudgetEngine, audit: AuditLog, executor: Executor | None = None) -> None:
         self._engine = engine
+        self._audit = audit
         self._executor = executor
 
     def add_routes(self, app: web.Application) -> None:
@@ -106,13 +108,13 @@ class BudgetsApi:
     async def _visible(self, identity: Identity, budget_id: str) -> Budget:
         """The budget if ``identity`` may see it; else ``BudgetNotFound``, so ids do not leak."""
         budget: Budget = await self._run(self._engine.get, budget_id)
-        if not can_see_budget(identity, budget):
+        if not can_see_budget(identity, budget.scope_dict):
             raise BudgetNotFound(f"no budget {budget_id!r}")
         return budget
 
     async def _manageable(self, identity: Identity, budget_id: str) -> Budget:
         budget = await self._visible(identity, budget_id)
-        require_manage_budget(identity, budget)
+        require_manage_budget(identity, budget.id, budget.scope_dict)
         return budget
 
     @allow(*ALL_ROLES)
@@ -120,7 +122,7 @@ class BudgetsApi:
     async def list_budgets(self, request: web.Request) -> web.Response:
         identity = identity_of(request)
         budgets = await self._run(self._engine.budgets)
-        return _json({"budgets": [b.to_dict() for b in budgets if can_see_budget(identity, b)]})
+        return _json({"budgets": [b.to_dict() for b in budgets if can_see_budget(identity, b.scope_dict)]})
 
     @allow(*ALL_ROLES)
     @_errors
@@ -137,7 +139,7 @@ class BudgetsApi:
         if identity.role is not Role.ADMIN:
             # Both the new definition and the one it replaces must be within the caller's teams.
             new = parse_budget(body, default_timezone=self._engine.default_timezone, budget_id=budget_id)
-            require_manage_budget(identity, new)
+            require_manage_budget(identity, new.id, new.scope_dict)
             try:
                 await self._manageable(identity, new.id)
             except BudgetNotFound:
@@ -194,7 +196,7 @@ class BudgetsApi:
         identity = identity_of(request)
         rows = await self._run(self._engine.status)
         if identity.role not in (Role.ADMIN, Role.FINANCE):
-            visible = {b.id for b in await self._run(self._engine.budgets) if can_see_budget(identity, b)}
+            visible = {b.id for b in await self._run(self._engine.budgets) if can_see_budget(identity, b.scope_dict)}
             rows = [row for row in rows if row.get("id") in visible]
         return _json({"at": datetime.now(UTC).isoformat(timespec="seconds"), "budgets": rows})
 
@@ -215,7 +217,7 @@ class BudgetsApi:
         limit = _int_param(request, "limit", 100, 1, MAX_AUDIT_LIMIT)
         before = _int_param(request, "before", None, 1, 2**62)
         entries = await self._run(
-            self._engine.storage.audit,
+            self._audit.read,
             budget_id=request.query.get("budget") or None,
             action=request.query.get("action") or None,
             limit=limit,
