@@ -1,45 +1,36 @@
-"""Virtual keys: the file-backed key directory, and the in-memory index the proxy looks keys up in.
+"""Virtual keys: the proxy's in-memory index over the keys file, and the CLI's create/revoke.
 
 A virtual key (``sg-`` + 32 random bytes, URL-safe base64) identifies one developer. Only its
 SHA-256 is stored; a key is shown once, at creation. Plain SHA-256 is enough here because the keys
 are 256-bit random, so there is nothing to brute-force (unlike passwords, which need a slow KDF).
 
-The file (YAML, default ``spendgate-data/keys.yaml``) is written atomically under an advisory
-lock, so ``spendgate keys`` can run while proxies read it; proxies reload it when it changes.
+The file (YAML, default ``spendgate-data/keys.yaml``) and its records are the shared contract in
+``spendgate_semconv.keyfile``: read with its parser, written with its ``locked_write`` (advisory lock,
+atomic replace), so ``spendgate keys`` can run while proxies and the collector read it; proxies
+reload it when it changes. This module keeps only what is the proxy's own: ``KeyDirectory``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import os
-import secrets
-import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import yaml
+from spendgate_semconv import keyfile
+from spendgate_semconv.keyfile import KEY_PREFIX, KeyFileError, KeyRecord, Principal, hash_key, new_key
 
 DEFAULT_KEYS_FILE = "spendgate-data/keys.yaml"
 """Where ``spendgate keys``, the proxy and ``spendgate up`` keep the key file unless told otherwise."""
-KEY_PREFIX = "sg-"
-FILE_VERSION = 1
 VERIFIED_CACHE_SIZE = 1024
 """Presented keys whose principal ``KeyDirectory.lookup`` remembers (more than one proxy's active developers)."""
 UNKNOWN_CACHE_SIZE = 4096
 """Presented keys remembered as unknown (``remember_unknown``); the oldest goes first."""
 UNKNOWN_KEY_MAX_CHARS = 128
 """Longer presented keys are never remembered (a real key has 46 characters): bounds the cache's memory."""
-
-
-class KeyFileError(Exception):
-    """The key file cannot be read or does not have the expected shape."""
 
 
 class UnknownKey(LookupError):
@@ -54,136 +45,9 @@ class UnknownKey(LookupError):
         self.checked = checked
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a virtual key belongs to, and what it may do."""
-
-    key_id: str
-    user: str
-    team: str | None = None
-    cost_center: str | None = None
-    repo: str | None = None
-    models: tuple[str, ...] = ()
-    expires_at: datetime | None = None
-    disabled: bool = False
-    revoked_at: datetime | None = None
-
-    def allows(self, model: str) -> bool:
-        return not self.models or model in self.models
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    """One row of the key file: the principal plus the stored hash and display prefix."""
-
-    principal: Principal
-    hash: str
-    prefix: str
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
-def hash_key(key: str) -> str:
-    """The stored form of a key."""
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-
-
-def new_key() -> tuple[str, str]:
-    """A fresh random key and its public id."""
-    return KEY_PREFIX + secrets.token_urlsafe(32), "key_" + secrets.token_hex(5)
-
-
-def _dt(value: Any, where: str) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise KeyFileError(f"{where}: not an ISO 8601 time: {value!r}") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _record_from(raw: Any, index: int) -> KeyRecord:
-    where = f"keys[{index}]"
-    if not isinstance(raw, dict):
-        raise KeyFileError(f"{where}: expected a mapping")
-    for required in ("id", "hash", "user"):
-        if not raw.get(required):
-            raise KeyFileError(f"{where}.{required}: missing")
-    principal = Principal(
-        key_id=str(raw["id"]),
-        user=str(raw["user"]),
-        team=raw.get("team"),
-        cost_center=raw.get("cost_center"),
-        repo=raw.get("repo"),
-        models=tuple(raw.get("models") or ()),
-        expires_at=_dt(raw.get("expires_at"), f"{where}.expires_at"),
-        disabled=bool(raw.get("disabled", False)),
-        revoked_at=_dt(raw.get("revoked_at"), f"{where}.revoked_at"),
-    )
-    created = _dt(raw.get("created_at"), f"{where}.created_at") or datetime.now(UTC)
-    return KeyRecord(principal, str(raw["hash"]), str(raw.get("prefix", "")), created)
-
-
-def _record_to(rec: KeyRecord) -> dict[str, Any]:
-    p = asdict(rec.principal)
-    out: dict[str, Any] = {"id": p.pop("key_id"), "hash": rec.hash, "prefix": rec.prefix}
-    out.update(p)
-    out["models"] = list(rec.principal.models)
-    for name in ("expires_at", "revoked_at"):
-        value = getattr(rec.principal, name)
-        out[name] = value.isoformat() if value else None
-    out["created_at"] = rec.created_at.isoformat()
-    return out
-
-
 def read_key_file(path: Path) -> list[KeyRecord]:
     """All records in the file; an absent file is an empty directory."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise KeyFileError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise KeyFileError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("keys", []), list):
-        raise KeyFileError(f"{path}: expected a mapping with a 'keys' list")
-    return [_record_from(raw, i) for i, raw in enumerate(data.get("keys") or [])]
-
-
-def _write_key_file(path: Path, records: list[KeyRecord]) -> None:
-    body = {"version": FILE_VERSION, "keys": [_record_to(r) for r in records]}
-    text = "# spendgate virtual keys, managed by `spendgate keys`. Only SHA-256 hashes are stored.\n" + yaml.safe_dump(
-        body, sort_keys=False
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return keyfile.read(path)
 
 
 def create_key(
@@ -203,26 +67,22 @@ def create_key(
     record = KeyRecord(
         Principal(key_id, user, team, cost_center, repo, tuple(models), expires_at),
         hash_key(key),
-        key[:7],
+        key[: keyfile.DISPLAY_PREFIX_CHARS],
     )
-    with _locked(path):
-        records = read_key_file(path)
-        records.append(record)
-        _write_key_file(path, records)
+    with keyfile.locked_write(path) as edit:
+        edit.keys.append(keyfile.record_to_raw(record))
     return key, record
 
 
 def revoke_key(path: Path, key_id: str) -> KeyRecord:
     """Mark a key revoked (kept for audit and for attributing past spans)."""
-    with _locked(path):
-        records = read_key_file(path)
-        for i, rec in enumerate(records):
+    with keyfile.locked_write(path) as edit:
+        for i, rec in enumerate(edit.records()):
             if rec.principal.key_id == key_id:
                 if rec.principal.revoked_at is None:
-                    principal = replace(rec.principal, revoked_at=datetime.now(UTC))
-                    records[i] = replace(rec, principal=principal)
-                    _write_key_file(path, records)
-                return records[i]
+                    rec = replace(rec, principal=replace(rec.principal, revoked_at=datetime.now(UTC)))
+                    edit.keys[i] = {**edit.keys[i], "revoked_at": rec.principal.revoked_at.isoformat()}
+                return rec
     raise KeyError(key_id)
 
 
@@ -366,7 +226,7 @@ class KeyDirectory:
         """The file's records and the stamp they were read at; touches nothing (any thread may call it)."""
         assert self.path is not None
         stamp = self._file_stamp()
-        return read_key_file(self.path), stamp
+        return keyfile.read(self.path), stamp
 
     def install_file(self, records: list[KeyRecord], stamp: tuple[int, int]) -> bool:
         """Swap in records ``read_file`` returned, unless the control plane took the directory meanwhile.
@@ -407,3 +267,19 @@ class KeyDirectory:
                 del verified[next(iter(verified))]  # oldest first: a flood of keys cannot grow it
             verified[key] = principal
         return principal
+
+
+__all__ = [
+    "DEFAULT_KEYS_FILE",
+    "KEY_PREFIX",
+    "KeyDirectory",
+    "KeyFileError",
+    "KeyRecord",
+    "Principal",
+    "UnknownKey",
+    "create_key",
+    "hash_key",
+    "new_key",
+    "read_key_file",
+    "revoke_key",
+]

@@ -48,7 +48,7 @@ def _row(rec: KeyRecord) -> dict[str, object]:
         "models": list(p.models),
         "state": state,
         "expires_at": p.expires_at.isoformat() if p.expires_at else None,
-        "created_at": rec.created_at.isoformat(timespec="seconds"),
+        "created_at": (rec.created_at or datetime.now(UTC)).isoformat(timespec="seconds"),
     }
 
 

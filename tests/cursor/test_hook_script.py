@@ -199,4 +199,6 @@ def test_settings_file_and_gateway_argument(git_repo: Path, receiver: tuple[Rece
     "url", ["git@github.com:acme/api.git", "https://u:p@GitHub.com/acme/api.git", "ssh://git@host:22/a/b.git", "x"]
 )
 def test_script_and_library_normalise_alike(url: str):
+    # One rule, not a tested copy: the library imports the script's (review F9).
+    assert hook_script.normalise_remote_url is normalise_remote_url
     assert hook_script.normalise_remote_url(url) == normalise_remote_url(url)

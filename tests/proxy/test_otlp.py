@@ -92,7 +92,9 @@ def test_grpc_sender_delivers_and_classifies() -> None:
     assert [s["name"] for s in spans] == ["chat gpt-4.1-mini"] * 2
     assert spans[0]["attributes"]["user.id"] == "ana@acme.com"
     # Nothing listening any more: retryable, the records are kept by the worker.
-    assert GrpcSender("http://" + endpoint, env={"OTEL_EXPORTER_OTLP_TIMEOUT": "2"}).send(b"").result is Result.RETRY
+    assert (
+        GrpcSender("http://" + endpoint, env={"OTEL_EXPORTER_OTLP_TIMEOUT": "2"}).send(b"").result is Result.RETRYABLE
+    )
 
 
 def _free_port() -> int:
@@ -128,10 +130,10 @@ def test_http_sender_outcomes(flaky_http_receiver: tuple[ServerHandle, list[int]
     srv, _ = flaky_http_receiver
     sender = HttpSender(srv.url)
     assert sender.url == srv.url + "/v1/traces"
-    assert sender.send(b"") == Outcome(Result.DROP, None, "HTTP 400")
+    assert sender.send(b"") == Outcome(Result.PERMANENT, None, "HTTP 400")
     data = RequestEncoder({}, "s", "1").encode([encode_record(_record())])
-    assert sender.send(data) == Outcome(Result.RETRY, 0.0, "HTTP 503")
-    assert HttpSender(f"http://127.0.0.1:{_free_port()}").send(data).result is Result.RETRY
+    assert sender.send(data) == Outcome(Result.RETRYABLE, 0.0, "HTTP 503")
+    assert HttpSender(f"http://127.0.0.1:{_free_port()}").send(data).result is Result.RETRYABLE
 
 
 def test_worker_keeps_records_through_an_outage(flaky_http_receiver: tuple[ServerHandle, list[int]]) -> None:
@@ -155,7 +157,7 @@ def test_worker_keeps_records_through_an_outage(flaky_http_receiver: tuple[Serve
 def test_worker_queue_bound_counts_drops() -> None:
     class Down:
         def export(self, records: list[CallRecord]) -> Outcome:
-            return Outcome(Result.RETRY)
+            return Outcome(Result.RETRYABLE)
 
         def shutdown(self) -> None:
             pass

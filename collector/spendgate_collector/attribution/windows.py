@@ -3,7 +3,7 @@
 Proxies forward every Cursor hook report they receive (``ReportAttribution`` on the control plane).
 ``AttributionWindows`` merges them per developer: a report naming the same repo, branch and
 checkout as the developer's latest window extends it; any other report starts a new one (latest
-report wins). It answers two questions:
+report wins); that rule is ``spendgate_semconv.windows``, shared with the proxy. It answers two questions:
 
 - *What is live now?* The control server publishes each new window, and each extension at most
   every :data:`PUBLISH_EVERY_NS`, to every proxy, so a call that lands on a proxy other than the one
@@ -24,10 +24,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from spendgate_semconv import control_pb2
+from spendgate_semconv import windows as shared
 from spendgate_semconv.attributes import RepoSource
 
 if TYPE_CHECKING:
@@ -68,24 +69,11 @@ class Window:
     until_ns: int
 
     def same_place(self, other: Window) -> bool:
-        return (
-            self.repo == other.repo
-            and self.branch == other.branch
-            and self.repo_url == other.repo_url
-            and self.workspace_root == other.workspace_root
-        )
+        return shared.same_place(self, other)
 
     def message(self) -> control_pb2.AttributionWindow:
         """The wire form (``None`` fields become empty strings)."""
-        return control_pb2.AttributionWindow(
-            user=self.user,
-            repo=self.repo,
-            branch=self.branch or "",
-            repo_url=self.repo_url or "",
-            workspace_root=self.workspace_root or "",
-            since_unix_ns=self.since_ns,
-            until_unix_ns=self.until_ns,
-        )
+        return shared.to_message(self.user, self)
 
 
 def window_from(msg: control_pb2.AttributionWindow) -> Window:
@@ -146,10 +134,10 @@ class AttributionWindows:
                 del self._devs[next(iter(self._devs))]
             history = dev.history
             last = history[-1] if history else None
-            if last is not None and last.same_place(window) and last.until_ns >= window.since_ns:
+            if last is not None and shared.continues(last, window):  # the rule the proxy applies too
                 if window.until_ns <= last.until_ns:
                     return last, False  # an older report arriving late: nothing new
-                current = replace(last, since_ns=min(last.since_ns, window.since_ns), until_ns=window.until_ns)
+                current = shared.extend(last, window)
                 history[-1] = current
                 publish = current.until_ns - dev.published_until >= PUBLISH_EVERY_NS
             else:

@@ -14,25 +14,25 @@ the worker waits at least. A 2xx/OK answer may still report spans the backend re
 success); they are counted, not retried. ``close()`` may be called from another thread to cut short
 a send in progress (it then ends as retryable).
 
-Written for the collector rather than shared with the proxy's ``otlp_export.py`` (which classifies
-the same way): the collector and the proxy share only ``spendgate_semconv`` and the wire.
+The result vocabulary (``Result``, ``Outcome``) is ``spendgate_semconv.otlp_send``, shared with the
+proxy's span worker; the senders themselves are still the collector's own (issue 14 step 3).
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import gzip
 import http.client
 import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
+
+from spendgate_semconv.otlp_send import Outcome, Result
 
 from .wire import partial_success
 
@@ -41,25 +41,6 @@ if TYPE_CHECKING:
 
 TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 USER_AGENT = "spendgate-collector"
-
-
-class Result(enum.Enum):
-    SUCCESS = "success"
-    RETRYABLE = "retryable"
-    PERMANENT = "permanent"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one attempt came to."""
-
-    result: Result
-    retry_after_s: float | None = None
-    """The server's throttle hint, when it gave one."""
-    rejected_spans: int = 0
-    """Spans a successful answer reported as rejected (OTLP partial success)."""
-    detail: str = ""
-    """Status code or error, for logs and ``/healthz``."""
 
 
 class Sender(Protocol):

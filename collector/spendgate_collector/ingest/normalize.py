@@ -323,7 +323,7 @@ class Normalizer:
         principal = self._keys.lookup(record.key_id)
         if principal is None:
             return
-        record.developer = record.developer or principal.user
+        record.developer = record.developer or principal.user or None  # "" when the key names no user
         record.team = record.team or principal.team
         record.cost_center = record.cost_center or principal.cost_center
         if record.repo is None and principal.repo is not None:

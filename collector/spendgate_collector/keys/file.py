@@ -10,7 +10,8 @@ a ``keys`` list, version 1) and then read two ways:
   normaliser fills a span's gaps from when it carries only ``spendgate.key.id``. Leniently: a key
   needs only its id, so one half-filled entry never strips attribution from the others.
 
-The proxy's own reader lives in the proxy package; the two share only the file format and the wire.
+The format, its records and the parser are ``spendgate_semconv.keyfile``, shared with the proxy; a
+principal read leniently has ``user == ""`` when its entry names none.
 """
 
 from __future__ import annotations
@@ -18,69 +19,26 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from spendgate_semconv.control_pb2 import KeyEntry
+from spendgate_semconv.keyfile import (
+    FILE_VERSION,
+    KeyFileError,
+    KeyRecord,
+    Principal,
+    check_document,
+    load_document,
+    parse_record,
+    principals,
+    read_document,
+)
 
 logger = logging.getLogger(__name__)
 
-FILE_VERSION = 1
 DEFAULT_CHECK_INTERVAL_S = 1.0
-# libyaml's loader when built in: ~10x faster than the pure-Python one on a large file.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class KeyFileError(ValueError):
-    """The keys file cannot be read or has an entry a proxy could not use; the message says where."""
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a virtual key is bound to."""
-
-    key_id: str
-    user: str | None = None
-    team: str | None = None
-    cost_center: str | None = None
-    repo: str | None = None
-
-
-# --- the document
-
-
-def check_document(doc: object, where: str) -> list[Any]:
-    """The ``keys`` list of a parsed document; ``KeyFileError`` unless it is a version 1 keys file."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("keys") or [], list):
-        raise KeyFileError(f"{where}: expected a mapping with a 'keys' list")
-    if doc.get("version", FILE_VERSION) != FILE_VERSION:
-        raise KeyFileError(f"{where}: unsupported keys file version {doc.get('version')!r} (expected 1)")
-    return list(doc.get("keys") or [])
-
-
-def load_document(text: str, where: str) -> dict[str, Any]:
-    """The file's top-level mapping from its text (empty text: an empty mapping), checked."""
-    try:
-        doc = yaml.load(text, Loader=_LOADER) or {}
-    except yaml.YAMLError as exc:
-        raise KeyFileError(f"{where} is not valid YAML: {exc}") from None
-    check_document(doc, where)
-    return doc
-
-
-def read_document(path: Path) -> dict[str, Any]:
-    """The file's top-level mapping, checked; an absent file is an empty directory."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise KeyFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return load_document(text, str(path))
 
 
 def file_stamp(path: Path) -> tuple[int, int, int] | None:
@@ -95,51 +53,33 @@ def file_stamp(path: Path) -> tuple[int, int, int] | None:
 # --- entries, as proxies read them
 
 
-def _ms(value: Any, where: str) -> int:
-    """Unix ms of an ISO 8601 time (naive = UTC); 0 for none."""
-    if value in (None, ""):
-        return 0
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        try:
-            parsed = datetime.fromisoformat(str(value))
-        except ValueError:
-            raise KeyFileError(f"{where}: not an ISO 8601 time: {value!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+def _ms(value: datetime | None) -> int:
+    """Unix ms; 0 for none."""
+    return int(value.timestamp() * 1000) if value else 0
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
+def entry_of(record: KeyRecord) -> KeyEntry:
+    """A parsed record as the control plane's ``KeyEntry``."""
+    p = record.principal
+    return KeyEntry(
+        key_id=p.key_id,
+        hash=record.hash,
+        prefix=record.prefix,
+        user=p.user,
+        team=p.team or "",
+        cost_center=p.cost_center or "",
+        repo=p.repo or "",
+        models=list(p.models),
+        expires_at_unix_ms=_ms(p.expires_at),
+        disabled=p.disabled,
+        revoked_at_unix_ms=_ms(p.revoked_at),
+        created_at_unix_ms=_ms(record.created_at),
+    )
 
 
 def entry_from(raw: Any, index: int) -> KeyEntry:
     """One ``keys[index]`` mapping as a ``KeyEntry``; raises ``KeyFileError`` naming the bad field."""
-    where = f"keys[{index}]"
-    if not isinstance(raw, dict):
-        raise KeyFileError(f"{where}: expected a mapping")
-    for required in ("id", "hash", "user"):
-        if not raw.get(required):
-            raise KeyFileError(f"{where}.{required}: missing")
-    models = raw.get("models") or []
-    if not isinstance(models, list):
-        raise KeyFileError(f"{where}.models: expected a list of model names")
-    return KeyEntry(
-        key_id=str(raw["id"]),
-        hash=str(raw["hash"]),
-        prefix=_text(raw.get("prefix")),
-        user=str(raw["user"]),
-        team=_text(raw.get("team")),
-        cost_center=_text(raw.get("cost_center")),
-        repo=_text(raw.get("repo")),
-        models=[str(m) for m in models],
-        expires_at_unix_ms=_ms(raw.get("expires_at"), f"{where}.expires_at"),
-        disabled=bool(raw.get("disabled", False)),
-        revoked_at_unix_ms=_ms(raw.get("revoked_at"), f"{where}.revoked_at"),
-        created_at_unix_ms=_ms(raw.get("created_at"), f"{where}.created_at"),
-    )
+    return entry_of(parse_record(raw, index))
 
 
 def read_key_entries(path: Path) -> dict[str, KeyEntry]:
@@ -154,25 +94,9 @@ def read_key_entries(path: Path) -> dict[str, KeyEntry]:
 # --- principals, for attribution
 
 
-def _str_or_none(value: object) -> str | None:
-    return None if value is None or value == "" else str(value)
-
-
 def parse_keys_document(doc: object) -> dict[str, Principal]:
-    """Turn a parsed keys YAML document into ``{key_id: Principal}``; raise ``ValueError`` if malformed."""
-    principals: dict[str, Principal] = {}
-    for i, entry in enumerate(check_document(doc, "keys file")):
-        if not isinstance(entry, dict) or not entry.get("id"):
-            raise KeyFileError(f"keys[{i}]: each key needs an 'id'")
-        key_id = str(entry["id"])
-        principals[key_id] = Principal(
-            key_id=key_id,
-            user=_str_or_none(entry.get("user")),
-            team=_str_or_none(entry.get("team")),
-            cost_center=_str_or_none(entry.get("cost_center")),
-            repo=_str_or_none(entry.get("repo")),
-        )
-    return principals
+    """Turn a parsed keys YAML document into ``{key_id: Principal}``, leniently; raise ``ValueError`` if malformed."""
+    return principals(doc)
 
 
 class KeyDirectory:
@@ -233,3 +157,19 @@ class KeyDirectory:
         wanted = user.strip().lower()
         matches = [p for p in self._principals.values() if p.user and p.user.strip().lower() == wanted]
         return next((p for p in matches if p.team), matches[0] if matches else None)
+
+
+__all__ = [
+    "FILE_VERSION",
+    "KeyDirectory",
+    "KeyFileError",
+    "Principal",
+    "check_document",
+    "entry_from",
+    "entry_of",
+    "file_stamp",
+    "load_document",
+    "parse_keys_document",
+    "read_document",
+    "read_key_entries",
+]

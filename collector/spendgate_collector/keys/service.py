@@ -2,11 +2,10 @@
 
 The keys file is the one source of truth: the same YAML ``spendgate keys`` writes, the one the
 control plane streams to every proxy (``control.py`` re-reads it within ``keys_poll_s``) and the
-one attribution reads; all three read it through ``file.py``. ``KeyService`` writes it exactly as
-the CLI does (same format, same ``<file>.lock`` advisory lock, atomic replace), so the CLI, the API
-and the dashboard can all change keys at once without losing an update. The proxy and the collector
-share only the file format, so the few lines that write it are repeated here rather than imported
-from the proxy.
+one attribution reads; all three read it through ``file.py``. ``KeyService`` writes it through the
+same function the CLI does (``spendgate_semconv.keyfile.locked_write``: one ``<file>.lock`` advisory
+lock, atomic replace), so the CLI, the API and the dashboard can all change keys at once without
+losing an update.
 
 A key is ``sg-`` + 32 random bytes (URL-safe base64); only its SHA-256 is stored. ``create`` hands
 the key back once and keeps it nowhere: not in the file, the audit table, a log line or a view.
@@ -25,44 +24,31 @@ All methods block (file lock, SQLite): call them from a worker thread, as the AP
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import logging
-import os
 import re
 import secrets
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
+from spendgate_semconv.keyfile import DISPLAY_PREFIX_CHARS, KEY_PREFIX, KeyFileError, hash_key, locked_write
 
 from ..audit import AuditEntry, AuditSink
 from ..auth.errors import Forbidden
 from ..auth.identity import Identity, Role
 from ..errors import CollectorError
-from .file import FILE_VERSION, KeyFileError, entry_from, file_stamp, read_document
+from .file import entry_from, file_stamp, read_document
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "sg-"
-DISPLAY_PREFIX_CHARS = 7
-"""``sg-`` plus four characters of the key: enough to tell keys apart on screen, useless to an attacker."""
 MAX_FIELD_CHARS = 200
 MAX_USER_CHARS = 320  # the longest valid email address
 MAX_MODELS = 100
 DEFAULT_SELF_SERVE_MAX_DAYS = 90
-_FILE_HEADER = (
-    "# spendgate virtual keys, managed by `spendgate keys` and the collector's keys API. "
-    "Only SHA-256 hashes are stored.\n"
-)
-_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 LastUsedSource = Callable[[Sequence[str]], Mapping[str, int]]
@@ -154,11 +140,6 @@ class KeyView:
         }
 
 
-def hash_key(key: str) -> str:
-    """The stored form of a key (the proxy hashes what a client sends the same way)."""
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-
-
 def _from_ms(ms: int) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, UTC) if ms else None
 
@@ -248,7 +229,7 @@ class KeyService:
         with self._cache_lock:
             if stamp is not None and self._cache is not None and self._cache[0] == stamp:
                 return self._cache[1]
-        views = [_view(raw, i, None) for i, raw in enumerate(_read_raw(path)[1])]
+        views = [_view(raw, i, None) for i, raw in enumerate(read_document(path).get("keys") or [])]
         views.sort(key=lambda v: v.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
         with self._cache_lock:
             # Every writer (this service, the CLI) replaces the file, so a new inode means new content.
@@ -292,8 +273,8 @@ class KeyService:
                 raise InvalidKeyRequest("expires_at", "must be in the future")
 
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        with _locked(path):
-            doc, raws = _read_raw(path)
+        with locked_write(path) as edit:
+            raws = list(edit.keys)
             taken = {str(r.get("id")) for r in raws}
             key_id = _new_key_id(taken)
             raw: dict[str, Any] = {
@@ -310,15 +291,14 @@ class KeyService:
                 "revoked_at": None,
                 "created_at": now.isoformat(),
             }
-            _write_raw(path, doc, [*raws, raw])
+            edit.keys.append(raw)
         view = _view(raw, len(raws), None)
         try:
             self._audit([self._audit_entry(actor, "key.create", view)])
         except Exception:
             # A key nobody can account for must not stay usable: take it out again, then fail.
-            with _locked(path):
-                doc, raws = _read_raw(path)
-                _write_raw(path, doc, [r for r in raws if r.get("id") != key_id])
+            with locked_write(path) as edit:
+                edit.keys = [r for r in edit.keys if r.get("id") != key_id]
             raise
         logger.info("virtual key %s created for %s by %s", key_id, email, actor)
         return view, key
@@ -327,8 +307,8 @@ class KeyService:
         """Mark a key revoked (kept, so past spend stays attributed); revoking twice changes nothing."""
         path = self._path()
         actor = self._actor(actor)
-        with _locked(path):
-            doc, raws = _read_raw(path)
+        with locked_write(path) as edit:
+            raws = edit.keys
             index = next((i for i, r in enumerate(raws) if r.get("id") == key_id), None)
             if index is None:
                 raise KeyNotFound(key_id)
@@ -336,7 +316,7 @@ class KeyService:
             changed = not raw.get("revoked_at")
             if changed:
                 raw = {**raw, "revoked_at": self._clock().isoformat()}
-                _write_raw(path, doc, [*raws[:index], raw, *raws[index + 1 :]])
+                edit.keys = [*raws[:index], raw, *raws[index + 1 :]]
         used = self._last_used([key_id]) if self._last_used else {}
         view = _view(raw, index, used.get(key_id))
         if changed:
@@ -460,47 +440,6 @@ def _new_key_id(taken: set[str]) -> str:
         key_id = "key_" + secrets.token_hex(5)
         if key_id not in taken:
             return key_id
-
-
-def _read_raw(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The file's top-level mapping and its ``keys`` entries, each checked as a proxy would read it."""
-    doc = read_document(path)
-    raws = list(doc.get("keys") or [])
-    for i, raw in enumerate(raws):
-        entry_from(raw, i)  # refuse to rewrite a file a proxy could not read
-    return doc, raws
-
-
-def _write_raw(path: Path, doc: Mapping[str, Any], raws: list[dict[str, Any]]) -> None:
-    """Replace the file atomically: readers (proxies, the control plane) see the old file or the new one."""
-    # Other top-level fields and unknown per-key fields are kept as they were.
-    body = {**doc, "version": FILE_VERSION, "keys": raws}
-    text = _FILE_HEADER + yaml.dump(body, Dumper=_DUMPER, sort_keys=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """The advisory lock ``spendgate keys`` takes too (``<file>.lock``), so neither loses the other's change."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 __all__ = [

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from spendgate_proxy.attribution.hook_window import HookAttribution
-from spendgate_semconv import control_pb2
+from spendgate_semconv import control_pb2, windows
 
 logger = logging.getLogger(__name__)
 
@@ -28,27 +28,12 @@ SEND_TIMEOUT_S = 2.0
 
 def window_message(user: str, window: HookAttribution) -> control_pb2.AttributionWindow:
     """A proxy window as its wire form (``None`` fields become empty strings)."""
-    return control_pb2.AttributionWindow(
-        user=user,
-        repo=window.repo,
-        branch=window.branch or "",
-        repo_url=window.repo_url or "",
-        workspace_root=window.workspace_root or "",
-        since_unix_ns=window.since_ns,
-        until_unix_ns=window.until_ns,
-    )
+    return windows.to_message(user, window)
 
 
 def attribution_from(msg: control_pb2.AttributionWindow) -> HookAttribution:
     """A wire window as the proxy's ``HookAttribution`` (empty strings become None)."""
-    return HookAttribution(
-        repo=msg.repo,
-        branch=msg.branch or None,
-        repo_url=msg.repo_url or None,
-        workspace_root=msg.workspace_root or None,
-        since_ns=msg.since_unix_ns,
-        until_ns=msg.until_unix_ns,
-    )
+    return windows.from_message(msg)
 
 
 class HookForwarder:

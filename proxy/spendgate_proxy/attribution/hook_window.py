@@ -7,6 +7,7 @@ keeps the latest report per developer for a short time (the window) and the attr
 model alias names the repo. Windows also arrive from other proxies through the control plane
 (:meth:`HookWindows.apply`), so the report and the call may land on different proxies.
 
+The window and its extend/replace rule are ``spendgate_semconv.windows``, shared with the collector.
 Everything runs on the event loop thread, so a plain dict is enough: no locks. Lookups are one
 dict access; expired entries are dropped lazily (on lookup, and a few per report), and the table
 is capped so a flood of distinct developers cannot grow memory without bound.
@@ -14,7 +15,7 @@ is capped so a flood of distinct developers cannot grow memory without bound.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from spendgate_semconv.windows import Window, continues, extend
 
 DEFAULT_MAX_DEVELOPERS = 100_000
 """Far more developers than any one team has; about 300 bytes each, so ~30 MB at the cap."""
@@ -23,29 +24,8 @@ _SWEEP_PER_REPORT = 2
 """Expired entries checked from the oldest end on each report: keeps idle entries from piling up."""
 
 
-@dataclass(frozen=True, slots=True)
-class HookAttribution:
-    """One developer's live attribution: the repo their Cursor reported, valid from ``since_ns`` to ``until_ns``.
-
-    ``since_ns`` is when the developer started working in this repo and branch (the first report of
-    an unbroken run of reports naming it); ``until_ns`` is the last report plus the window TTL.
-    """
-
-    repo: str
-    branch: str | None
-    repo_url: str | None
-    workspace_root: str | None
-    since_ns: int
-    until_ns: int
-
-    def same_place(self, other: HookAttribution) -> bool:
-        """True when both name the same repo checkout and branch (a refresh, not a switch)."""
-        return (
-            self.repo == other.repo
-            and self.branch == other.branch
-            and self.repo_url == other.repo_url
-            and self.workspace_root == other.workspace_root
-        )
+HookAttribution = Window
+"""One developer's live attribution (``spendgate_semconv.windows.Window``; the developer is the table's key)."""
 
 
 class HookWindows:
@@ -72,8 +52,8 @@ class HookWindows:
         ``since_ns``, so a long session in one repo is one window rather than many.
         """
         current = self._live.get(user)
-        if current is not None and current.same_place(attribution) and current.until_ns >= attribution.since_ns:
-            attribution = replace(attribution, since_ns=min(current.since_ns, attribution.since_ns))
+        if current is not None and continues(current, attribution):  # the rule the collector applies too
+            attribution = extend(current, attribution)
         self._put(user, attribution)
         self._sweep(attribution.since_ns)
         return attribution

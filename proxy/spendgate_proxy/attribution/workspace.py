@@ -25,6 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+# The hook script is stdlib-only (it is copied into repos and runs without spendgate), so the
+# library reuses its remote-URL rule rather than keeping a tested copy (review F9).
+from spendgate_proxy.cursor.hook_script import normalise_remote_url
+
 DEFAULT_MAX_CHARS = 64 * 1024
 """How much of each prompt text is searched. Cursor's system prompt (where ``<user_info>`` sits) is
 a few KB to a few tens of KB; the tools are sent separately. Larger prompts are searched only here."""
@@ -224,29 +228,6 @@ def _remote_in(block: str) -> str | None:
         return None
     match = _REMOTE_RE.search(block)
     return normalise_remote_url(match.group("url")) if match else None
-
-
-def normalise_remote_url(url: str) -> str:
-    """``git@github.com:acme/api.git`` -> ``https://github.com/acme/api`` (credentials dropped).
-
-    The hook script carries its own copy of this (it must run without spendgate installed); the
-    tests check the two agree.
-    """
-    url = url.strip().rstrip(".,;")
-    scp = re.match(r"^[\w.-]+@([\w.-]+):(?!//)(.+)$", url)
-    if scp:
-        host, path = scp.groups()
-    else:
-        parts = urlsplit(url)
-        if not parts.hostname:
-            return url
-        host, path = parts.hostname, parts.path
-        if parts.scheme in ("http", "https") and parts.port:
-            host = f"{host}:{parts.port}"
-    path = path.strip("/")
-    if path.endswith(".git"):
-        path = path[:-4]
-    return f"https://{host.lower()}/{path}"
 
 
 def last_component(path_or_url: str) -> str | None:

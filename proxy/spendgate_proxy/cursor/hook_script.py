@@ -53,7 +53,8 @@ MAX_STDIN_BYTES = 1 << 20  # events are small; never read an unbounded stream
 def normalise_remote_url(url: str) -> str:
     """``git@github.com:acme/api.git`` -> ``https://github.com/acme/api``; credentials dropped.
 
-    Same rules as ``spendgate_proxy.attribution.workspace.normalise_remote_url`` (tests check they agree).
+    The one copy of this rule: ``spendgate_proxy.attribution.workspace`` imports it from here, so keep
+    it standard-library only (this file runs without spendgate installed).
     """
     url = url.strip().rstrip(".,;")
     scp = re.match(r"^[\w.-]+@([\w.-]+):(?!//)(.+)$", url)

@@ -2,9 +2,10 @@
 
 The proxy's span worker hands over bytes already encoded by ``otlp_encode``; these senders only
 move them. Each ``send`` makes one attempt and classifies the outcome, so the worker owns retry
-and backoff (and keeps the records queued meanwhile): ``RETRY`` for what the OTLP spec calls
+and backoff (and keeps the records queued meanwhile): ``RETRYABLE`` for what the OTLP spec calls
 retryable (gRPC UNAVAILABLE, RESOURCE_EXHAUSTED, ...; HTTP 429/502/503/504, connection errors),
-``DROP`` for a permanent refusal (the same bytes would fail again), with any server throttle hint.
+``PERMANENT`` for a refusal (the same bytes would fail again), with any server throttle hint. ``Result``/``Outcome`` are
+``spendgate_semconv.otlp_send``, shared with the collector's forwarder.
 
 Settings, first found wins: explicit argument, ``OTEL_EXPORTER_OTLP_TRACES_*``, ``OTEL_EXPORTER_OTLP_*``,
 default. Read: ``ENDPOINT`` (gRPC default ``http://localhost:4317``; HTTP default
@@ -15,31 +16,16 @@ used), ``HEADERS`` (``k=v,k2=v2``, URL-encoded values), ``INSECURE`` (gRPC witho
 
 from __future__ import annotations
 
-import enum
 import gzip
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
+
+from spendgate_semconv.otlp_send import Outcome, Result
 
 TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 DEFAULT_TIMEOUT_S = 10.0
-
-
-class Result(enum.Enum):
-    SUCCESS = "success"
-    RETRY = "retry"
-    DROP = "drop"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one send attempt came to; ``retry_after_s`` is the server's throttle hint, if any."""
-
-    result: Result
-    retry_after_s: float | None = None
-    detail: str = ""
 
 
 def _env(name: str, env: dict[str, str]) -> str | None:
@@ -99,7 +85,7 @@ class GrpcSender:
             self._call(data, timeout=self._timeout, metadata=self._metadata or None)
         except self._grpc.RpcError as exc:
             code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
-            result = Result.RETRY if code in self._RETRYABLE else Result.DROP
+            result = Result.RETRYABLE if code in self._RETRYABLE else Result.PERMANENT
             return Outcome(result, _grpc_retry_after(exc), f"gRPC {code}")
         return Outcome(Result.SUCCESS)
 
@@ -153,10 +139,10 @@ class HttpSender:
         except urllib.error.HTTPError as exc:
             retry_after = _seconds(exc.headers.get("Retry-After"))
             if exc.code in (429, 502, 503, 504):
-                return Outcome(Result.RETRY, retry_after, f"HTTP {exc.code}")
-            return Outcome(Result.DROP, None, f"HTTP {exc.code}")
+                return Outcome(Result.RETRYABLE, retry_after, f"HTTP {exc.code}")
+            return Outcome(Result.PERMANENT, None, f"HTTP {exc.code}")
         except (urllib.error.URLError, OSError) as exc:
-            return Outcome(Result.RETRY, None, f"{type(exc).__name__}")
+            return Outcome(Result.RETRYABLE, None, f"{type(exc).__name__}")
         return Outcome(Result.SUCCESS)
 
     def shutdown(self) -> None:

@@ -364,7 +364,7 @@ class SDKRecordSink:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         ok = self._exporter.export([build_span(r, self._resource) for r in records]) == SpanExportResult.SUCCESS
-        return Outcome(Result.SUCCESS if ok else Result.RETRY)
+        return Outcome(Result.SUCCESS if ok else Result.RETRYABLE)
 
     def shutdown(self) -> None:
         self._exporter.shutdown()
@@ -451,11 +451,11 @@ class SpanExportWorker:
             outcome = self._sink.export(batch)
         except Exception:  # a sink must never take the proxy down
             logger.exception("span export raised")
-            outcome = Outcome(Result.RETRY)
+            outcome = Outcome(Result.RETRYABLE)
         if outcome.result is Result.SUCCESS:
             self._exported += len(batch)
             return True
-        if outcome.result is Result.DROP:
+        if outcome.result is Result.PERMANENT:
             self._dropped += len(batch)
             logger.warning("span receiver refused %d spans permanently (%s); dropped", len(batch), outcome.detail)
             return True
