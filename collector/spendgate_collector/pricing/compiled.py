@@ -127,6 +127,10 @@ def compile_price(
         {tier.start for price in prices.values() if isinstance(price, TieredPrices) for tier in price.tiers}
     )
 
+    def usd(rate: Decimal) -> float:
+        """USD per token from a per-MTok rate, scaled by the multiplier."""
+        return float(rate / _PER_MTOK) * multiplier
+
     def rates_above(start: int | None) -> Rates:
         """Rates when total input is above ``start`` (None: below every tier)."""
         per_token = {key: _rate_at(price, start) for key, price in prices.items()}
@@ -137,10 +141,6 @@ def compile_price(
         r_write = per_token["cache_write_mtok"] if per_token["cache_write_mtok"] is not None else r_input
         r_reason = per_token["output_reasoning_mtok"] if per_token["output_reasoning_mtok"] is not None else r_output
         return (usd(r_input), usd(r_read), usd(r_write), usd(r_output), usd(r_reason))
-
-    def usd(rate: Decimal) -> float:
-        """USD per token from a per-MTok rate, scaled by the multiplier."""
-        return float(rate / _PER_MTOK) * multiplier
 
     return CompiledPrice(
         base=rates_above(None),

@@ -169,8 +169,8 @@ class Pricer:
         if entry is None:
             self._unpriced_calls += 1
             return slot.unpriced
-        # Neither compiled nor None, so a library entry: mypy narrows `is` on `__class__` (kept here
-        # over isinstance for speed) only in the positive branch.
+        # Neither compiled nor None, so a library entry: mypy narrows the `__class__ is` check
+        # above only in its positive branch.
         library = cast("_LibraryEntry", entry)
         return self._library_price(library, at, (input_tokens, cache_read, cache_write, output, reasoning))
 
