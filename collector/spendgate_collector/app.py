@@ -376,7 +376,7 @@ class Collector:
             await runner.cleanup()
             raise
         self._api_runner = runner
-        self._api_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._api_port = runner.addresses[0][1]
 
     def _dashboard(self) -> Dashboard:
         """The web dashboard's pages (dashboard/), served by the API listener."""

@@ -67,7 +67,8 @@ class AuditLog:
         self, *, budget_id: str | None = None, action: str | None = None, limit: int = 100, before_id: int | None = None
     ) -> list[dict[str, Any]]:
         """Audit lines, newest first; ``action`` matches itself and its sub-actions (``key`` → ``key.created``)."""
-        where, params = ["1"], []
+        where: list[str] = ["1"]
+        params: list[str | int] = []
         if budget_id is not None:
             where.append("budget_id = ?")
             params.append(budget_id)

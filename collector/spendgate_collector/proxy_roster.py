@@ -127,8 +127,8 @@ class ProxyRoster:
         for pid, (first, last) in seen.items():
             if pid in connected:
                 continue
-            ended = ended_by_id.get(pid)
-            if ended is not None and (not ended.left or last <= ended.ended_ms + self.span_lag_ms):
+            gone = ended_by_id.get(pid)
+            if gone is not None and (not gone.left or last <= gone.ended_ms + self.span_lag_ms):
                 continue  # listed as lost above, or the final flush of a proxy that left
             out.append(UnenforcedProxy(pid, "no_stream", first, last))
         out.sort(key=lambda p: (p.state, p.proxy_id))

@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ..errors import ConfigError
 from .config import AuthConfig, read_admin_token, read_secret
 from .oidc import OidcClient
-from .policy import Handler, Policy
+from .policy import Policy
 from .routes import AuthRoutes
 from .sessions import SessionStore
 
@@ -64,8 +65,8 @@ class AuthGate:
         return cls(cfg, policy, AuthRoutes(cfg, oidc, sessions), oidc=oidc, sessions=sessions)
 
     @property
-    def middleware(self) -> Handler:
-        return self.policy.middleware  # type: ignore[return-value]
+    def middleware(self) -> Middleware:
+        return self.policy.middleware
 
     def add_routes(self, app: web.Application) -> None:
         self.routes.add_routes(app)

@@ -7,7 +7,7 @@ refuses outright a handler with no marker (deny by default), so a new route cann
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -91,7 +91,7 @@ def is_public(handler: Callable[..., Any]) -> bool:
     return getattr(handler, PUBLIC_ATTR, False) is True
 
 
-def identity_of(request: Mapping[str, Any]) -> Identity:
+def identity_of(request: web.BaseRequest) -> Identity:
     """The identity the auth middleware put on ``request``; ``LookupError`` when none (a public route
     reached anonymously, or no middleware mounted): a handler must never guess who is asking."""
     identity = request.get(REQUEST_KEY)

@@ -116,7 +116,7 @@ class OidcClient:
             if self._keys is None or stale:
                 doc = await self._get_json(meta["jwks_uri"], "JWKS")
                 try:
-                    self._keys = KeySet.import_key_set(doc)  # type: ignore[arg-type]
+                    self._keys = KeySet.import_key_set(doc)  # type: ignore[arg-type]  # raw JSON: import_key_set validates it
                 except (JoseError, ValueError, TypeError, KeyError) as exc:
                     raise OidcError(f"the identity provider's JWKS is invalid: {exc}") from None
             return self._keys

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..records import SpendRecord
 from ..store.base import CompanionWrites, SpendStore, WriteResult
@@ -213,7 +214,7 @@ class CursorAdminPoller:
                 data = await self._client.daily_usage(day_start, chunk_end - 1)
                 rows = daily_usage.rows(data, self._state_table.source, self._now_ms())
                 if rows:
-                    await self._writer([], lambda _inserted, rows=rows: [(daily_usage.UPSERT, rows)])
+                    await self._writer([], _upserting(rows))
                 result.daily_rows += len(rows)
                 day_start = chunk_end
             self.last_daily_error = None
@@ -230,3 +231,8 @@ def _companion(table: StateTable, state: CursorState, byok_rows: Sequence[tuple[
         return out
 
     return writes
+
+
+def _upserting(rows: list[tuple[Any, ...]]) -> CompanionWrites:
+    """Companion writes that upsert these daily-usage ``rows`` (bound now, not when the writer runs)."""
+    return lambda _inserted: [(daily_usage.UPSERT, rows)]

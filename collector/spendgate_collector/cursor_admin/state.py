@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,7 @@ class CursorState:
 class StateTable:
     """Reads the cursor on a short-lived connection of its own; writes go through the store's transaction."""
 
-    def __init__(self, db_path: str | Path, source: str) -> None:
+    def __init__(self, db_path: str | os.PathLike[str], source: str) -> None:
         self._path = Path(db_path)
         self._source = source
 

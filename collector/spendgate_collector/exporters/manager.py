@@ -182,6 +182,7 @@ class ExportManager:
             start_new_session=True,
         )
         assert proc.stdin is not None and proc.stdout is not None
+        stdout = proc.stdout
         entries = [c.model_dump(mode="json") for c in self._configs]
         level = logging.getLogger("spendgate_collector").getEffectiveLevel()
         try:
@@ -193,7 +194,7 @@ class ExportManager:
         outcome: list[Any] = []
 
         def first_reply() -> None:
-            outcome.append(read_frame(proc.stdout))  # type: ignore[arg-type]
+            outcome.append(read_frame(stdout))
             started.set()
 
         waiter = threading.Thread(target=first_reply, daemon=True)

@@ -27,7 +27,7 @@ import struct
 import sys
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from .enrich import ForwardRecord, StoredRequest
 
@@ -43,7 +43,7 @@ def frame(message: Any) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
-def read_frame(stream: BinaryIO) -> Any:
+def read_frame(stream: IO[bytes]) -> Any:
     """The next message, or ``None`` at end of stream."""
     head = stream.read(_LENGTH.size)
     if len(head) < _LENGTH.size:

@@ -132,7 +132,7 @@ def _grpc_retry_after(exc: object) -> float | None:
     try:
         from google.rpc import error_details_pb2, status_pb2
 
-        for key, value in exc.trailing_metadata() or ():  # type: ignore[attr-defined]
+        for key, value in exc.trailing_metadata() or ():  # type: ignore[attr-defined]  # an RpcError from a call is also a grpc.Call (grpc is untyped)
             if key == "google.rpc.retryinfo-bin":
                 info = error_details_pb2.RetryInfo.FromString(value)
                 return info.retry_delay.seconds + info.retry_delay.nanos / 1e9

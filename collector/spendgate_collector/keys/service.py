@@ -24,6 +24,7 @@ All methods block (file lock, SQLite): call them from a worker thread, as the AP
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import secrets
@@ -203,7 +204,7 @@ class KeyService:
 
     # --- reads
 
-    def list(self, user: str | None = None, team: str | None = None) -> list[KeyView]:
+    def list(self, user: str | None = None, team: str | None = None) -> builtins.list[KeyView]:
         """Keys, newest first; ``user`` matches case-insensitively, ``team`` exactly."""
         wanted = user.strip().lower() if user is not None else None
         views = [
@@ -222,7 +223,7 @@ class KeyService:
                 return replace(view, last_used_at=_from_ns(used.get(key_id)))
         raise KeyNotFound(key_id)
 
-    def _views(self) -> list[KeyView]:
+    def _views(self) -> builtins.list[KeyView]:
         """Every key, newest first, without last use; parsed again only when the file was replaced."""
         path = self._path()
         stamp = file_stamp(path)
@@ -326,7 +327,7 @@ class KeyService:
 
     # --- the same, as a signed-in person is allowed to
 
-    def list_for(self, identity: Identity, user: str | None = None, team: str | None = None) -> list[KeyView]:
+    def list_for(self, identity: Identity, user: str | None = None, team: str | None = None) -> builtins.list[KeyView]:
         """The keys ``identity`` may see (admin: all; lead: their teams' and their own; developer: their own),
         narrowed by ``user`` / ``team``; asking for someone else's raises ``Forbidden``."""
         if identity.role is Role.ADMIN:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from genai_prices.types import ModelInfo, ModelPrice, Provider
+    from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
 Rates = tuple[float, float, float, float, float]
 """USD per token for (uncached input, cache read, cache write, non-reasoning output, reasoning)."""
@@ -127,6 +127,10 @@ def compile_price(
         {tier.start for price in prices.values() if isinstance(price, TieredPrices) for tier in price.tiers}
     )
 
+    def usd(rate: Decimal) -> float:
+        """USD per token from a per-MTok rate, scaled by the multiplier."""
+        return float(rate / _PER_MTOK) * multiplier
+
     def rates_above(start: int | None) -> Rates:
         """Rates when total input is above ``start`` (None: below every tier)."""
         per_token = {key: _rate_at(price, start) for key, price in prices.items()}
@@ -136,7 +140,7 @@ def compile_price(
         r_read = per_token["cache_read_mtok"] if per_token["cache_read_mtok"] is not None else r_input
         r_write = per_token["cache_write_mtok"] if per_token["cache_write_mtok"] is not None else r_input
         r_reason = per_token["output_reasoning_mtok"] if per_token["output_reasoning_mtok"] is not None else r_output
-        return tuple(float(rate / _PER_MTOK) * multiplier for rate in (r_input, r_read, r_write, r_output, r_reason))  # type: ignore[return-value]
+        return (usd(r_input), usd(r_read), usd(r_write), usd(r_output), usd(r_reason))
 
     return CompiledPrice(
         base=rates_above(None),
@@ -152,12 +156,12 @@ def _has_any_price(model_price: ModelPrice) -> bool:
     return any(value is not None for key, value in vars(model_price).items() if not key.startswith("_"))
 
 
-def _rate_at(price: object, start: int | None) -> Decimal | None:
+def _rate_at(price: Decimal | TieredPrices | None, start: int | None) -> Decimal | None:
     """The rate of one price key once total input is above ``start``, as genai-prices picks it."""
     from genai_prices.types import TieredPrices
 
     if not isinstance(price, TieredPrices):
-        return price  # type: ignore[return-value]
+        return price
     rate = price.base
     if start is not None:
         for tier in price.tiers:  # sorted ascending by genai-prices
@@ -211,8 +215,10 @@ def verify(
     """
     for usage in probe_usages(compiled):
         got = compiled.price(*usage)
+        if got.input_usd is None or got.output_usd is None or got.total_usd is None:
+            return f"usage {usage}: compiled {got} left an amount unpriced"  # price() always fills all three
         expected = tuple(value * multiplier for value in library(usage))
         actual = (got.input_usd, got.output_usd, got.total_usd)
-        if any(not math.isclose(a, e, rel_tol=0, abs_tol=TOLERANCE_USD) for a, e in zip(actual, expected, strict=True)):  # type: ignore[arg-type]
+        if any(not math.isclose(a, e, rel_tol=0, abs_tol=TOLERANCE_USD) for a, e in zip(actual, expected, strict=True)):
             return f"usage {usage}: compiled {actual} != genai-prices {expected}"
     return None

@@ -130,7 +130,7 @@ def parse_price_overrides(content: str | bytes, *, source: str = "<string>") -> 
         data = {}
 
     model, problems = _validate(data)
-    if problems:
+    if problems or model is None:  # no model comes only with pydantic's problems
         raise PriceOverridesError(source, problems)
     return PriceOverrides(
         discounts=tuple(Discount(**rule.model_dump()) for rule in model.discounts),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from spendgate_collector.pricing.compiled import (
     CompiledPrice,
@@ -165,11 +165,14 @@ class Pricer:
         if slot.override:
             self._override_calls += 1
         if entry.__class__ is CompiledPrice:
-            return entry.price(input_tokens, cache_read, cache_write, output, reasoning)  # type: ignore[union-attr]
+            return entry.price(input_tokens, cache_read, cache_write, output, reasoning)
         if entry is None:
             self._unpriced_calls += 1
             return slot.unpriced
-        return self._library_price(entry, at, (input_tokens, cache_read, cache_write, output, reasoning))  # type: ignore[arg-type]
+        # Neither compiled nor None, so a library entry: mypy narrows the `__class__ is` check
+        # above only in its positive branch.
+        library = cast("_LibraryEntry", entry)
+        return self._library_price(library, at, (input_tokens, cache_read, cache_write, output, reasoning))
 
     def stats(self) -> PricerStats:
         """An immutable snapshot of the counters."""
@@ -276,7 +279,7 @@ class Pricer:
         names = [model]
         if "/" in model:
             names.append(model.rsplit("/", 1)[1])
-        lookups = [(name, provider_id) for name in names] if provider_id else []
+        lookups: list[tuple[str, str | None]] = [(name, provider_id) for name in names] if provider_id else []
         lookups += [(name, None) for name in names]
         for name, lookup_provider in lookups:
             if not name:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -23,6 +24,9 @@ from ..errors import InvalidPayload, Permanent, Retryable
 from ..ingest.otlp import json_to_protobuf
 from ..ingest.pipeline import Pipeline
 
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
 logger = logging.getLogger(__name__)
 
 PATH = "/v1/traces"
@@ -31,11 +35,11 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
 
-def _reply(message: object, *, as_json: bool, status: int, headers: dict[str, str] | None = None) -> web.Response:
+def _reply(message: Message, *, as_json: bool, status: int, headers: dict[str, str] | None = None) -> web.Response:
     if as_json:
-        body = json_format.MessageToJson(message, indent=None).encode()  # type: ignore[arg-type]
+        body = json_format.MessageToJson(message, indent=None).encode()
         return web.Response(body=body, status=status, content_type=JSON, headers=headers)
-    return web.Response(body=message.SerializeToString(), status=status, content_type=PROTOBUF, headers=headers)  # type: ignore[attr-defined]
+    return web.Response(body=message.SerializeToString(), status=status, content_type=PROTOBUF, headers=headers)
 
 
 class OtlpHttpReceiver:
@@ -67,7 +71,7 @@ class OtlpHttpReceiver:
             await runner.cleanup()
             raise
         self._runner = runner
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = runner.addresses[0][1]
         logger.info("OTLP/HTTP receiver listening on port %d", self.port)
 
     async def shutdown(self) -> None:

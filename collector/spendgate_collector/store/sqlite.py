@@ -429,7 +429,7 @@ def _aggregate(
     """Sum records into daily and monthly rollup deltas (accumulators in ``ROLLUP_MEASURES`` order)."""
     daily: dict[tuple[str, ...], list[int]] = {}
     for r in records:
-        key = (
+        key: tuple[str, ...] = (
             day_string(r.end_ns // 86_400_000_000_000),
             r.developer or "",
             r.team or "",
