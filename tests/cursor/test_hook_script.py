@@ -200,4 +200,3 @@ def test_settings_file_and_gateway_argument(git_repo: Path, receiver: tuple[Rece
 )
 def test_script_and_library_normalise_alike(url: str):
     assert hook_script.normalise_remote_url(url) == normalise_remote_url(url)
-
