@@ -15,7 +15,6 @@ import anthropic
 import orjson
 import pytest
 
-from spendgate_proxy.call.estimate import count_tokens
 from spendgate_proxy.formats import anthropic_messages as am
 from spendgate_proxy.formats import openai_chat
 from spendgate_proxy.formats.canonical import (
@@ -30,6 +29,7 @@ from spendgate_proxy.formats.canonical import (
     Usage,
 )
 from spendgate_proxy.formats.cursor import normalise_cursor_request
+from spendgate_proxy.formats.estimate import count_tokens
 from spendgate_simulator import anthropic as anthropic_sim
 from spendgate_simulator.responses import build_reply as openai_build_reply
 from tests.formats.support import assert_valid_chat_request, load_fixture

@@ -34,7 +34,6 @@ import orjson
 from aiohttp import web
 
 from spendgate_proxy.call.anthropic_tap import AnthropicTap
-from spendgate_proxy.call.estimate import CHARS_PER_TOKEN
 from spendgate_proxy.call.routing import RETRYABLE_STATUSES
 from spendgate_proxy.call.stream import Usage
 from spendgate_proxy.formats import anthropic_messages, openai_chat
@@ -60,6 +59,7 @@ from spendgate_proxy.formats.canonical import (
 )
 from spendgate_proxy.formats.canonical import Usage as CanonicalUsage
 from spendgate_proxy.formats.cursor import CustomCallStream, custom_tool_names, map_stream_error, restore_custom_calls
+from spendgate_proxy.formats.estimate import CHARS_PER_TOKEN
 from spendgate_proxy.telemetry.redact import redact
 
 if TYPE_CHECKING:

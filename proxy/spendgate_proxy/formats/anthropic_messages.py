@@ -26,7 +26,6 @@ from typing import Any
 
 import orjson
 
-from spendgate_proxy.call.estimate import MESSAGE_OVERHEAD_TOKENS, count_tokens
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
     ChatResponse,
@@ -55,6 +54,7 @@ from spendgate_proxy.formats.canonical import (
     finish_reason_to_anthropic,
 )
 from spendgate_proxy.formats.cursor import context_overflow, context_overflow_message
+from spendgate_proxy.formats.estimate import MESSAGE_OVERHEAD_TOKENS, count_tokens
 
 DEFAULT_MAX_TOKENS = 8192
 """``max_tokens`` sent when the request had none (Anthropic requires it); every current Claude model allows it."""
@@ -833,7 +833,7 @@ def stream_error_to_anthropic(error: StreamError) -> dict[str, Any]:
 def estimate_input_tokens(req: ChatRequest) -> int:
     """Estimated input tokens of a request, for ``count_tokens`` when no Anthropic upstream can answer.
 
-    Uses :mod:`spendgate_proxy.call.estimate` (tiktoken when cached, else 4 characters a token), plus
+    Uses :mod:`spendgate_proxy.formats.estimate` (tiktoken when cached, else 4 characters a token), plus
     per-message framing and :data:`IMAGE_TOKENS` per image. Thinking from earlier turns is left
     out, as Anthropic strips it from the context; only the last assistant turn's counts.
     """
