@@ -15,7 +15,7 @@ import anthropic
 import orjson
 import pytest
 
-from spendgate_proxy.formats import anthropic_messages as am
+from spendgate_proxy.formats import anthropic as am
 from spendgate_proxy.formats import openai_chat
 from spendgate_proxy.formats.canonical import (
     ChatResponse,

@@ -20,7 +20,7 @@ import openai
 import orjson
 import pytest
 
-from spendgate_proxy.formats.anthropic_messages import (
+from spendgate_proxy.formats.anthropic import (
     AnthropicSSEParser,
     AnthropicSSEWriter,
     parse_sse,

@@ -36,7 +36,8 @@ from aiohttp import web
 from spendgate_proxy.call.anthropic_tap import AnthropicTap
 from spendgate_proxy.call.routing import RETRYABLE_STATUSES
 from spendgate_proxy.call.stream import Usage
-from spendgate_proxy.formats import anthropic_messages, openai_chat
+from spendgate_proxy.formats import anthropic as anthropic_messages
+from spendgate_proxy.formats import openai_chat
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
     ChatResponse,

@@ -1,6 +1,6 @@
 """AWS Bedrock Runtime upstreams for Anthropic models: SigV4-signed invokes, binary event-stream answers.
 
-The body is an Anthropic Messages body (``formats.anthropic_messages.render_request``) in Bedrock's
+The body is an Anthropic Messages body (``formats.anthropic.render_request``) in Bedrock's
 envelope: ``anthropic_version: "bedrock-2023-05-31"`` added, ``model`` and ``stream`` removed, since
 the model id and the streaming choice are in the path (``POST /model/{modelId}/invoke`` or
 ``/invoke-with-response-stream``, as in botocore's ``bedrock-runtime`` service model). Each request
@@ -39,7 +39,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.eventstream import EventStreamBuffer, ParserError
 from botocore.session import Session as BotocoreSession
 
-from spendgate_proxy.formats import anthropic_messages
+from spendgate_proxy.formats import anthropic as anthropic_messages
 from spendgate_proxy.formats.canonical import ChatResponse, StreamError, StreamEvent, Usage, UsageEvent
 from spendgate_proxy.formats.cursor import context_overflow, context_overflow_message
 from spendgate_proxy.providers.base import Endpoint, EventParser, Provider, Reply

@@ -19,7 +19,7 @@ import orjson
 import yarl
 
 from spendgate_proxy.formats import openai_chat, responses_shaped
-from spendgate_proxy.formats.anthropic_messages import EFFORT_BUDGETS
+from spendgate_proxy.formats.anthropic import EFFORT_BUDGETS
 from spendgate_proxy.formats.canonical import ChatResponse
 from spendgate_proxy.formats.cursor import map_context_overflow
 from spendgate_proxy.providers.base import Endpoint, EventParser, Provider
@@ -35,7 +35,7 @@ _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 
 
 def effort_for(budget_tokens: int) -> str:
-    """The OpenAI effort closest to an Anthropic thinking budget (``anthropic_messages.EFFORT_BUDGETS``, reversed)."""
+    """The OpenAI effort closest to an Anthropic thinking budget (``formats.anthropic.EFFORT_BUDGETS``, reversed)."""
     for effort in ("low", "medium", "high"):
         if budget_tokens <= EFFORT_BUDGETS[effort]:
             return effort

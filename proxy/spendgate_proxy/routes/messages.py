@@ -26,8 +26,8 @@ from spendgate_proxy.call.budget_reply import pause_response, pause_text
 from spendgate_proxy.call.plan import lookup_model, new_record, plan_call
 from spendgate_proxy.call.translate import Call, error_reply, feature_body, serve
 from spendgate_proxy.errors import BadRequest, ProxyError
-from spendgate_proxy.formats import anthropic_messages
-from spendgate_proxy.formats.anthropic_messages import AnthropicFormatError
+from spendgate_proxy.formats import anthropic as anthropic_messages
+from spendgate_proxy.formats.anthropic import AnthropicFormatError
 from spendgate_proxy.formats.canonical import ChatRequest, ChatResponse, TextPart, Usage, response_events
 from spendgate_proxy.http.exchange import Exchange
 from spendgate_proxy.http.inbound import authenticate, parse_json, path_prefix, prefix_fields, read_json
