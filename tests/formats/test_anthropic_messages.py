@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from spendgate_proxy.formats import anthropic as am
-from spendgate_proxy.formats import openai_chat
+from spendgate_proxy.formats import openai as openai_chat
 from spendgate_proxy.formats.canonical import (
     ChatResponse,
     ImagePart,

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from spendgate_proxy.formats import openai_chat, responses_shaped
+from spendgate_proxy.formats import openai as openai_chat
+from spendgate_proxy.formats import responses_shaped
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
     ChatResponse,

@@ -37,7 +37,7 @@ from spendgate_proxy.call.anthropic_tap import AnthropicTap
 from spendgate_proxy.call.routing import RETRYABLE_STATUSES
 from spendgate_proxy.call.stream import Usage
 from spendgate_proxy.formats import anthropic as anthropic_messages
-from spendgate_proxy.formats import openai_chat
+from spendgate_proxy.formats import openai as openai_chat
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
     ChatResponse,

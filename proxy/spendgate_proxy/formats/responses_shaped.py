@@ -46,7 +46,7 @@ from spendgate_proxy.formats.canonical import (
     ToolCallPart,
     ToolResultPart,
 )
-from spendgate_proxy.formats.openai_chat import image_from_url, parse_tool, parse_tool_choice
+from spendgate_proxy.formats.openai.request import image_from_url, parse_tool, parse_tool_choice
 
 _KNOWN_FIELDS = frozenset(
     {

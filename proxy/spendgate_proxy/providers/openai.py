@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import yarl
 
-from spendgate_proxy.formats import openai_chat, responses_shaped
+from spendgate_proxy.formats import openai as openai_chat
+from spendgate_proxy.formats import responses_shaped
 from spendgate_proxy.formats.anthropic import EFFORT_BUDGETS
 from spendgate_proxy.formats.canonical import ChatResponse
 from spendgate_proxy.formats.cursor import map_context_overflow
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
-"""OpenAI models that take ``reasoning_effort`` (as ``formats.openai_chat`` tells them apart)."""
+"""OpenAI models that take ``reasoning_effort`` (as ``formats.openai`` tells them apart)."""
 
 
 def effort_for(budget_tokens: int) -> str:

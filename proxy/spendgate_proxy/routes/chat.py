@@ -32,7 +32,8 @@ from spendgate_proxy.errors import (
     error_response,
     sse_error_event,
 )
-from spendgate_proxy.formats import estimate, openai_chat
+from spendgate_proxy.formats import estimate
+from spendgate_proxy.formats import openai as openai_chat
 from spendgate_proxy.http.exchange import Exchange
 from spendgate_proxy.http.inbound import authenticate, parse_json, prefix_fields
 from spendgate_proxy.providers.http1 import Http1Response
