@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from spendgate_proxy.formats._values import list_or_empty, number_or_none
 from spendgate_proxy.formats.canonical import (
     CUSTOM_TOOL_INPUT,
     ChatRequest,
@@ -91,7 +92,7 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
     while messages and messages[0].role == "system":
         system.extend(p for p in messages.pop(0).parts if isinstance(p, TextPart))
 
-    tools = [t for t in (parse_tool(raw) for raw in _list(body.get("tools"))) if t is not None]
+    tools = [t for t in (parse_tool(raw) for raw in list_or_empty(body.get("tools"))) if t is not None]
     stream_options = body.get("stream_options")
     max_tokens = next(
         (body[k] for k in ("max_output_tokens", "max_completion_tokens", "max_tokens") if _is_int(body.get(k))),
@@ -108,9 +109,9 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
         if isinstance(body.get("parallel_tool_calls"), bool)
         else None,
         max_tokens=max_tokens,
-        temperature=_number(body.get("temperature")),
-        top_p=_number(body.get("top_p")),
-        stop=(stop,) if isinstance(stop, str) else tuple(s for s in _list(stop) if isinstance(s, str)),
+        temperature=number_or_none(body.get("temperature")),
+        top_p=number_or_none(body.get("top_p")),
+        stop=(stop,) if isinstance(stop, str) else tuple(s for s in list_or_empty(stop) if isinstance(s, str)),
         stream=body.get("stream") is True,
         include_usage=isinstance(stream_options, Mapping) and stream_options.get("include_usage") is True,
         reasoning=_parse_reasoning(body),
@@ -145,12 +146,6 @@ def chat_extra(req: ChatRequest) -> dict[str, Any]:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
 
 
 def _parse_reasoning(body: Mapping[str, Any]) -> Reasoning | None:
@@ -218,7 +213,9 @@ def _parse_input(items: object) -> list[Message]:
         elif kind == "reasoning":
             summary = item.get("summary")
             text = "".join(
-                s.get("text", "") for s in _list(summary) if isinstance(s, Mapping) and isinstance(s.get("text"), str)
+                s.get("text", "")
+                for s in list_or_empty(summary)
+                if isinstance(s, Mapping) and isinstance(s.get("text"), str)
             )
             signature = item.get("encrypted_content") if isinstance(item.get("encrypted_content"), str) else None
             if text or signature:
@@ -272,7 +269,3 @@ def _parse_output(output: object) -> str | tuple[TextPart | ImagePart, ...]:
     if isinstance(output, list):
         return tuple(p for p in _parse_content(output) if isinstance(p, TextPart | ImagePart))
     return "" if output is None else orjson.dumps(output).decode()
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []

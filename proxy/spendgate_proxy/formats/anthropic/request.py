@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from spendgate_proxy.formats._values import number_or_none
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
     ImagePart,
@@ -137,8 +138,8 @@ def parse_request(body: Mapping[str, Any], *, require_max_tokens: bool = True) -
         tool_choice=choice,
         parallel_tool_calls=parallel,
         max_tokens=max_tokens,
-        temperature=_number_or_none(body.get("temperature")),
-        top_p=_number_or_none(body.get("top_p")),
+        temperature=number_or_none(body.get("temperature")),
+        top_p=number_or_none(body.get("top_p")),
         stop=tuple(s for s in stop if isinstance(s, str)) if isinstance(stop, list) else (),
         stream=body.get("stream") is True,
         # Anthropic streams always carry usage; a client of this format expects it.
@@ -154,12 +155,6 @@ def parse_request(body: Mapping[str, Any], *, require_max_tokens: bool = True) -
 def parse_count_tokens_request(body: Mapping[str, Any]) -> ChatRequest:
     """A ``/v1/messages/count_tokens`` body (a Messages body without ``max_tokens``) → :class:`ChatRequest`."""
     return parse_request(body, require_max_tokens=False)
-
-
-def _number_or_none(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
 
 
 def _cache_control(block: Mapping[str, Any]) -> Mapping[str, Any] | None:

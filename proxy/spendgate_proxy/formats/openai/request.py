@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from spendgate_proxy.formats._values import list_or_empty, mapping_or_empty, number_or_none
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
     ChatResponse,
@@ -97,7 +98,7 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
     """
     system: list[TextPart] = []
     messages: list[Message] = []
-    for raw in _list(body.get("messages")):
+    for raw in list_or_empty(body.get("messages")):
         if not isinstance(raw, Mapping):
             continue
         message = _parse_message(raw)
@@ -128,9 +129,9 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
         tool_choice=parse_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=_bool_or_none(body.get("parallel_tool_calls")),
         max_tokens=max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None,
-        temperature=_number_or_none(body.get("temperature")),
-        top_p=_number_or_none(body.get("top_p")),
-        stop=(stop,) if isinstance(stop, str) else tuple(s for s in _list(stop) if isinstance(s, str)),
+        temperature=number_or_none(body.get("temperature")),
+        top_p=number_or_none(body.get("top_p")),
+        stop=(stop,) if isinstance(stop, str) else tuple(s for s in list_or_empty(stop) if isinstance(s, str)),
         stream=body.get("stream") is True,
         include_usage=isinstance(stream_options, Mapping) and stream_options.get("include_usage") is True,
         reasoning=Reasoning(effort=effort) if isinstance(effort, str) else None,
@@ -143,12 +144,6 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
 
 def _bool_or_none(value: object) -> bool | None:
     return value if isinstance(value, bool) else None
-
-
-def _number_or_none(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
 
 
 def _parse_message(raw: Mapping[str, Any]) -> Message | None:
@@ -165,7 +160,7 @@ def _parse_message(raw: Mapping[str, Any]) -> Message | None:
         if isinstance(reasoning, str) and reasoning:
             parts.append(ThinkingPart(reasoning))
         parts.extend(_parse_content(raw.get("content")))
-        for call in _list(raw.get("tool_calls")):
+        for call in list_or_empty(raw.get("tool_calls")):
             part = _parse_tool_call(call)
             if part is not None:
                 parts.append(part)
@@ -469,8 +464,8 @@ def render_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
 
 def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
     """An OpenAI ``usage`` object (Chat Completions or Responses naming) → :class:`Usage`."""
-    pdet = _mapping(raw.get("prompt_tokens_details") or raw.get("input_tokens_details"))
-    cdet = _mapping(raw.get("completion_tokens_details") or raw.get("output_tokens_details"))
+    pdet = mapping_or_empty(raw.get("prompt_tokens_details") or raw.get("input_tokens_details"))
+    cdet = mapping_or_empty(raw.get("completion_tokens_details") or raw.get("output_tokens_details"))
     return Usage(
         _count(raw.get("prompt_tokens", raw.get("input_tokens"))),
         _count(raw.get("completion_tokens", raw.get("output_tokens"))),
@@ -512,9 +507,9 @@ def finish_reason_from_openai(reason: object) -> FinishReason | None:
 
 def parse_response(obj: Mapping[str, Any]) -> ChatResponse:
     """A ``chat.completion`` object → :class:`ChatResponse` (choice 0)."""
-    choices = _list(obj.get("choices"))
-    choice = _mapping(choices[0] if choices else None)
-    message = _mapping(choice.get("message"))
+    choices = list_or_empty(obj.get("choices"))
+    choice = mapping_or_empty(choices[0] if choices else None)
+    message = mapping_or_empty(choice.get("message"))
     parts: list[Part] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -526,7 +521,7 @@ def parse_response(obj: Mapping[str, Any]) -> ChatResponse:
         parts.extend(_parse_content(content))
     if isinstance(message.get("refusal"), str) and message["refusal"]:
         parts.append(TextPart(message["refusal"]))
-    for call in _list(message.get("tool_calls")):
+    for call in list_or_empty(message.get("tool_calls")):
         part = _parse_tool_call(call)
         if part is not None:
             parts.append(part)
@@ -783,7 +778,7 @@ class ChatCompletionsSSEParser:
                     created if isinstance(created, int) else None,
                 )
             )
-        for choice in _list(chunk.get("choices")):
+        for choice in list_or_empty(chunk.get("choices")):
             if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta")
@@ -807,7 +802,7 @@ class ChatCompletionsSSEParser:
         refusal = delta.get("refusal")
         if isinstance(refusal, str) and refusal:
             events.append(TextDelta(refusal))
-        for position, call in enumerate(_list(delta.get("tool_calls"))):
+        for position, call in enumerate(list_or_empty(delta.get("tool_calls"))):
             if isinstance(call, Mapping):
                 self._tool_call(call, position, events)
 
@@ -841,11 +836,3 @@ def parse_sse(data: bytes) -> list[StreamEvent]:
     """All events of a complete Chat Completions SSE body (for tests and non-streamed upstreams)."""
     parser = ChatCompletionsSSEParser()
     return parser.feed(data) + parser.close()
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
