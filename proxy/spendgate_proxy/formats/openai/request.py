@@ -1,9 +1,7 @@
-"""OpenAI Chat Completions ↔ the canonical model: request and response bodies, and SSE both ways.
+"""Chat Completions request bodies ↔ :class:`ChatRequest`.
 
-Parsing is tolerant (clients and Cursor send variants: nested and flat tools, ``developer``
-messages, ``max_completion_tokens``); rendering is strict, the shape OpenAI's own API documents,
-so any OpenAI-compatible upstream accepts it. Only choice 0 is translated: nothing we serve asks
-for ``n > 1``.
+Leading ``system``/``developer`` messages become ``system``; ``max_completion_tokens`` and
+``max_tokens`` are both read; nested and flat tools are both accepted (Cursor mixes them).
 
 Dropped when parsing, because the canonical model has no slot and no other format could use
 them: content parts other than text and images (``input_audio``, ``file``), built-in tool types
@@ -16,38 +14,25 @@ a request that was itself parsed from Chat Completions.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 
-from spendgate_proxy.formats._values import list_or_empty, mapping_or_empty, number_or_none
+from spendgate_proxy.formats._values import list_or_empty, number_or_none
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
-    ChatResponse,
-    Finish,
-    FinishReason,
     ImagePart,
     Message,
     Part,
     Reasoning,
-    StreamError,
-    StreamEvent,
-    StreamStart,
-    TextDelta,
     TextPart,
-    ThinkingDelta,
     ThinkingPart,
     Tool,
-    ToolCallDelta,
     ToolCallPart,
-    ToolCallStart,
     ToolChoice,
     ToolChoiceTool,
     ToolResultPart,
-    Usage,
-    UsageEvent,
     custom_tool,
 )
 
@@ -71,14 +56,6 @@ _KNOWN_FIELDS = frozenset(
         "user",
     }
 )
-
-_FINISH_REASONS: dict[str, FinishReason] = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "content_filter": "content_filter",
-    "function_call": "tool_calls",  # the legacy name for the same thing
-}
 
 # OpenAI's reasoning models reject ``max_tokens`` and want ``max_completion_tokens``.
 _REASONING_MODEL_RE = re.compile(r"^(o\d|gpt-5)")
@@ -150,18 +127,18 @@ def _parse_message(raw: Mapping[str, Any]) -> Message | None:
     role = raw.get("role")
     name = raw.get("name") if isinstance(raw.get("name"), str) else None
     if role in ("system", "developer"):
-        return Message("system", tuple(p for p in _parse_content(raw.get("content")) if isinstance(p, TextPart)), name)
+        return Message("system", tuple(p for p in parse_content(raw.get("content")) if isinstance(p, TextPart)), name)
     if role == "user":
-        return Message("user", tuple(_parse_content(raw.get("content"))), name)
+        return Message("user", tuple(parse_content(raw.get("content"))), name)
     if role == "assistant":
         parts: list[Part] = []
         # DeepSeek-style reasoning echoed back; Cursor drops it on replay, others may not.
         reasoning = raw.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning:
             parts.append(ThinkingPart(reasoning))
-        parts.extend(_parse_content(raw.get("content")))
+        parts.extend(parse_content(raw.get("content")))
         for call in list_or_empty(raw.get("tool_calls")):
-            part = _parse_tool_call(call)
+            part = parse_tool_call(call)
             if part is not None:
                 parts.append(part)
         return Message("assistant", tuple(parts), name)
@@ -171,12 +148,13 @@ def _parse_message(raw: Mapping[str, Any]) -> Message | None:
         if isinstance(content, str) or content is None:
             result = content or ""
         else:
-            result = tuple(p for p in _parse_content(content) if isinstance(p, TextPart | ImagePart))
+            result = tuple(p for p in parse_content(content) if isinstance(p, TextPart | ImagePart))
         return Message("tool", (ToolResultPart(str(raw.get("tool_call_id") or ""), result),))
     return None
 
 
-def _parse_content(content: object) -> list[Part]:
+def parse_content(content: object) -> list[Part]:
+    """A message's ``content`` (a string or a list of parts) → text and image parts; others are dropped."""
     if isinstance(content, str):
         return [TextPart(content)] if content else []
     parts: list[Part] = []
@@ -221,7 +199,8 @@ def image_url(part: ImagePart) -> str:
     return f"data:{part.media_type or 'image/png'};base64,{part.data or ''}"
 
 
-def _parse_tool_call(call: object) -> ToolCallPart | None:
+def parse_tool_call(call: object) -> ToolCallPart | None:
+    """One ``tool_calls`` entry (function or custom) → :class:`ToolCallPart`; None when it has no function."""
     if not isinstance(call, Mapping):
         return None
     call_id = str(call.get("id") or "")
@@ -458,381 +437,15 @@ def render_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
     return choice
 
 
-# ---------------------------------------------------------------------------------------------
-# Responses (non-streamed)
-
-
-def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
-    """An OpenAI ``usage`` object (Chat Completions or Responses naming) → :class:`Usage`."""
-    pdet = mapping_or_empty(raw.get("prompt_tokens_details") or raw.get("input_tokens_details"))
-    cdet = mapping_or_empty(raw.get("completion_tokens_details") or raw.get("output_tokens_details"))
-    return Usage(
-        _count(raw.get("prompt_tokens", raw.get("input_tokens"))),
-        _count(raw.get("completion_tokens", raw.get("output_tokens"))),
-        # Some compatible servers (DeepSeek, vLLM builds) report cache hits at the top level.
-        _count(pdet.get("cached_tokens") or raw.get("prompt_cache_hit_tokens")),
-        _count(pdet.get("cache_write_tokens") or pdet.get("cache_creation_tokens")),
-        _count(cdet.get("reasoning_tokens")),
-    )
-
-
-def _count(value: object) -> int:
-    """A token count from a provider's JSON: an int (or a whole float); anything else is 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    return int(value)
-
-
-def usage_to_openai(usage: Usage) -> dict[str, Any]:
-    """:class:`Usage` → Chat Completions ``usage`` (``cache_write_tokens`` only when there were any)."""
-    prompt_details: dict[str, int] = {"cached_tokens": usage.cache_read_tokens}
-    if usage.cache_write_tokens:
-        # Not an OpenAI field; OpenRouter and LiteLLM use this name, and our own tap reads it.
-        prompt_details["cache_write_tokens"] = usage.cache_write_tokens
-    return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": prompt_details,
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
-
-
-def finish_reason_from_openai(reason: object) -> FinishReason | None:
-    """A Chat Completions ``finish_reason`` (or a compatible server's variant) → canonical."""
-    if not isinstance(reason, str):
-        return None
-    return _FINISH_REASONS.get(reason, "stop")
-
-
-def parse_response(obj: Mapping[str, Any]) -> ChatResponse:
-    """A ``chat.completion`` object → :class:`ChatResponse` (choice 0)."""
-    choices = list_or_empty(obj.get("choices"))
-    choice = mapping_or_empty(choices[0] if choices else None)
-    message = mapping_or_empty(choice.get("message"))
-    parts: list[Part] = []
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        parts.append(ThinkingPart(reasoning))
-    content = message.get("content")
-    if isinstance(content, str) and content:
-        parts.append(TextPart(content))
-    elif isinstance(content, list):
-        parts.extend(_parse_content(content))
-    if isinstance(message.get("refusal"), str) and message["refusal"]:
-        parts.append(TextPart(message["refusal"]))
-    for call in list_or_empty(message.get("tool_calls")):
-        part = _parse_tool_call(call)
-        if part is not None:
-            parts.append(part)
-    usage = obj.get("usage")
-    return ChatResponse(
-        id=str(obj.get("id") or ""),
-        model=str(obj.get("model") or ""),
-        content=tuple(parts),
-        finish_reason=finish_reason_from_openai(choice.get("finish_reason")),
-        usage=usage_from_openai(usage) if isinstance(usage, Mapping) else None,
-        created=obj.get("created") if isinstance(obj.get("created"), int) else None,
-    )
-
-
-def render_response(resp: ChatResponse, *, reasoning_content: bool = True) -> dict[str, Any]:
-    """:class:`ChatResponse` → a ``chat.completion`` object (thinking as ``reasoning_content``)."""
-    text = "".join(p.text for p in resp.content if isinstance(p, TextPart))
-    calls = [p for p in resp.content if isinstance(p, ToolCallPart)]
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
-    thinking = "".join(p.text for p in resp.content if isinstance(p, ThinkingPart) and not p.redacted)
-    if reasoning_content and thinking:
-        message["reasoning_content"] = thinking
-    if calls:
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}} for c in calls
-        ]
-    finish = resp.finish_reason or ("tool_calls" if calls else "stop")
-    out: dict[str, Any] = {
-        "id": resp.id,
-        "object": "chat.completion",
-        "created": resp.created if resp.created is not None else int(time.time()),
-        "model": resp.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-    }
-    if resp.usage is not None:
-        out["usage"] = usage_to_openai(resp.usage)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Streaming: canonical events → Chat Completions SSE
-
-
-class ChatCompletionsSSEWriter:
-    """Canonical stream events → Chat Completions SSE bytes, the way Cursor and the SDK read them.
-
-    One writer per response. :meth:`write` returns the bytes for one event (possibly ``b""``);
-    :meth:`close` returns the tail: a finish chunk if none was written, the usage chunk if the
-    client asked (``include_usage``), and ``data: [DONE]``. After a :class:`StreamError` only
-    ``[DONE]`` follows. Usage is always recorded in :attr:`usage` (the last one seen), for the
-    span, even when the client does not see it.
-
-    The first chunk carries ``role: "assistant"``; tool calls open with ``index``, ``id``,
-    ``type`` and ``function.name`` (and empty ``arguments``), then send argument fragments. The
-    usage chunk has ``choices: []`` and is written once, at :meth:`close`, after the finish
-    chunk as OpenAI sends it: providers report usage before the stop reason (Anthropic) or on
-    every chunk (vLLM's continuous usage), and a client must see exactly one. ``model``, when
-    given, replaces the provider's model name in every chunk (e.g. with the id Cursor asked for).
-    """
-
-    def __init__(
-        self,
-        *,
-        include_usage: bool = False,
-        model: str | None = None,
-        reasoning_content: bool = True,
-        created: int | None = None,
-    ) -> None:
-        self.include_usage = include_usage
-        self.model_override = model
-        self.reasoning_content = reasoning_content
-        self._created = created
-        self._head = b""
-        self._envelope = b""
-        self._started = False
-        self._finished = False
-        self._errored = False
-        self._closed = False
-        self._tool_calls = 0
-        self.usage: Usage | None = None
-        self.finish_reason: FinishReason | None = None
-
-    def _start(self, id_: str, model: str, created: int | None) -> bytes:
-        self._started = True
-        created = created if created is not None else self._created
-        if created is None:
-            created = int(time.time())
-        model = self.model_override or model
-        # Pre-encode the envelope once: each chunk is then one small dumps() of its delta.
-        self._envelope = (
-            b'{"id":'
-            + orjson.dumps(id_)
-            + b',"object":"chat.completion.chunk","created":'
-            + str(created).encode()
-            + b',"model":'
-            + orjson.dumps(model)
-        )
-        self._head = b"data: " + self._envelope + b',"choices":[{"index":0,"delta":'
-        return self._chunk({"role": "assistant", "content": ""})
-
-    def _chunk(self, delta: Mapping[str, Any]) -> bytes:
-        return self._head + orjson.dumps(delta) + b',"logprobs":null,"finish_reason":null}]}\n\n'
-
-    def _ensure_started(self) -> bytes:
-        return b"" if self._started else self._start("chatcmpl-spendgate", "", None)
-
-    def _usage_chunk(self, usage: Usage) -> bytes:
-        return b"data: " + self._envelope + b',"choices":[],"usage":' + orjson.dumps(usage_to_openai(usage)) + b"}\n\n"
-
-    def _finish_chunk(self, reason: FinishReason) -> bytes:
-        self._finished = True
-        self.finish_reason = reason
-        return self._head + b'{},"logprobs":null,"finish_reason":' + orjson.dumps(reason) + b"}]}\n\n"
-
-    def write(self, event: StreamEvent) -> bytes:
-        """The SSE bytes for one event (``b""`` when it has nothing to show the client)."""
-        if self._closed or self._errored:
-            return b""
-        if isinstance(event, StreamStart):
-            return b"" if self._started else self._start(event.id, event.model, event.created)
-        out = self._ensure_started()
-        if isinstance(event, TextDelta):
-            if event.text:
-                out += self._chunk({"content": event.text})
-        elif isinstance(event, ToolCallStart):
-            self._tool_calls += 1
-            call = {"index": event.index, "id": event.id, "type": "function"}
-            out += self._chunk({"tool_calls": [{**call, "function": {"name": event.name, "arguments": ""}}]})
-        elif isinstance(event, ToolCallDelta):
-            if event.arguments_fragment:
-                fragment = {"index": event.index, "function": {"arguments": event.arguments_fragment}}
-                out += self._chunk({"tool_calls": [fragment]})
-        elif isinstance(event, ThinkingDelta):
-            # De-facto field (DeepSeek, vLLM, OpenRouter); signatures have no place in Chat Completions.
-            if self.reasoning_content and event.text and not event.redacted:
-                out += self._chunk({"reasoning_content": event.text})
-        elif isinstance(event, Finish):
-            if not self._finished:
-                out += self._finish_chunk(event.reason)
-        elif isinstance(event, UsageEvent):
-            self.usage = event.usage
-        elif isinstance(event, StreamError):
-            self._errored = True
-            error = {"message": event.message, "type": event.type, "param": None, "code": event.code}
-            out += b"data: " + orjson.dumps({"error": error}) + b"\n\n"
-        return out
-
-    def close(self) -> bytes:
-        """The end of the stream: any missing finish, the usage chunk if asked for, then ``[DONE]``.
-
-        A stream that ended without a finish reason (some compatible servers omit it) gets one:
-        ``tool_calls`` when tools were called, else ``stop``, because Cursor waits for it.
-        """
-        if self._closed:
-            return b""
-        self._closed = True
-        out = b""
-        if not self._errored:
-            out += self._ensure_started()
-            if not self._finished:
-                out += self._finish_chunk("tool_calls" if self._tool_calls else "stop")
-            if self.include_usage and self.usage is not None:
-                out += self._usage_chunk(self.usage)
-        return out + b"data: [DONE]\n\n"
-
-    def write_all(self, events: Iterable[StreamEvent]) -> bytes:
-        """Every event and the tail, joined: for tests and non-incremental callers."""
-        return b"".join(self.write(e) for e in events) + self.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Streaming: Chat Completions SSE → canonical events
-
-
-class ChatCompletionsSSEParser:
-    """Chat Completions SSE bytes, cut anywhere, → canonical stream events.
-
-    :meth:`feed` takes whatever bytes arrived and returns the events completed by them;
-    :meth:`close` flushes a final event that lacked its blank line. Tool calls are renumbered
-    0, 1, ... in order of appearance (some servers start at 1 or reuse positions), and a call is
-    opened once even when a server repeats its id and name on every fragment. ``data: {"error":
-    ...}`` becomes a :class:`StreamError`. :attr:`done` turns true at ``[DONE]``.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._started = False
-        self._finished = False
-        self._calls: dict[int | str, int] = {}  # upstream index (or stand-in key) → canonical index
-        self._ids: dict[str, int | str] = {}  # call id → key in _calls
-        self.done = False
-
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        if self.done:
-            return []
-        buffer = self._buffer + data
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        events: list[StreamEvent] = []
-        start = 0
-        while True:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
-            self._event(buffer[start:end], events)
-            start = end + 2
-            if self.done:
-                break
-        self._buffer = b"" if self.done else buffer[start:]
-        return events
-
-    def close(self) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        if self._buffer.strip() and not self.done:
-            self._event(self._buffer, events)
-        self._buffer = b""
-        return events
-
-    def _event(self, raw: bytes, events: list[StreamEvent]) -> None:
-        lines = [line[5:].lstrip(b" ") for line in raw.split(b"\n") if line.startswith(b"data:")]
-        if not lines:
-            return  # a comment (": keep-alive") or an event without data
-        payload = b"\n".join(lines).strip()
-        if payload == b"[DONE]":
-            self.done = True
-            return
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return  # a server's stray non-JSON line; the stream may still be fine
-        if not isinstance(chunk, dict):
-            return
-        self.chunk_to_events(chunk, events)
-
-    def chunk_to_events(self, chunk: Mapping[str, Any], events: list[StreamEvent]) -> None:
-        """One parsed ``chat.completion.chunk`` → events (appended to ``events``)."""
-        error = chunk.get("error")
-        if isinstance(error, Mapping):
-            events.append(
-                StreamError(
-                    str(error.get("message") or "upstream error"),
-                    str(error.get("type") or "server_error"),
-                    str(error["code"]) if error.get("code") is not None else None,
-                )
-            )
-            return
-        if not self._started:
-            self._started = True
-            created = chunk.get("created")
-            events.append(
-                StreamStart(
-                    str(chunk.get("id") or ""),
-                    str(chunk.get("model") or ""),
-                    created if isinstance(created, int) else None,
-                )
-            )
-        for choice in list_or_empty(chunk.get("choices")):
-            if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta")
-            if isinstance(delta, Mapping):
-                self._delta(delta, events)
-            reason = finish_reason_from_openai(choice.get("finish_reason"))
-            if reason is not None and not self._finished:
-                self._finished = True
-                events.append(Finish(reason))
-        usage = chunk.get("usage")
-        if isinstance(usage, Mapping):
-            events.append(UsageEvent(usage_from_openai(usage)))
-
-    def _delta(self, delta: Mapping[str, Any], events: list[StreamEvent]) -> None:
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
-            events.append(ThinkingDelta(reasoning))
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            events.append(TextDelta(content))
-        refusal = delta.get("refusal")
-        if isinstance(refusal, str) and refusal:
-            events.append(TextDelta(refusal))
-        for position, call in enumerate(list_or_empty(delta.get("tool_calls"))):
-            if isinstance(call, Mapping):
-                self._tool_call(call, position, events)
-
-    def _tool_call(self, call: Mapping[str, Any], position: int, events: list[StreamEvent]) -> None:
-        function = call.get("function") if isinstance(call.get("function"), Mapping) else {}
-        call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
-        key: int | str
-        if isinstance(call.get("index"), int):
-            key = call["index"]
-        elif call_id is not None:
-            # No index (some Gemini-compatible servers): the id names the call.
-            key = self._ids.get(call_id, f"id:{call_id}")
-        elif self._calls:
-            key = next(reversed(self._calls))  # an anonymous fragment continues the latest call
-        else:
-            key = f"position:{position}"
-        index = self._calls.get(key)
-        if index is None:
-            index = len(self._calls)
-            self._calls[key] = index
-            name = function.get("name") if isinstance(function.get("name"), str) else ""
-            call_id = call_id or f"call_{index}"
-            self._ids[call_id] = key
-            events.append(ToolCallStart(index, call_id, name))
-        arguments = function.get("arguments")
-        if isinstance(arguments, str) and arguments:
-            events.append(ToolCallDelta(index, arguments))
-
-
-def parse_sse(data: bytes) -> list[StreamEvent]:
-    """All events of a complete Chat Completions SSE body (for tests and non-streamed upstreams)."""
-    parser = ChatCompletionsSSEParser()
-    return parser.feed(data) + parser.close()
+__all__ = [
+    "image_from_url",
+    "image_url",
+    "parse_content",
+    "parse_request",
+    "parse_tool",
+    "parse_tool_call",
+    "parse_tool_choice",
+    "render_request",
+    "render_tool",
+    "render_tool_choice",
+]
