@@ -59,7 +59,8 @@ from spendgate_proxy.formats.canonical import (
     response_events,
 )
 from spendgate_proxy.formats.canonical import Usage as CanonicalUsage
-from spendgate_proxy.formats.cursor import CustomCallStream, custom_tool_names, map_stream_error, restore_custom_calls
+from spendgate_proxy.formats.cursor import CustomCallStream, custom_tool_names, restore_custom_calls
+from spendgate_proxy.formats.errors import map_stream_error
 from spendgate_proxy.formats.estimate import CHARS_PER_TOKEN
 from spendgate_proxy.telemetry.redact import redact
 

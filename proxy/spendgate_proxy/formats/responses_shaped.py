@@ -19,7 +19,7 @@ equivalent):
 - ``previous_response_id``: dropped; Cursor re-sends the full history every turn (docs/cursor-facts.md), so
   nothing is lost as long as that holds. Kept in ``extra`` so a route can log when it is set.
 - ``truncation``: dropped; Chat Completions never truncates. An overflow instead becomes
-  ``context_length_exceeded`` (see ``cursor.map_context_overflow``), which makes Cursor summarise.
+  ``context_length_exceeded`` (see ``errors.map_context_overflow``), which makes Cursor summarise.
 - ``prompt_cache_retention``: dropped; it is an OpenAI Responses cache setting with no portable
   equivalent (Anthropic marks caching per block with ``cache_control``).
 - ``reasoning.summary``: kept in ``Reasoning.summary``; Chat Completions has no summary switch.

@@ -41,7 +41,7 @@ from botocore.session import Session as BotocoreSession
 
 from spendgate_proxy.formats import anthropic as anthropic_messages
 from spendgate_proxy.formats.canonical import ChatResponse, StreamError, StreamEvent, Usage, UsageEvent
-from spendgate_proxy.formats.cursor import context_overflow, context_overflow_message
+from spendgate_proxy.formats.errors import context_overflow, context_overflow_message
 from spendgate_proxy.providers.base import Endpoint, EventParser, Provider, Reply
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from spendgate_proxy.formats import openai as openai_chat
 from spendgate_proxy.formats import responses_shaped
 from spendgate_proxy.formats.anthropic import EFFORT_BUDGETS
 from spendgate_proxy.formats.canonical import ChatResponse
-from spendgate_proxy.formats.cursor import map_context_overflow
+from spendgate_proxy.formats.errors import map_context_overflow
 from spendgate_proxy.providers.base import Endpoint, EventParser, Provider
 from spendgate_proxy.providers.http1 import Http1Pool
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from spendgate_proxy.formats.canonical import StreamError
-from spendgate_proxy.formats.cursor import context_overflow, context_overflow_message
+from spendgate_proxy.formats.errors import context_overflow, context_overflow_message
 
 # Anthropic error type → (OpenAI type, OpenAI code).
 _TO_OPENAI_ERROR: dict[str, tuple[str, str | None]] = {
@@ -51,7 +51,7 @@ _STATUS_TO_ANTHROPIC: dict[int, str] = {
 def _openai_error(status: int, message: str, anthropic_type: str) -> dict[str, Any]:
     found = context_overflow(status, {"type": "error", "error": {"type": anthropic_type, "message": message}})
     if found is not None:
-        # OpenAI's wording and code (cursor.py owns both): clients such as Cursor summarise on them.
+        # OpenAI's wording and code (formats/errors.py owns both): clients such as Cursor summarise on them.
         message = context_overflow_message(*found, original=message)
         return {
             "message": message,
