@@ -1,9 +1,11 @@
 """Provider errors in OpenAI's vocabulary, the proxy's canonical error form: context overflows above all.
 
-Every provider words a full context window its own way; clients act only on OpenAI's
-``context_length_exceeded`` (Cursor summarises the conversation on it, docs/cursor-facts.md), so
-:func:`context_overflow` recognises the wordings and :func:`map_context_overflow` and
-:func:`map_stream_error` turn them into that code, with OpenAI's wording first.
+Errors travel inside the proxy as OpenAI's error object (:func:`openai_error`); a route answering
+in another format translates from it. Every provider words a full context window its own way,
+while clients act only on OpenAI's ``context_length_exceeded`` (Cursor summarises the
+conversation on it, docs/cursor-facts.md), so :func:`context_overflow` recognises the wordings and
+:func:`map_context_overflow` and :func:`map_stream_error` turn them into that code, with OpenAI's
+wording first.
 """
 
 from __future__ import annotations
@@ -15,6 +17,21 @@ from typing import Any
 import orjson
 
 from spendgate_proxy.formats.canonical import StreamError
+
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+"""OpenAI's error code for a prompt over the context window: the one code clients act on."""
+
+
+def openai_error(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error object ``{message, type, param, code}`` (a response body wraps it as ``{"error": ...}``)."""
+    return {"message": message, "type": type_, "param": param, "code": code}
+
+
+def overflow_error(used: int | None, limit: int | None, original: str = "") -> dict[str, Any]:
+    """OpenAI's ``context_length_exceeded`` error object, worded by :func:`context_overflow_message`."""
+    message = context_overflow_message(used, limit, original)
+    return openai_error(message, "invalid_request_error", CONTEXT_LENGTH_EXCEEDED, param="messages")
+
 
 _OVERFLOW_PATTERNS: tuple[re.Pattern[str], ...] = (
     # Anthropic (and Bedrock's Anthropic models): "prompt is too long: 201234 tokens > 200000 maximum".
@@ -77,7 +94,7 @@ def context_overflow(status: int, body: object) -> tuple[int | None, int | None]
     if not 400 <= status < 500 or status == 429:
         return None
     message, code, kind = _error_fields(body)
-    if code == "context_length_exceeded" or (status == 413 and kind == "request_too_large"):
+    if code == CONTEXT_LENGTH_EXCEEDED or (status == 413 and kind == "request_too_large"):
         return _numbers(message)
     for pattern in _OVERFLOW_PATTERNS:
         if pattern.search(message):
@@ -118,28 +135,29 @@ def map_context_overflow(status: int, body: bytes | str | Mapping[str, Any]) -> 
     if found is None:
         return status, as_bytes
     message, code, _ = _error_fields(body)
-    if status == 400 and code == "context_length_exceeded":
+    if status == 400 and code == CONTEXT_LENGTH_EXCEEDED:
         return status, as_bytes  # already OpenAI's own error: nothing to improve
-    error = {
-        "message": context_overflow_message(*found, original=message),
-        "type": "invalid_request_error",
-        "param": "messages",
-        "code": "context_length_exceeded",
-    }
-    return 400, orjson.dumps({"error": error})
+    return 400, orjson.dumps({"error": overflow_error(*found, original=message)})
 
 
 def map_stream_error(error: StreamError) -> StreamError:
     """A mid-stream provider error, as ``context_length_exceeded`` when it is an overflow (Bedrock
     can report one as a stream exception); anything else unchanged."""
-    if error.code == "context_length_exceeded":
+    if error.code == CONTEXT_LENGTH_EXCEEDED:
         return error
     found = context_overflow(400, {"error": {"message": error.message, "code": error.code}})
     if found is None:
         return error
-    return StreamError(
-        context_overflow_message(*found, original=error.message), "invalid_request_error", "context_length_exceeded"
-    )
+    rendered = overflow_error(*found, original=error.message)
+    return StreamError(rendered["message"], rendered["type"], rendered["code"])
 
 
-__all__ = ["context_overflow", "context_overflow_message", "map_context_overflow", "map_stream_error"]
+__all__ = [
+    "CONTEXT_LENGTH_EXCEEDED",
+    "context_overflow",
+    "context_overflow_message",
+    "map_context_overflow",
+    "map_stream_error",
+    "openai_error",
+    "overflow_error",
+]

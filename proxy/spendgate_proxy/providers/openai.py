@@ -22,7 +22,7 @@ from spendgate_proxy.formats import openai as openai_chat
 from spendgate_proxy.formats import responses_shaped
 from spendgate_proxy.formats.anthropic import EFFORT_BUDGETS
 from spendgate_proxy.formats.canonical import ChatResponse
-from spendgate_proxy.formats.errors import map_context_overflow
+from spendgate_proxy.formats.errors import map_context_overflow, openai_error
 from spendgate_proxy.providers.base import Endpoint, EventParser, Provider
 from spendgate_proxy.providers.http1 import Http1Pool
 
@@ -126,4 +126,4 @@ class OpenAIProvider(Provider):
         if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
             return status, obj
         text = body.decode(errors="replace")[:500] or f"upstream error (HTTP {status})"
-        return status, {"error": {"message": text, "type": "server_error", "param": None, "code": None}}
+        return status, {"error": openai_error(text, "server_error")}

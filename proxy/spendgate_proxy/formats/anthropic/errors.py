@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from spendgate_proxy.formats.canonical import StreamError
-from spendgate_proxy.formats.errors import context_overflow, context_overflow_message
+from spendgate_proxy.formats.errors import CONTEXT_LENGTH_EXCEEDED, context_overflow, openai_error, overflow_error
 
 # Anthropic error type → (OpenAI type, OpenAI code).
 _TO_OPENAI_ERROR: dict[str, tuple[str, str | None]] = {
@@ -52,15 +52,9 @@ def _openai_error(status: int, message: str, anthropic_type: str) -> dict[str, A
     found = context_overflow(status, {"type": "error", "error": {"type": anthropic_type, "message": message}})
     if found is not None:
         # OpenAI's wording and code (formats/errors.py owns both): clients such as Cursor summarise on them.
-        message = context_overflow_message(*found, original=message)
-        return {
-            "message": message,
-            "type": "invalid_request_error",
-            "param": "messages",
-            "code": "context_length_exceeded",
-        }
+        return overflow_error(*found, original=message)
     type_, code = _TO_OPENAI_ERROR.get(anthropic_type, ("server_error", None))
-    return {"message": message, "type": type_, "param": None, "code": code}
+    return openai_error(message, type_, code)
 
 
 def error_to_openai(status: int, body: object) -> tuple[int, dict[str, Any]]:
@@ -76,7 +70,7 @@ def error_to_openai(status: int, body: object) -> tuple[int, dict[str, Any]]:
     else:
         message, kind = f"upstream error (HTTP {status})", _STATUS_TO_ANTHROPIC.get(status, "api_error")
     error_body = _openai_error(status, message, kind)
-    if error_body["code"] == "context_length_exceeded":
+    if error_body["code"] == CONTEXT_LENGTH_EXCEEDED:
         status = 400  # Anthropic's 413 request_too_large counts too: a summary shrinks it as well
     return (503 if status == 529 else status), {"error": error_body}
 
@@ -105,8 +99,8 @@ def _anthropic_message(status: int, message: str, code: str | None) -> tuple[str
         return message, code
     used, limit = found
     if used is not None and limit is not None:
-        return f"prompt is too long: {used} tokens > {limit} maximum", "context_length_exceeded"
-    return message, "context_length_exceeded"
+        return f"prompt is too long: {used} tokens > {limit} maximum", CONTEXT_LENGTH_EXCEEDED
+    return message, CONTEXT_LENGTH_EXCEEDED
 
 
 def error_from_openai(status: int, body: object) -> tuple[int, dict[str, Any]]:

@@ -22,6 +22,7 @@ from spendgate_proxy.formats.canonical import (
     Usage,
     UsageEvent,
 )
+from spendgate_proxy.formats.errors import openai_error
 from spendgate_proxy.formats.openai.response import finish_reason_from_openai, usage_from_openai, usage_to_openai
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +129,7 @@ class ChatCompletionsSSEWriter:
             self.usage = event.usage
         elif isinstance(event, StreamError):
             self._errored = True
-            error = {"message": event.message, "type": event.type, "param": None, "code": event.code}
+            error = openai_error(event.message, event.type, event.code)
             out += b"data: " + orjson.dumps({"error": error}) + b"\n\n"
         return out
 
