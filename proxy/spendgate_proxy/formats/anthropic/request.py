@@ -35,7 +35,6 @@ from spendgate_proxy.formats.canonical import (
     ToolChoiceTool,
     ToolResultPart,
 )
-from spendgate_proxy.formats.estimate import MESSAGE_OVERHEAD_TOKENS, count_tokens
 
 DEFAULT_MAX_TOKENS = 8192
 """``max_tokens`` sent when the request had none (Anthropic requires it); every current Claude model allows it."""
@@ -55,9 +54,6 @@ EFFORT_BUDGETS: dict[str, int] = {
     "max": 24_000,
 }
 """OpenAI ``reasoning_effort`` → Anthropic thinking budget, for requests that came in another format."""
-
-IMAGE_TOKENS = 1600
-"""Estimated input tokens per image: Anthropic's cost of a ~1.15-megapixel image (width·height/750)."""
 
 # Fields parse_request maps onto the canonical model; everything else goes to ``extra``.
 _KNOWN_FIELDS = frozenset(
@@ -561,47 +557,10 @@ def _continues_tool_turn_without_thinking(messages: list[dict[str, Any]]) -> boo
     return isinstance(previous, str) or previous[0]["type"] not in ("thinking", "redacted_thinking")
 
 
-# ---------------------------------------------------------------------------------------------
-# count_tokens
-
-
-def estimate_input_tokens(req: ChatRequest) -> int:
-    """Estimated input tokens of a request, for ``count_tokens`` when no Anthropic upstream can answer.
-
-    Uses :mod:`spendgate_proxy.formats.estimate` (tiktoken when cached, else 4 characters a token), plus
-    per-message framing and :data:`IMAGE_TOKENS` per image. Thinking from earlier turns is left
-    out, as Anthropic strips it from the context; only the last assistant turn's counts.
-    """
-    pieces: list[str] = [p.text for p in req.system]
-    images = 0
-    last_assistant = max((i for i, m in enumerate(req.messages) if m.role == "assistant"), default=-1)
-    for i, message in enumerate(req.messages):
-        for part in message.parts:
-            if isinstance(part, TextPart):
-                pieces.append(part.text)
-            elif isinstance(part, ImagePart):
-                images += 1
-            elif isinstance(part, ToolCallPart):
-                pieces.append(part.name + part.arguments_json)
-            elif isinstance(part, ToolResultPart):
-                if isinstance(part.content, str):
-                    pieces.append(part.content)
-                else:
-                    pieces.extend(p.text for p in part.content if isinstance(p, TextPart))
-                    images += sum(1 for p in part.content if isinstance(p, ImagePart))
-            elif isinstance(part, ThinkingPart) and i == last_assistant and not part.redacted:
-                pieces.append(part.text)
-    if req.tools:
-        pieces.append(orjson.dumps([render_tool(t) for t in req.tools]).decode())
-    return count_tokens("\n".join(pieces)) + MESSAGE_OVERHEAD_TOKENS * len(req.messages) + IMAGE_TOKENS * images
-
-
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "EFFORT_BUDGETS",
-    "IMAGE_TOKENS",
     "AnthropicFormatError",
-    "estimate_input_tokens",
     "parse_count_tokens_request",
     "parse_request",
     "render_count_tokens_request",
