@@ -169,6 +169,21 @@ class Reasoning:
     enabled: bool = True
 
 
+EFFORT_BUDGETS: Mapping[str, int] = {
+    "minimal": 1024,
+    "low": 2048,
+    "medium": 8192,
+    "high": 16_384,
+    "xhigh": 24_000,
+    "max": 24_000,
+}
+"""Reasoning ``effort`` → thinking budget in tokens, between formats that speak one or the other.
+
+An OpenAI-style effort becomes this Anthropic ``budget_tokens``; read in reverse (the smallest of
+``low``/``medium``/``high`` whose budget covers it), a budget becomes an OpenAI reasoning effort.
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """One chat call, whatever shape it arrived in."""
@@ -424,6 +439,7 @@ class StreamFailed(Exception):
 
 __all__ = [
     "CUSTOM_TOOL_INPUT",
+    "EFFORT_BUDGETS",
     "ChatRequest",
     "ChatResponse",
     "Finish",

@@ -20,8 +20,7 @@ import yarl
 
 from spendgate_proxy.formats import openai as openai_chat
 from spendgate_proxy.formats import responses_shaped
-from spendgate_proxy.formats.anthropic import EFFORT_BUDGETS
-from spendgate_proxy.formats.canonical import ChatResponse
+from spendgate_proxy.formats.canonical import EFFORT_BUDGETS, ChatResponse
 from spendgate_proxy.formats.errors import map_context_overflow, openai_error
 from spendgate_proxy.providers.base import Endpoint, EventParser, Provider
 from spendgate_proxy.providers.http1 import Http1Pool
@@ -36,7 +35,7 @@ _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 
 
 def effort_for(budget_tokens: int) -> str:
-    """The OpenAI effort closest to an Anthropic thinking budget (``formats.anthropic.EFFORT_BUDGETS``, reversed)."""
+    """The OpenAI effort closest to an Anthropic thinking budget (``canonical.EFFORT_BUDGETS``, reversed)."""
     for effort in ("low", "medium", "high"):
         if budget_tokens <= EFFORT_BUDGETS[effort]:
             return effort

@@ -19,7 +19,6 @@ from spendgate_proxy.formats.anthropic.errors import (
 )
 from spendgate_proxy.formats.anthropic.request import (
     DEFAULT_MAX_TOKENS,
-    EFFORT_BUDGETS,
     AnthropicFormatError,
     parse_count_tokens_request,
     parse_request,
@@ -41,7 +40,6 @@ from spendgate_proxy.formats.anthropic.sse import AnthropicSSEParser, AnthropicS
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
-    "EFFORT_BUDGETS",
     "AnthropicFormatError",
     "AnthropicSSEParser",
     "AnthropicSSEWriter",

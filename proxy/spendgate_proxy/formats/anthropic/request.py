@@ -22,6 +22,7 @@ import orjson
 
 from spendgate_proxy.formats._values import number_or_none
 from spendgate_proxy.formats.canonical import (
+    EFFORT_BUDGETS,
     ChatRequest,
     ImagePart,
     Message,
@@ -44,16 +45,6 @@ MAX_OUTPUT_TOKENS = 32_000
 
 MIN_THINKING_BUDGET = 1024
 """Anthropic's smallest ``thinking.budget_tokens``."""
-
-EFFORT_BUDGETS: dict[str, int] = {
-    "minimal": 1024,
-    "low": 2048,
-    "medium": 8192,
-    "high": 16_384,
-    "xhigh": 24_000,
-    "max": 24_000,
-}
-"""OpenAI ``reasoning_effort`` → Anthropic thinking budget, for requests that came in another format."""
 
 # Fields parse_request maps onto the canonical model; everything else goes to ``extra``.
 _KNOWN_FIELDS = frozenset(
@@ -559,7 +550,6 @@ def _continues_tool_turn_without_thinking(messages: list[dict[str, Any]]) -> boo
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
-    "EFFORT_BUDGETS",
     "AnthropicFormatError",
     "parse_count_tokens_request",
     "parse_request",
