@@ -36,7 +36,14 @@ from spendgate_proxy.formats.anthropic.response import (
     usage_from_anthropic,
     usage_to_anthropic,
 )
-from spendgate_proxy.formats.anthropic.sse import AnthropicSSEParser, AnthropicSSEWriter, parse_sse, sse_event
+from spendgate_proxy.formats.anthropic.sse import (
+    AnthropicSSEParser,
+    AnthropicSSEWriter,
+    parse_sse,
+    sse_event,
+    sse_parser,
+    sse_writer,
+)
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -57,6 +64,8 @@ __all__ = [
     "render_tool",
     "render_tool_choice",
     "sse_event",
+    "sse_parser",
+    "sse_writer",
     "stream_error_from_anthropic",
     "stream_error_to_anthropic",
     "tool_id",

@@ -405,4 +405,8 @@ class AnthropicSSEWriter:
         return b"".join(self.write(e) for e in events) + self.close()
 
 
-__all__ = ["AnthropicSSEParser", "AnthropicSSEWriter", "parse_sse", "sse_event"]
+# The format interface's names (formats.WireFormat): a fresh parser or writer for one stream.
+sse_parser = AnthropicSSEParser
+sse_writer = AnthropicSSEWriter
+
+__all__ = ["AnthropicSSEParser", "AnthropicSSEWriter", "parse_sse", "sse_event", "sse_parser", "sse_writer"]

@@ -23,7 +23,13 @@ from spendgate_proxy.formats.openai.response import (
     usage_from_openai,
     usage_to_openai,
 )
-from spendgate_proxy.formats.openai.sse import ChatCompletionsSSEParser, ChatCompletionsSSEWriter, parse_sse
+from spendgate_proxy.formats.openai.sse import (
+    ChatCompletionsSSEParser,
+    ChatCompletionsSSEWriter,
+    parse_sse,
+    sse_parser,
+    sse_writer,
+)
 
 __all__ = [
     "ChatCompletionsSSEParser",
@@ -40,6 +46,8 @@ __all__ = [
     "render_response",
     "render_tool",
     "render_tool_choice",
+    "sse_parser",
+    "sse_writer",
     "usage_from_openai",
     "usage_to_openai",
 ]

@@ -302,4 +302,8 @@ def parse_sse(data: bytes) -> list[StreamEvent]:
     return parser.feed(data) + parser.close()
 
 
-__all__ = ["ChatCompletionsSSEParser", "ChatCompletionsSSEWriter", "parse_sse"]
+# The format interface's names (formats.WireFormat): a fresh parser or writer for one stream.
+sse_parser = ChatCompletionsSSEParser
+sse_writer = ChatCompletionsSSEWriter
+
+__all__ = ["ChatCompletionsSSEParser", "ChatCompletionsSSEWriter", "parse_sse", "sse_parser", "sse_writer"]
