@@ -130,7 +130,8 @@ def custom_tool(definition: Mapping[str, Any]) -> Tool:
     The grammar (``format``) cannot be expressed as JSON schema, so it is summarised in the
     description (models follow a described format well enough) and kept whole in ``original``.
     """
-    spec = definition.get("custom") if isinstance(definition.get("custom"), Mapping) else definition
+    nested = definition.get("custom")
+    spec: Mapping[str, Any] = nested if isinstance(nested, Mapping) else definition
     name = str(spec.get("name") or "")
     description = spec.get("description") if isinstance(spec.get("description"), str) else None
     fmt = spec.get("format")

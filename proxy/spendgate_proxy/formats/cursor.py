@@ -118,8 +118,9 @@ def custom_input(arguments: str) -> str:
         value = orjson.loads(arguments)
     except orjson.JSONDecodeError:
         return arguments
-    if isinstance(value, dict) and isinstance(value.get(CUSTOM_TOOL_INPUT), str):
-        return value[CUSTOM_TOOL_INPUT]
+    raw = value.get(CUSTOM_TOOL_INPUT) if isinstance(value, dict) else None
+    if isinstance(raw, str):
+        return raw
     if isinstance(value, str):
         return value
     return arguments

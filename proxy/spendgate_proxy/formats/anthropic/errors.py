@@ -80,7 +80,7 @@ def _anthropic_type(status: int | None, type_: str | None, code: str | None) -> 
     if code in _CODE_TO_ANTHROPIC:
         return _CODE_TO_ANTHROPIC[code]
     if status in _STATUS_TO_ANTHROPIC:
-        return _STATUS_TO_ANTHROPIC[status]  # type: ignore[index]
+        return _STATUS_TO_ANTHROPIC[status]
     if type_ in ("requests", "tokens"):
         return "rate_limit_error"
     if type_ == "insufficient_quota":

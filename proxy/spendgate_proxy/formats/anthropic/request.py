@@ -63,6 +63,8 @@ _KNOWN_FIELDS = frozenset(
         "metadata",
     }
 )
+# Anthropic's tool_choice types → canonical (``tool`` names one tool and is read apart).
+_TOOL_CHOICES: dict[str, ToolChoice] = {"auto": "auto", "any": "required", "none": "none"}
 # Anthropic's tool ids must match ^[a-zA-Z0-9_-]+$; other providers' ids sometimes do not.
 _TOOL_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
 _DATA_URL_RE = re.compile(r"^data:([^;,]+)?(?:;[^,]*)?;base64,(.*)$", re.DOTALL)
@@ -263,7 +265,7 @@ def _parse_tool_choice(choice: Mapping[str, Any]) -> ToolChoice | None:
     kind = choice.get("type")
     if kind == "tool" and isinstance(choice.get("name"), str):
         return ToolChoiceTool(choice["name"])
-    return {"auto": "auto", "any": "required", "none": "none"}.get(str(kind))  # type: ignore[return-value]
+    return _TOOL_CHOICES.get(str(kind))
 
 
 def _parse_thinking(thinking: object, output_config: object) -> Reasoning | None:

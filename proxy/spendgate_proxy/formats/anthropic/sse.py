@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from spendgate_proxy.formats._values import mapping_or_empty
 from spendgate_proxy.formats.anthropic.errors import stream_error_from_anthropic, stream_error_to_anthropic
 from spendgate_proxy.formats.anthropic.request import tool_id
 from spendgate_proxy.formats.anthropic.response import usage_from_anthropic, usage_to_anthropic
@@ -111,12 +112,12 @@ class AnthropicSSEParser:
                 given = self._tool_input.get(index)
                 events.append(ToolCallDelta(self._tools[index], orjson.dumps(given).decode() if given else "{}"))
         elif kind == "message_start":
-            message = payload.get("message") if isinstance(payload.get("message"), Mapping) else {}
+            message = mapping_or_empty(payload.get("message"))
             if isinstance(message.get("usage"), Mapping):
                 self._usage.update(message["usage"])
             events.append(StreamStart(str(message.get("id") or ""), str(message.get("model") or "")))
         elif kind == "message_delta":
-            delta = payload.get("delta") if isinstance(payload.get("delta"), Mapping) else {}
+            delta = mapping_or_empty(payload.get("delta"))
             usage = payload.get("usage")
             if isinstance(usage, Mapping):
                 # Cumulative counts: they replace, and absent ones keep message_start's values.
@@ -132,7 +133,7 @@ class AnthropicSSEParser:
             events.append(UsageEvent(usage_from_anthropic(self._usage)))
         elif kind == "error":
             self.done = True
-            error = payload.get("error") if isinstance(payload.get("error"), Mapping) else {}
+            error = mapping_or_empty(payload.get("error"))
             events.append(stream_error_from_anthropic(error))
         # ping and event types added later carry nothing the canonical stream needs.
 
@@ -241,7 +242,7 @@ class AnthropicSSEWriter:
 
     def _start(self, id_: str, model: str) -> bytes:
         self._started = True
-        message = {
+        message: dict[str, Any] = {
             "id": id_ or "msg_spendgate",
             "type": "message",
             "role": "assistant",

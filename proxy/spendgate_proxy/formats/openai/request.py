@@ -264,22 +264,24 @@ def parse_tool(raw: object) -> Tool | None:
 def parse_tool_choice(choice: object) -> ToolChoice | None:
     """``"auto" | "none" | "required"``, ``{type: function, function: {name}}``, flat or custom forms."""
     if choice in ("auto", "none", "required"):
-        return choice  # type: ignore[return-value]
+        return choice
     if choice == "any":  # Anthropic's word, seen in hybrid bodies
         return "required"
     if not isinstance(choice, Mapping):
         return None
-    kind = choice.get("type")
+    kind: object = choice.get("type")  # object, not Any: the ``in`` tests below narrow it to a literal
     if kind in ("function", "custom", "tool"):
-        spec = choice.get(kind) if isinstance(choice.get(kind), Mapping) else choice
+        nested = choice.get(kind)
+        spec = nested if isinstance(nested, Mapping) else choice
         name = spec.get("name")
         return ToolChoiceTool(name) if isinstance(name, str) and name else "required"
     if kind == "allowed_tools":
         # Restricting the tool list is not expressible in every format; keep the mode only.
-        spec = choice.get("allowed_tools") if isinstance(choice.get("allowed_tools"), Mapping) else choice
+        nested = choice.get("allowed_tools")
+        spec = nested if isinstance(nested, Mapping) else choice
         return "required" if spec.get("mode") == "required" else "auto"
     if kind in ("auto", "none", "required"):
-        return kind  # type: ignore[return-value]
+        return kind
     if kind == "any":
         return "required"
     return None

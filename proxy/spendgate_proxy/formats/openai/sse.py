@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from spendgate_proxy.formats._values import list_or_empty
+from spendgate_proxy.formats._values import list_or_empty, mapping_or_empty
 from spendgate_proxy.formats.canonical import (
     Finish,
     FinishReason,
@@ -271,7 +271,7 @@ class ChatCompletionsSSEParser:
                 self._tool_call(call, position, events)
 
     def _tool_call(self, call: Mapping[str, Any], position: int, events: list[StreamEvent]) -> None:
-        function = call.get("function") if isinstance(call.get("function"), Mapping) else {}
+        function = mapping_or_empty(call.get("function"))
         call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
         key: int | str
         if isinstance(call.get("index"), int):
@@ -287,10 +287,10 @@ class ChatCompletionsSSEParser:
         if index is None:
             index = len(self._calls)
             self._calls[key] = index
-            name = function.get("name") if isinstance(function.get("name"), str) else ""
+            name = function.get("name")
             call_id = call_id or f"call_{index}"
             self._ids[call_id] = key
-            events.append(ToolCallStart(index, call_id, name))
+            events.append(ToolCallStart(index, call_id, name if isinstance(name, str) else ""))
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             events.append(ToolCallDelta(index, arguments))
