@@ -59,10 +59,11 @@ lock-check: | $(UV)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
-## lint: ruff
+## lint: ruff, and mypy on the packages held to --strict (pyproject's overrides; so far proxy formats/)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy --follow-imports=silent proxy/spendgate_proxy/formats
 
 ## fmt: format the code
 fmt: $(STAMP)
