@@ -1,8 +1,8 @@
 """The canonical model of a chat call: what every inbound format parses to and every provider renders from.
 
 Plain frozen dataclasses, no I/O and no format-specific parsing: adapters in this package
-(``openai_chat``, ``responses_shaped``, ``anthropic_messages``) and providers (``providers/*``)
-translate to and from these types. Sequences are tuples so a parsed request can be shared between
+(``openai``, ``anthropic``, ``responses_shaped``) and providers (``providers/*``) translate to and
+from these types. Sequences are tuples so a parsed request can be shared between
 attempts (fallbacks) without one attempt mutating what the next one sends.
 
 Conventions every adapter relies on:

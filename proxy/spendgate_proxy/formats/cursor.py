@@ -1,20 +1,9 @@
 """Cursor-specific normalisation around the canonical model: custom tools and ``max_tokens``.
 
 Facts are from ``docs/cursor-facts.md`` ("what Cursor sends / expects back"); each rule below
-says which one it serves. The adapters (``openai_chat``, ``responses_shaped``, the Anthropic
-parser) already map the three body shapes to one :class:`ChatRequest`; this module fixes what
-is still wrong for a provider, and what a provider sends back that Cursor would mishandle.
-
-**Custom (grammar) tools such as ``ApplyPatch``.** Providers only call function tools, so a
-custom tool travels as a function taking one string ``input`` (``canonical.custom_tool``). The
-model's call then comes back as ``{"input": "*** Begin Patch..."}``. What Cursor wants in a Chat
-Completions stream is not in docs/cursor-facts.md. The one public report we found (icebear0828/codex-proxy
-PR #708, Cursor 3.14.27) says Cursor crashes on a ``type: "custom"`` tool call ("Cannot read
-properties of undefined (reading 'name')") and works with a ``type: "function"`` call named
-``ApplyPatch`` whose ``function.arguments`` is the raw patch text, not JSON; it also replays that
-call in later requests with the raw text as ``arguments``. So the default mode is ``"raw"``;
-``"json"`` (keep ``{"input": ...}``) is the fallback to configure if Cursor changes, and
-``"custom"`` (OpenAI's own custom call shape) is for other clients. Verify with real traffic.
+says which one it serves. The adapters (``openai``, ``responses_shaped``, ``anthropic``) already
+map the three body shapes to one :class:`ChatRequest`; this module fixes what is still wrong for a
+provider, and what a provider sends back that Cursor would mishandle (docs/cursor.md tells users).
 """
 
 from __future__ import annotations
@@ -40,6 +29,19 @@ from spendgate_proxy.formats.canonical import (
 )
 
 CustomCallMode: TypeAlias = Literal["raw", "json", "custom"]
+"""How a call of a custom (grammar) tool such as ``ApplyPatch`` reaches the client.
+
+Providers only call function tools, so a custom tool travels as a function taking one string
+``input`` (``canonical.custom_tool``) and the model's call comes back as ``{"input": "*** Begin
+Patch..."}``. What Cursor wants in a Chat Completions stream is not in docs/cursor-facts.md. The
+one public report we found (icebear0828/codex-proxy PR #708, Cursor 3.14.27) says Cursor crashes
+on a ``type: "custom"`` tool call ("Cannot read properties of undefined (reading 'name')") and
+works with a ``type: "function"`` call named ``ApplyPatch`` whose ``function.arguments`` is the raw
+patch text, not JSON; it also replays that call in later requests with the raw text as
+``arguments``. So the default mode is ``"raw"``; ``"json"`` (keep ``{"input": ...}``) is the
+fallback to configure if Cursor changes, and ``"custom"`` (OpenAI's own custom call shape) is for
+other clients. Verify with real traffic.
+"""
 
 DEFAULT_MAX_TOKENS_FLOOR = 8192
 """The least ``max_tokens`` a tool-using turn gets.
@@ -63,7 +65,7 @@ def normalise_cursor_request(
     - Tools with the same name are kept once (the first): Cursor mixes nested and flat tool
       entries (docs/cursor-facts.md item 1), and Anthropic rejects duplicate names.
     - Earlier calls of a custom tool whose ``arguments`` are raw text (how Cursor replays them,
-      see the module docstring) are wrapped as ``{"input": ...}`` so every provider gets JSON.
+      see :data:`CustomCallMode`) are wrapped as ``{"input": ...}`` so every provider gets JSON.
     - A tool-using turn (tools offered, ``tool_choice`` not ``none``) with ``max_tokens`` below
       ``max_tokens_floor`` is raised to it; ``None`` turns the floor off. An absent
       ``max_tokens`` stays absent: the provider's default is not a cut-off Cursor chose.
@@ -130,7 +132,7 @@ def custom_tool_call_to_cursor(call: ToolCallPart, *, mode: CustomCallMode = "ra
     """A call of a rewritten custom tool → the Chat Completions ``tool_calls`` entry for the client.
 
     ``raw`` (default): ``type: function`` with the raw input as ``arguments`` (what Cursor is
-    reported to need, see the module docstring). ``json``: ``type: function`` with
+    reported to need, see :data:`CustomCallMode`). ``json``: ``type: function`` with
     ``{"input": ...}``. ``custom``: OpenAI's ``{type: custom, custom: {name, input}}``.
     """
     raw = custom_input(call.arguments_json)

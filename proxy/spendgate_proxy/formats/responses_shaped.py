@@ -2,29 +2,12 @@
 
 Cursor sends these to ``/chat/completions`` and still expects Chat Completions back (docs/cursor-facts.md,
 request bodies item 2), so only the request side exists here: answers are rendered by
-``openai_chat``. Parsing is tolerant: chat-style message content (``text``, ``image_url``) and
+``openai``. Parsing is tolerant: chat-style message content (``text``, ``image_url``) and
 nested function tools are accepted too, since the shapes Cursor sends drift between releases.
 
-What happens to the Responses-only fields when the call goes to a Chat Completions upstream
-(they are all kept in ``ChatRequest.extra``; :func:`chat_extra` picks the ones with an
-equivalent):
-
-- ``text.verbosity`` → ``verbosity``, ``text.format`` → ``response_format``, and
-  ``prompt_cache_key``, ``safety_identifier``, ``service_tier`` → the same names: Chat
-  Completions has them.
-- ``include`` (``reasoning.encrypted_content``): dropped; Chat Completions returns no encrypted
-  reasoning, and Cursor drops reasoning when it replays history anyway.
-- ``store``: dropped; storing the response upstream is only useful with ``previous_response_id``,
-  which a Chat Completions upstream cannot honour.
-- ``previous_response_id``: dropped; Cursor re-sends the full history every turn (docs/cursor-facts.md), so
-  nothing is lost as long as that holds. Kept in ``extra`` so a route can log when it is set.
-- ``truncation``: dropped; Chat Completions never truncates. An overflow instead becomes
-  ``context_length_exceeded`` (see ``errors.map_context_overflow``), which makes Cursor summarise.
-- ``prompt_cache_retention``: dropped; it is an OpenAI Responses cache setting with no portable
-  equivalent (Anthropic marks caching per block with ``cache_control``).
-- ``reasoning.summary``: kept in ``Reasoning.summary``; Chat Completions has no summary switch.
-- ``background``, ``conversation``, ``prompt``, ``max_tool_calls``, ``top_logprobs``: dropped
-  (server-side state or features with no Chat Completions form).
+The Responses-only fields all stay in ``ChatRequest.extra`` (``previous_response_id`` too, so a
+route can log when it is set); :func:`chat_extra` picks the ones Chat Completions also has. What
+happens to each, and why: docs/translation.md.
 """
 
 from __future__ import annotations
@@ -125,7 +108,7 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
 def chat_extra(req: ChatRequest) -> dict[str, Any]:
     """The fields of a Responses-shaped request's ``extra`` that Chat Completions also has.
 
-    Pass the result as ``extra=`` to ``openai_chat.render_request`` when the upstream is OpenAI
+    Pass the result as ``extra=`` to ``openai.render_request`` when the upstream is OpenAI
     (or claims full compatibility); leave it out for servers that reject unknown fields.
     """
     extra = req.extra

@@ -6,10 +6,10 @@ server-tool results) would otherwise vanish from a conversation silently. Render
 the real API accepts: tool results first in user turns, consecutive same-role turns merged, no
 empty text blocks, only signed thinking sent back.
 
-Dropped when parsing, since no other format could use them: typed (server / Anthropic-defined)
-tools such as ``web_search_20250305``, text ``citations``. Fields without a canonical slot
-(``top_k``, ``output_config``, ``service_tier``, top-level ``cache_control``, ...) ride in
-``ChatRequest.extra`` and are rendered back only for a request parsed from this format.
+Typed (server) tools and text ``citations`` are dropped when parsing, since no other format could
+use them; fields without a canonical slot (``top_k``, ``output_config``, ...) ride in
+``ChatRequest.extra`` and are rendered back only for a request parsed from this format. The full
+list, for users: docs/translation.md.
 """
 
 from __future__ import annotations

@@ -3,12 +3,10 @@
 Leading ``system``/``developer`` messages become ``system``; ``max_completion_tokens`` and
 ``max_tokens`` are both read; nested and flat tools are both accepted (Cursor mixes them).
 
-Dropped when parsing, because the canonical model has no slot and no other format could use
-them: content parts other than text and images (``input_audio``, ``file``), built-in tool types
-other than ``function``/``custom``, and a message's legacy ``function_call``. Fields that are
-not part of the canonical model but are valid Chat Completions (``seed``, ``response_format``,
-``n``, penalties, ``logit_bias``, ...) ride in ``ChatRequest.extra`` and are rendered back only for
-a request that was itself parsed from Chat Completions.
+Content parts other than text and images, built-in tools and a message's legacy
+``function_call`` are dropped when parsing; valid Chat Completions fields without a canonical slot
+(``seed``, ``response_format``, ...) ride in ``ChatRequest.extra`` and are rendered back only for a
+request parsed from Chat Completions. The full list, for users: docs/translation.md.
 """
 
 from __future__ import annotations
