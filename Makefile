@@ -61,7 +61,7 @@ bench: $(STAMP)
 
 # Packages mypy checks in `make lint` (config: pyproject's [tool.mypy]; strict ones are listed there).
 # A package joins when it is clean; docs/development.md says which are still to come.
-TYPED := spendgate_semconv spendgate spendgate_app spendgate_simulator spendgate_collector
+TYPED := spendgate_semconv spendgate spendgate_app spendgate_simulator spendgate_collector spendgate_proxy.formats
 
 ## lint: ruff, and mypy on the typed packages
 lint: $(STAMP)

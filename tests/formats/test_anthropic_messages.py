@@ -15,9 +15,8 @@ import anthropic
 import orjson
 import pytest
 
-from spendgate_proxy.call.estimate import count_tokens
-from spendgate_proxy.formats import anthropic_messages as am
-from spendgate_proxy.formats import openai_chat
+from spendgate_proxy.formats import anthropic as am
+from spendgate_proxy.formats import openai as openai_chat
 from spendgate_proxy.formats.canonical import (
     ChatResponse,
     ImagePart,
@@ -30,6 +29,7 @@ from spendgate_proxy.formats.canonical import (
     Usage,
 )
 from spendgate_proxy.formats.cursor import normalise_cursor_request
+from spendgate_proxy.formats.estimate import IMAGE_TOKENS, count_tokens, estimate_input_tokens
 from spendgate_simulator import anthropic as anthropic_sim
 from spendgate_simulator.responses import build_reply as openai_build_reply
 from tests.formats.support import assert_valid_chat_request, load_fixture
@@ -496,7 +496,7 @@ def test_count_tokens_requests() -> None:
 
 def test_estimate_input_tokens() -> None:
     req = am.parse_request(full_request())
-    estimate = am.estimate_input_tokens(req)
+    estimate = estimate_input_tokens(req)
     texts = [
         "You are a coding assistant.",
         "Repository rules: be brief.",
@@ -511,4 +511,4 @@ def test_estimate_input_tokens() -> None:
         "Thanks.",
         json.dumps([am.render_tool(t) for t in req.tools], separators=(",", ":")),
     ]
-    assert estimate == count_tokens("\n".join(texts)) + 4 * 3 + 2 * am.IMAGE_TOKENS
+    assert estimate == count_tokens("\n".join(texts)) + 4 * 3 + 2 * IMAGE_TOKENS

@@ -20,7 +20,7 @@ import openai
 import orjson
 import pytest
 
-from spendgate_proxy.formats.anthropic_messages import (
+from spendgate_proxy.formats.anthropic import (
     AnthropicSSEParser,
     AnthropicSSEWriter,
     parse_sse,
@@ -38,7 +38,7 @@ from spendgate_proxy.formats.canonical import (
     Usage,
     UsageEvent,
 )
-from spendgate_proxy.formats.openai_chat import ChatCompletionsSSEParser, ChatCompletionsSSEWriter
+from spendgate_proxy.formats.openai import ChatCompletionsSSEParser, ChatCompletionsSSEWriter
 from spendgate_simulator import anthropic as anthropic_sim
 from tests.formats.support import chunked, openai_final, openai_stream, simulated_stream
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from spendgate_proxy.formats import openai_chat, responses_shaped
+from spendgate_proxy.formats import anthropic as anthropic_format
+from spendgate_proxy.formats import openai as openai_chat
+from spendgate_proxy.formats import responses_shaped
 from spendgate_proxy.formats.canonical import ChatRequest, ToolChoiceTool
 from spendgate_proxy.formats.cursor import (
     DEFAULT_MAX_TOKENS_FLOOR,
@@ -38,19 +40,14 @@ from tests.formats.support import (
 PARSERS: dict[str, Callable[[dict[str, Any]], ChatRequest]] = {
     "chat": openai_chat.parse_request,
     "responses": responses_shaped.parse_request,
+    "anthropic": anthropic_format.parse_request,
 }
-
-
-def _anthropic_parser() -> Callable[[dict[str, Any]], ChatRequest]:
-    module = pytest.importorskip("spendgate_proxy.formats.anthropic_messages")
-    return module.parse_request
 
 
 def to_upstream(body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
     """Detect, parse and normalise a Cursor body; render it for a Chat Completions upstream."""
     shape = detect_shape(body)
-    parse = _anthropic_parser() if shape == "anthropic" else PARSERS[shape]
-    req = normalise_cursor_request(parse(body))
+    req = normalise_cursor_request(PARSERS[shape](body))
     # The proxy always asks the provider for usage and hides it from clients that did not ask.
     upstream = openai_chat.render_request(dataclasses.replace(req, stream=True, include_usage=True))
     assert_valid_chat_request(upstream)
@@ -151,8 +148,7 @@ def test_apply_patch_call_reaches_cursor_as_raw_text() -> None:
 
 
 def test_anthropic_fixture_parses_to_canonical() -> None:
-    parse = _anthropic_parser()
-    req = parse(load_fixture("anthropic_claude_agent.json"))
+    req = anthropic_format.parse_request(load_fixture("anthropic_claude_agent.json"))
     assert req.system[1].cache_control == {"type": "ephemeral"}
     assert [t.name for t in req.tools] == ["read_file", "edit_file"]
     kinds = [type(p).__name__ for m in req.messages for p in m.parts]

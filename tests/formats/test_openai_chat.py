@@ -9,7 +9,8 @@ import httpx
 import openai
 import pytest
 
-from spendgate_proxy.formats import openai_chat, responses_shaped
+from spendgate_proxy.formats import openai as openai_chat
+from spendgate_proxy.formats import responses_shaped
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
     ChatResponse,
@@ -32,7 +33,7 @@ from spendgate_proxy.formats.canonical import (
     UsageEvent,
     collect_stream,
 )
-from spendgate_proxy.formats.openai_chat import (
+from spendgate_proxy.formats.openai import (
     ChatCompletionsSSEParser,
     ChatCompletionsSSEWriter,
     parse_request,

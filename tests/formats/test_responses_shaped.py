@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from spendgate_proxy.formats import openai_chat, responses_shaped
+from spendgate_proxy.formats import openai as openai_chat
+from spendgate_proxy.formats import responses_shaped
 from spendgate_proxy.formats.canonical import (
     Message,
     TextPart,

@@ -11,8 +11,8 @@ import pytest
 from spendgate_proxy.attribution import features
 from spendgate_proxy.attribution.chain import parse_path_prefix, resolve
 from spendgate_proxy.attribution.features import classify
-from spendgate_proxy.call import estimate
 from spendgate_proxy.config import ConfigError, load_config
+from spendgate_proxy.formats import estimate
 from spendgate_proxy.keys import (
     VERIFIED_CACHE_SIZE,
     KeyDirectory,

@@ -1,2 +1,2 @@
 """The call engine's pieces: the admission plan, budget replies, routing and fallbacks, the
-translating engine, the stream taps and the usage estimate."""
+translating engine and the stream taps (the usage estimate is ``formats.estimate``)."""

@@ -17,11 +17,11 @@ from typing import Any
 
 import orjson
 
-from spendgate_proxy.call.estimate import count_tokens
 from spendgate_proxy.call.stream import MAX_KEPT_BYTES
-from spendgate_proxy.formats.anthropic_messages import AnthropicSSEParser, usage_from_anthropic
+from spendgate_proxy.formats.anthropic import AnthropicSSEParser, usage_from_anthropic
 from spendgate_proxy.formats.canonical import TextDelta, ThinkingDelta, ToolCallDelta
 from spendgate_proxy.formats.canonical import Usage as CanonicalUsage
+from spendgate_proxy.formats.estimate import count_tokens
 
 _TAIL_CHUNKS = 64
 """Chunks kept past ``MAX_KEPT_BYTES``: ``message_delta`` comes at the very end."""

@@ -34,10 +34,10 @@ import orjson
 from aiohttp import web
 
 from spendgate_proxy.call.anthropic_tap import AnthropicTap
-from spendgate_proxy.call.estimate import CHARS_PER_TOKEN
 from spendgate_proxy.call.routing import RETRYABLE_STATUSES
 from spendgate_proxy.call.stream import Usage
-from spendgate_proxy.formats import anthropic_messages, openai_chat
+from spendgate_proxy.formats import anthropic as anthropic_messages
+from spendgate_proxy.formats import openai as openai_chat
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
     ChatResponse,
@@ -59,7 +59,9 @@ from spendgate_proxy.formats.canonical import (
     response_events,
 )
 from spendgate_proxy.formats.canonical import Usage as CanonicalUsage
-from spendgate_proxy.formats.cursor import CustomCallStream, custom_tool_names, map_stream_error, restore_custom_calls
+from spendgate_proxy.formats.cursor import CustomCallStream, custom_tool_names, restore_custom_calls
+from spendgate_proxy.formats.errors import map_stream_error
+from spendgate_proxy.formats.estimate import CHARS_PER_TOKEN, estimate_input_tokens
 from spendgate_proxy.telemetry.redact import redact
 
 if TYPE_CHECKING:
@@ -503,7 +505,7 @@ def _finish_record(state: ProxyState, call: Call, progress: _Progress, tap: Anth
         # What the provider will bill although it never said: prompt from the request, output
         # from what was streamed.
         rec.usage = Usage(
-            prompt_tokens=anthropic_messages.estimate_input_tokens(call.req),
+            prompt_tokens=estimate_input_tokens(call.req),
             completion_tokens=math.ceil(progress.chars / CHARS_PER_TOKEN),
         )
         rec.usage_estimated = True

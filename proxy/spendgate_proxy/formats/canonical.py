@@ -1,8 +1,8 @@
 """The canonical model of a chat call: what every inbound format parses to and every provider renders from.
 
 Plain frozen dataclasses, no I/O and no format-specific parsing: adapters in this package
-(``openai_chat``, ``responses_shaped``, ``anthropic_messages``) and providers (``providers/*``)
-translate to and from these types. Sequences are tuples so a parsed request can be shared between
+(``openai``, ``anthropic``, ``responses_shaped``) and providers (``providers/*``) translate to and
+from these types. Sequences are tuples so a parsed request can be shared between
 attempts (fallbacks) without one attempt mutating what the next one sends.
 
 Conventions every adapter relies on:
@@ -130,7 +130,8 @@ def custom_tool(definition: Mapping[str, Any]) -> Tool:
     The grammar (``format``) cannot be expressed as JSON schema, so it is summarised in the
     description (models follow a described format well enough) and kept whole in ``original``.
     """
-    spec = definition.get("custom") if isinstance(definition.get("custom"), Mapping) else definition
+    nested = definition.get("custom")
+    spec: Mapping[str, Any] = nested if isinstance(nested, Mapping) else definition
     name = str(spec.get("name") or "")
     description = spec.get("description") if isinstance(spec.get("description"), str) else None
     fmt = spec.get("format")
@@ -167,6 +168,21 @@ class Reasoning:
     budget_tokens: int | None = None
     summary: str | None = None
     enabled: bool = True
+
+
+EFFORT_BUDGETS: Mapping[str, int] = {
+    "minimal": 1024,
+    "low": 2048,
+    "medium": 8192,
+    "high": 16_384,
+    "xhigh": 24_000,
+    "max": 24_000,
+}
+"""Reasoning ``effort`` → thinking budget in tokens, between formats that speak one or the other.
+
+An OpenAI-style effort becomes this Anthropic ``budget_tokens``; read in reverse (the smallest of
+``low``/``medium``/``high`` whose budget covers it), a budget becomes an OpenAI reasoning effort.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +440,7 @@ class StreamFailed(Exception):
 
 __all__ = [
     "CUSTOM_TOOL_INPUT",
+    "EFFORT_BUDGETS",
     "ChatRequest",
     "ChatResponse",
     "Finish",

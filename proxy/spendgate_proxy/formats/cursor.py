@@ -1,27 +1,15 @@
-"""Cursor-specific normalisation around the canonical model: custom tools, ``max_tokens``, overflow errors.
+"""Cursor-specific normalisation around the canonical model: custom tools and ``max_tokens``.
 
 Facts are from ``docs/cursor-facts.md`` ("what Cursor sends / expects back"); each rule below
-says which one it serves. The adapters (``openai_chat``, ``responses_shaped``, the Anthropic
-parser) already map the three body shapes to one :class:`ChatRequest`; this module fixes what
-is still wrong for a provider, and what a provider sends back that Cursor would mishandle.
-
-**Custom (grammar) tools such as ``ApplyPatch``.** Providers only call function tools, so a
-custom tool travels as a function taking one string ``input`` (``canonical.custom_tool``). The
-model's call then comes back as ``{"input": "*** Begin Patch..."}``. What Cursor wants in a Chat
-Completions stream is not in docs/cursor-facts.md. The one public report we found (icebear0828/codex-proxy
-PR #708, Cursor 3.14.27) says Cursor crashes on a ``type: "custom"`` tool call ("Cannot read
-properties of undefined (reading 'name')") and works with a ``type: "function"`` call named
-``ApplyPatch`` whose ``function.arguments`` is the raw patch text, not JSON; it also replays that
-call in later requests with the raw text as ``arguments``. So the default mode is ``"raw"``;
-``"json"`` (keep ``{"input": ...}``) is the fallback to configure if Cursor changes, and
-``"custom"`` (OpenAI's own custom call shape) is for other clients. Verify with real traffic.
+says which one it serves. The adapters (``openai``, ``responses_shaped``, ``anthropic``) already
+map the three body shapes to one :class:`ChatRequest`; this module fixes what is still wrong for a
+provider, and what a provider sends back that Cursor would mishandle (docs/cursor.md tells users).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Literal, TypeAlias
 
 import orjson
@@ -41,6 +29,19 @@ from spendgate_proxy.formats.canonical import (
 )
 
 CustomCallMode: TypeAlias = Literal["raw", "json", "custom"]
+"""How a call of a custom (grammar) tool such as ``ApplyPatch`` reaches the client.
+
+Providers only call function tools, so a custom tool travels as a function taking one string
+``input`` (``canonical.custom_tool``) and the model's call comes back as ``{"input": "*** Begin
+Patch..."}``. What Cursor wants in a Chat Completions stream is not in docs/cursor-facts.md. The
+one public report we found (icebear0828/codex-proxy PR #708, Cursor 3.14.27) says Cursor crashes
+on a ``type: "custom"`` tool call ("Cannot read properties of undefined (reading 'name')") and
+works with a ``type: "function"`` call named ``ApplyPatch`` whose ``function.arguments`` is the raw
+patch text, not JSON; it also replays that call in later requests with the raw text as
+``arguments``. So the default mode is ``"raw"``; ``"json"`` (keep ``{"input": ...}``) is the
+fallback to configure if Cursor changes, and ``"custom"`` (OpenAI's own custom call shape) is for
+other clients. Verify with real traffic.
+"""
 
 DEFAULT_MAX_TOKENS_FLOOR = 8192
 """The least ``max_tokens`` a tool-using turn gets.
@@ -64,7 +65,7 @@ def normalise_cursor_request(
     - Tools with the same name are kept once (the first): Cursor mixes nested and flat tool
       entries (docs/cursor-facts.md item 1), and Anthropic rejects duplicate names.
     - Earlier calls of a custom tool whose ``arguments`` are raw text (how Cursor replays them,
-      see the module docstring) are wrapped as ``{"input": ...}`` so every provider gets JSON.
+      see :data:`CustomCallMode`) are wrapped as ``{"input": ...}`` so every provider gets JSON.
     - A tool-using turn (tools offered, ``tool_choice`` not ``none``) with ``max_tokens`` below
       ``max_tokens_floor`` is raised to it; ``None`` turns the floor off. An absent
       ``max_tokens`` stays absent: the provider's default is not a cut-off Cursor chose.
@@ -119,8 +120,9 @@ def custom_input(arguments: str) -> str:
         value = orjson.loads(arguments)
     except orjson.JSONDecodeError:
         return arguments
-    if isinstance(value, dict) and isinstance(value.get(CUSTOM_TOOL_INPUT), str):
-        return value[CUSTOM_TOOL_INPUT]
+    raw = value.get(CUSTOM_TOOL_INPUT) if isinstance(value, dict) else None
+    if isinstance(raw, str):
+        return raw
     if isinstance(value, str):
         return value
     return arguments
@@ -130,7 +132,7 @@ def custom_tool_call_to_cursor(call: ToolCallPart, *, mode: CustomCallMode = "ra
     """A call of a rewritten custom tool → the Chat Completions ``tool_calls`` entry for the client.
 
     ``raw`` (default): ``type: function`` with the raw input as ``arguments`` (what Cursor is
-    reported to need, see the module docstring). ``json``: ``type: function`` with
+    reported to need, see :data:`CustomCallMode`). ``json``: ``type: function`` with
     ``{"input": ...}``. ``custom``: OpenAI's ``{type: custom, custom: {name, input}}``.
     """
     raw = custom_input(call.arguments_json)
@@ -302,133 +304,3 @@ class _InputDecoder:
         if self._state == "prefix" and self._held:
             return custom_input(self._held)
         return ""
-
-
-# ---------------------------------------------------------------------------------------------
-# Context overflow
-
-
-_OVERFLOW_PATTERNS: tuple[re.Pattern[str], ...] = (
-    # Anthropic (and Bedrock's Anthropic models): "prompt is too long: 201234 tokens > 200000 maximum".
-    re.compile(r"prompt is too long: (?P<used>\d+) tokens > (?P<limit>\d+) maximum", re.I),
-    # Anthropic, when input + max_tokens do not fit: "... exceed context limit: 188240 + 21333 > 200000".
-    re.compile(r"exceed context limit: (?P<used>\d+) \+ \d+ > (?P<limit>\d+)", re.I),
-    # OpenAI, Azure, vLLM, DeepSeek, Groq: "This model's maximum context length is 128000 tokens. However, ...".
-    re.compile(r"maximum context length is (?P<limit>\d+) tokens.*?(?P<used>\d+) tokens", re.I | re.S),
-    # Gemini's OpenAI-compatible endpoint.
-    re.compile(
-        r"input token count \((?P<used>\d+)\) exceeds the maximum number of tokens allowed \((?P<limit>\d+)\)", re.I
-    ),
-    # Mistral: "Prompt contains 140000 tokens ..., too large for model with 131072 maximum context length".
-    re.compile(r"prompt contains (?P<used>\d+) tokens.*?too large for model with (?P<limit>\d+) maximum", re.I | re.S),
-    # Bedrock's ValidationException, any model.
-    re.compile(r"input is too long for requested model", re.I),
-    # Wordings without numbers (OpenAI Responses: "Your input exceeds the context window of this model").
-    re.compile(
-        r"context[ _](?:length|window)[ _](?:exceeded|limit)|exceeds the context window|prompt is too long", re.I
-    ),
-)
-
-
-def _error_fields(body: object) -> tuple[str, str | None, str | None]:
-    """``(message, code, type)`` of an error body in any provider's shape (bytes, text or parsed)."""
-    parsed: Any = body
-    if isinstance(body, bytes | bytearray | str):
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return (body.decode(errors="replace") if isinstance(body, bytes | bytearray) else body), None, None
-    if isinstance(parsed, list) and parsed:
-        parsed = parsed[0]  # Gemini wraps its error object in a list
-    if not isinstance(parsed, Mapping):
-        return "", None, None
-    error = parsed.get("error")
-    if isinstance(error, Mapping):
-        code, kind = error.get("code"), error.get("type")
-        return (
-            str(error.get("message") or ""),
-            str(code) if code is not None else None,
-            str(kind) if kind is not None else None,
-        )
-    if isinstance(error, str):
-        return error, None, None
-    for key in ("message", "Message", "detail"):  # Bedrock: {"message": ...}; others: FastAPI's detail
-        if isinstance(parsed.get(key), str):
-            return parsed[key], None, None
-    return "", None, None
-
-
-def context_overflow(status: int, body: object) -> tuple[int | None, int | None] | None:
-    """``(tokens used, token limit)`` if this provider error is a context overflow, else None.
-
-    Only client errors count (400, 413, 422, ...), never 429: OpenAI's "Request too large ... on
-    tokens per min" is a rate limit, and summarising would not help it. Either number may be None
-    when the provider does not say. Anthropic's 413 ``request_too_large`` (the body itself is too
-    big, usually images) counts too: a summary shrinks it as well.
-    """
-    if not 400 <= status < 500 or status == 429:
-        return None
-    message, code, kind = _error_fields(body)
-    if code == "context_length_exceeded" or (status == 413 and kind == "request_too_large"):
-        return _numbers(message)
-    for pattern in _OVERFLOW_PATTERNS:
-        if pattern.search(message):
-            return _numbers(message)
-    return None
-
-
-def _numbers(message: str) -> tuple[int | None, int | None]:
-    for pattern in _OVERFLOW_PATTERNS:
-        match = pattern.search(message)
-        if match and match.groupdict():
-            return int(match["used"]), int(match["limit"])
-    return None, None
-
-
-def context_overflow_message(used: int | None, limit: int | None, original: str = "") -> str:
-    """OpenAI's overflow wording (the text Cursor and SDKs recognise), with the provider's own after it."""
-    if limit is not None and used is not None:
-        text = (
-            f"This model's maximum context length is {limit} tokens. However, your messages resulted in "
-            f"{used} tokens. Please reduce the length of the messages."
-        )
-    else:
-        text = "This model's maximum context length was exceeded. Please reduce the length of the messages."
-    return f"{text} (upstream: {original})" if original and original != text else text
-
-
-def map_context_overflow(status: int, body: bytes | str | Mapping[str, Any]) -> tuple[int, bytes]:
-    """A provider's error → OpenAI's ``context_length_exceeded`` 400 when it is a context overflow.
-
-    Cursor summarises the conversation only on that error (docs/cursor-facts.md, what Cursor expects back);
-    any other error is returned as it came (the body as bytes).
-    """
-    found = context_overflow(status, body)
-    as_bytes = (
-        orjson.dumps(body) if isinstance(body, Mapping) else body.encode() if isinstance(body, str) else bytes(body)
-    )
-    if found is None:
-        return status, as_bytes
-    message, code, _ = _error_fields(body)
-    if status == 400 and code == "context_length_exceeded":
-        return status, as_bytes  # already OpenAI's own error: nothing to improve
-    error = {
-        "message": context_overflow_message(*found, original=message),
-        "type": "invalid_request_error",
-        "param": "messages",
-        "code": "context_length_exceeded",
-    }
-    return 400, orjson.dumps({"error": error})
-
-
-def map_stream_error(error: StreamError) -> StreamError:
-    """A mid-stream provider error, as ``context_length_exceeded`` when it is an overflow (Bedrock
-    can report one as a stream exception); anything else unchanged."""
-    if error.code == "context_length_exceeded":
-        return error
-    found = context_overflow(400, {"error": {"message": error.message, "code": error.code}})
-    if found is None:
-        return error
-    return StreamError(
-        context_overflow_message(*found, original=error.message), "invalid_request_error", "context_length_exceeded"
-    )

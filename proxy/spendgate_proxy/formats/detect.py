@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias
 
+from spendgate_proxy.formats._values import list_or_empty
+
 Shape: TypeAlias = Literal["chat", "responses", "anthropic"]
 
 _ANTHROPIC_BLOCKS = frozenset({"tool_use", "tool_result", "thinking", "redacted_thinking", "document"})
@@ -50,13 +52,13 @@ def _anthropic_only(body: Mapping[str, Any]) -> bool:
     choice = body.get("tool_choice")
     if isinstance(choice, Mapping) and choice.get("type") in ("any", "tool", "auto", "none"):
         return True
-    for tool in _list(body.get("tools")):
+    for tool in list_or_empty(body.get("tools")):
         if isinstance(tool, Mapping) and "input_schema" in tool:
             return True
-    for message in _list(body.get("messages")):
+    for message in list_or_empty(body.get("messages")):
         if not isinstance(message, Mapping):
             continue
-        for block in _list(message.get("content")):
+        for block in list_or_empty(message.get("content")):
             if not isinstance(block, Mapping):
                 continue
             kind = block.get("type")
@@ -66,19 +68,15 @@ def _anthropic_only(body: Mapping[str, Any]) -> bool:
 
 
 def _chat_only(body: Mapping[str, Any]) -> bool:
-    for tool in _list(body.get("tools")):
+    for tool in list_or_empty(body.get("tools")):
         if isinstance(tool, Mapping) and isinstance(tool.get("function"), Mapping):
             return True
-    for message in _list(body.get("messages")):
+    for message in list_or_empty(body.get("messages")):
         if not isinstance(message, Mapping):
             continue
         if message.get("role") in _CHAT_ONLY_ROLES or message.get("tool_calls"):
             return True
-        for block in _list(message.get("content")):
+        for block in list_or_empty(message.get("content")):
             if isinstance(block, Mapping) and block.get("type") == "image_url":
                 return True
     return False
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -2,29 +2,12 @@
 
 Cursor sends these to ``/chat/completions`` and still expects Chat Completions back (docs/cursor-facts.md,
 request bodies item 2), so only the request side exists here: answers are rendered by
-``openai_chat``. Parsing is tolerant: chat-style message content (``text``, ``image_url``) and
+``openai``. Parsing is tolerant: chat-style message content (``text``, ``image_url``) and
 nested function tools are accepted too, since the shapes Cursor sends drift between releases.
 
-What happens to the Responses-only fields when the call goes to a Chat Completions upstream
-(they are all kept in ``ChatRequest.extra``; :func:`chat_extra` picks the ones with an
-equivalent):
-
-- ``text.verbosity`` → ``verbosity``, ``text.format`` → ``response_format``, and
-  ``prompt_cache_key``, ``safety_identifier``, ``service_tier`` → the same names: Chat
-  Completions has them.
-- ``include`` (``reasoning.encrypted_content``): dropped; Chat Completions returns no encrypted
-  reasoning, and Cursor drops reasoning when it replays history anyway.
-- ``store``: dropped; storing the response upstream is only useful with ``previous_response_id``,
-  which a Chat Completions upstream cannot honour.
-- ``previous_response_id``: dropped; Cursor re-sends the full history every turn (docs/cursor-facts.md), so
-  nothing is lost as long as that holds. Kept in ``extra`` so a route can log when it is set.
-- ``truncation``: dropped; Chat Completions never truncates. An overflow instead becomes
-  ``context_length_exceeded`` (see ``cursor.map_context_overflow``), which makes Cursor summarise.
-- ``prompt_cache_retention``: dropped; it is an OpenAI Responses cache setting with no portable
-  equivalent (Anthropic marks caching per block with ``cache_control``).
-- ``reasoning.summary``: kept in ``Reasoning.summary``; Chat Completions has no summary switch.
-- ``background``, ``conversation``, ``prompt``, ``max_tool_calls``, ``top_logprobs``: dropped
-  (server-side state or features with no Chat Completions form).
+The Responses-only fields all stay in ``ChatRequest.extra`` (``previous_response_id`` too, so a
+route can log when it is set); :func:`chat_extra` picks the ones Chat Completions also has. What
+happens to each, and why: docs/translation.md.
 """
 
 from __future__ import annotations
@@ -34,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from spendgate_proxy.formats._values import list_or_empty, number_or_none
 from spendgate_proxy.formats.canonical import (
     CUSTOM_TOOL_INPUT,
     ChatRequest,
@@ -46,7 +30,7 @@ from spendgate_proxy.formats.canonical import (
     ToolCallPart,
     ToolResultPart,
 )
-from spendgate_proxy.formats.openai_chat import image_from_url, parse_tool, parse_tool_choice
+from spendgate_proxy.formats.openai.request import image_from_url, parse_tool, parse_tool_choice
 
 _KNOWN_FIELDS = frozenset(
     {
@@ -91,7 +75,7 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
     while messages and messages[0].role == "system":
         system.extend(p for p in messages.pop(0).parts if isinstance(p, TextPart))
 
-    tools = [t for t in (parse_tool(raw) for raw in _list(body.get("tools"))) if t is not None]
+    tools = [t for t in (parse_tool(raw) for raw in list_or_empty(body.get("tools"))) if t is not None]
     stream_options = body.get("stream_options")
     max_tokens = next(
         (body[k] for k in ("max_output_tokens", "max_completion_tokens", "max_tokens") if _is_int(body.get(k))),
@@ -108,9 +92,9 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
         if isinstance(body.get("parallel_tool_calls"), bool)
         else None,
         max_tokens=max_tokens,
-        temperature=_number(body.get("temperature")),
-        top_p=_number(body.get("top_p")),
-        stop=(stop,) if isinstance(stop, str) else tuple(s for s in _list(stop) if isinstance(s, str)),
+        temperature=number_or_none(body.get("temperature")),
+        top_p=number_or_none(body.get("top_p")),
+        stop=(stop,) if isinstance(stop, str) else tuple(s for s in list_or_empty(stop) if isinstance(s, str)),
         stream=body.get("stream") is True,
         include_usage=isinstance(stream_options, Mapping) and stream_options.get("include_usage") is True,
         reasoning=_parse_reasoning(body),
@@ -124,7 +108,7 @@ def parse_request(body: Mapping[str, Any]) -> ChatRequest:
 def chat_extra(req: ChatRequest) -> dict[str, Any]:
     """The fields of a Responses-shaped request's ``extra`` that Chat Completions also has.
 
-    Pass the result as ``extra=`` to ``openai_chat.render_request`` when the upstream is OpenAI
+    Pass the result as ``extra=`` to ``openai.render_request`` when the upstream is OpenAI
     (or claims full compatibility); leave it out for servers that reject unknown fields.
     """
     extra = req.extra
@@ -145,12 +129,6 @@ def chat_extra(req: ChatRequest) -> dict[str, Any]:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
 
 
 def _parse_reasoning(body: Mapping[str, Any]) -> Reasoning | None:
@@ -218,7 +196,9 @@ def _parse_input(items: object) -> list[Message]:
         elif kind == "reasoning":
             summary = item.get("summary")
             text = "".join(
-                s.get("text", "") for s in _list(summary) if isinstance(s, Mapping) and isinstance(s.get("text"), str)
+                s.get("text", "")
+                for s in list_or_empty(summary)
+                if isinstance(s, Mapping) and isinstance(s.get("text"), str)
             )
             signature = item.get("encrypted_content") if isinstance(item.get("encrypted_content"), str) else None
             if text or signature:
@@ -272,7 +252,3 @@ def _parse_output(output: object) -> str | tuple[TextPart | ImagePart, ...]:
     if isinstance(output, list):
         return tuple(p for p in _parse_content(output) if isinstance(p, TextPart | ImagePart))
     return "" if output is None else orjson.dumps(output).decode()
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -3,7 +3,7 @@
 
 ``base_url`` is the API root without the version (``https://api.anthropic.com``); a configured
 ``.../v1`` is accepted too. Errors come back in OpenAI's vocabulary (a "prompt is too long" 400 as
-``context_length_exceeded``) through ``formats.anthropic_messages.error_to_openai``.
+``context_length_exceeded``) through ``formats.anthropic.error_to_openai``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import yarl
 
-from spendgate_proxy.formats import anthropic_messages
+from spendgate_proxy.formats import anthropic as anthropic_messages
 from spendgate_proxy.formats.canonical import ChatResponse
 from spendgate_proxy.providers.base import Endpoint, EventParser, Provider
 

@@ -1,6 +1,6 @@
 """AWS Bedrock Runtime upstreams for Anthropic models: SigV4-signed invokes, binary event-stream answers.
 
-The body is an Anthropic Messages body (``formats.anthropic_messages.render_request``) in Bedrock's
+The body is an Anthropic Messages body (``formats.anthropic.render_request``) in Bedrock's
 envelope: ``anthropic_version: "bedrock-2023-05-31"`` added, ``model`` and ``stream`` removed, since
 the model id and the streaming choice are in the path (``POST /model/{modelId}/invoke`` or
 ``/invoke-with-response-stream``, as in botocore's ``bedrock-runtime`` service model). Each request
@@ -39,9 +39,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.eventstream import EventStreamBuffer, ParserError
 from botocore.session import Session as BotocoreSession
 
-from spendgate_proxy.formats import anthropic_messages
+from spendgate_proxy.formats import anthropic as anthropic_messages
 from spendgate_proxy.formats.canonical import ChatResponse, StreamError, StreamEvent, Usage, UsageEvent
-from spendgate_proxy.formats.cursor import context_overflow, context_overflow_message
+from spendgate_proxy.formats.errors import context_overflow, openai_error, overflow_error
 from spendgate_proxy.providers.base import Endpoint, EventParser, Provider, Reply
 
 if TYPE_CHECKING:
@@ -137,14 +137,8 @@ def bedrock_error(status: int, name: str | None, message: str) -> tuple[int, dic
     message = message or f"Bedrock {name} (HTTP {status})"
     found = context_overflow(400, {"message": message}) if mapped_status == 400 else None
     if found is not None:
-        error = {
-            "message": context_overflow_message(*found, original=message),
-            "type": "invalid_request_error",
-            "param": "messages",
-            "code": "context_length_exceeded",
-        }
-        return 400, {"error": error}
-    return mapped_status, {"error": {"message": message, "type": type_, "param": None, "code": code}}
+        return 400, {"error": overflow_error(*found, original=message)}
+    return mapped_status, {"error": openai_error(message, type_, code)}
 
 
 def _message_of(data: bytes) -> str:

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import yarl
 
-from spendgate_proxy.formats import openai_chat, responses_shaped
-from spendgate_proxy.formats.anthropic_messages import EFFORT_BUDGETS
-from spendgate_proxy.formats.canonical import ChatResponse
-from spendgate_proxy.formats.cursor import map_context_overflow
+from spendgate_proxy.formats import openai as openai_chat
+from spendgate_proxy.formats import responses_shaped
+from spendgate_proxy.formats.canonical import EFFORT_BUDGETS, ChatResponse
+from spendgate_proxy.formats.errors import map_context_overflow, openai_error
 from spendgate_proxy.providers.base import Endpoint, EventParser, Provider
 from spendgate_proxy.providers.http1 import Http1Pool
 
@@ -31,11 +31,11 @@ if TYPE_CHECKING:
 
 
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
-"""OpenAI models that take ``reasoning_effort`` (as ``formats.openai_chat`` tells them apart)."""
+"""OpenAI models that take ``reasoning_effort`` (as ``formats.openai`` tells them apart)."""
 
 
 def effort_for(budget_tokens: int) -> str:
-    """The OpenAI effort closest to an Anthropic thinking budget (``anthropic_messages.EFFORT_BUDGETS``, reversed)."""
+    """The OpenAI effort closest to an Anthropic thinking budget (``canonical.EFFORT_BUDGETS``, reversed)."""
     for effort in ("low", "medium", "high"):
         if budget_tokens <= EFFORT_BUDGETS[effort]:
             return effort
@@ -125,4 +125,4 @@ class OpenAIProvider(Provider):
         if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
             return status, obj
         text = body.decode(errors="replace")[:500] or f"upstream error (HTTP {status})"
-        return status, {"error": {"message": text, "type": "server_error", "param": None, "code": None}}
+        return status, {"error": openai_error(text, "server_error")}

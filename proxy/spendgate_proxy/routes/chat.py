@@ -21,7 +21,6 @@ import orjson
 from aiohttp import web
 
 from spendgate_proxy.attribution.features import classify
-from spendgate_proxy.call import estimate
 from spendgate_proxy.call.budget_reply import pause_response
 from spendgate_proxy.call.plan import Plan, new_record, plan_call, reads_attribution
 from spendgate_proxy.call.routing import RETRYABLE_STATUSES
@@ -33,7 +32,8 @@ from spendgate_proxy.errors import (
     error_response,
     sse_error_event,
 )
-from spendgate_proxy.formats import openai_chat
+from spendgate_proxy.formats import estimate
+from spendgate_proxy.formats import openai as openai_chat
 from spendgate_proxy.http.exchange import Exchange
 from spendgate_proxy.http.inbound import UnknownVirtualKey, authenticate, authenticate_again, parse_json, prefix_fields
 from spendgate_proxy.providers.http1 import Http1Response

@@ -26,7 +26,9 @@ from spendgate_proxy.call.budget_reply import pause_response
 from spendgate_proxy.call.plan import new_record, plan_call
 from spendgate_proxy.call.translate import Call, feature_body, serve
 from spendgate_proxy.errors import BadRequest, ProxyError
-from spendgate_proxy.formats import anthropic_messages, openai_chat, responses_shaped
+from spendgate_proxy.formats import anthropic as anthropic_messages
+from spendgate_proxy.formats import openai as openai_chat
+from spendgate_proxy.formats import responses_shaped
 from spendgate_proxy.formats.canonical import ChatRequest
 from spendgate_proxy.formats.cursor import normalise_cursor_request
 from spendgate_proxy.formats.detect import detect_shape

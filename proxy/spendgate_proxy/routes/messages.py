@@ -9,7 +9,7 @@ and unknown fields untouched) and its bytes come back untouched; an OpenAI-compa
 reached through the canonical model (``translate.py``).
 
 ``count_tokens`` is forwarded to Anthropic upstreams. Other providers have no such endpoint, so the
-gateway estimates (``anthropic_messages.estimate_input_tokens``: tiktoken when cached, else four
+gateway estimates (``formats.estimate.estimate_input_tokens``: tiktoken when cached, else four
 characters a token) and says so in the ``x-spendgate-estimate: true`` header.
 """
 
@@ -26,9 +26,10 @@ from spendgate_proxy.call.budget_reply import pause_response, pause_text
 from spendgate_proxy.call.plan import lookup_model, new_record, plan_call
 from spendgate_proxy.call.translate import Call, error_reply, feature_body, serve
 from spendgate_proxy.errors import BadRequest, ProxyError
-from spendgate_proxy.formats import anthropic_messages
-from spendgate_proxy.formats.anthropic_messages import AnthropicFormatError
+from spendgate_proxy.formats import anthropic as anthropic_messages
+from spendgate_proxy.formats.anthropic import AnthropicFormatError
 from spendgate_proxy.formats.canonical import ChatRequest, ChatResponse, TextPart, Usage, response_events
+from spendgate_proxy.formats.estimate import estimate_input_tokens
 from spendgate_proxy.http.exchange import Exchange
 from spendgate_proxy.http.inbound import (
     UnknownVirtualKey,
@@ -149,7 +150,7 @@ async def count_tokens(request: web.Request) -> web.Response:
         finally:
             reply.release()
         return web.Response(status=reply.status, body=data, content_type="application/json", headers=cors)
-    estimate = anthropic_messages.estimate_input_tokens(req)
+    estimate = estimate_input_tokens(req)
     return web.Response(
         body=orjson.dumps(anthropic_messages.count_tokens_response(estimate)),
         content_type="application/json",
