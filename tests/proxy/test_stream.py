@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from spendgate_proxy.call.stream import StreamTap, usage_from_openai
+from spendgate_proxy.call.openai_tap import StreamTap, usage_from_openai
 
 
 def _event(obj: object) -> bytes:
@@ -152,7 +152,7 @@ def test_error_event_is_noticed() -> None:
 
 
 def test_passthrough_finds_usage_past_the_kept_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    import spendgate_proxy.call.stream as stream
+    import spendgate_proxy.call.openai_tap as stream
 
     monkeypatch.setattr(stream, "MAX_KEPT_BYTES", 600)
     data = _stream(with_usage=True)

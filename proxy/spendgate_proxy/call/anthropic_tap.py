@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from spendgate_proxy.call.estimate import count_tokens
-from spendgate_proxy.call.stream import MAX_KEPT_BYTES
+from spendgate_proxy.call.openai_tap import MAX_KEPT_BYTES
 from spendgate_proxy.formats.anthropic_messages import AnthropicSSEParser, usage_from_anthropic
 from spendgate_proxy.formats.canonical import TextDelta, ThinkingDelta, ToolCallDelta
 from spendgate_proxy.formats.canonical import Usage as CanonicalUsage

@@ -5,7 +5,7 @@ Every step (auth, parse, map, forward, tap, record) is visible in order. Request
 needed (model name, ``stream_options.include_usage``); upstream bytes streamed straight to the
 client through ``StreamTap``; one ``CallRecord`` handed to the span worker whether the call ends
 normally, fails, or the client leaves. Calls that need another provider format go through the
-canonical model (``call/translate.py``).
+canonical model (``call/serve.py``).
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from aiohttp import web
 from spendgate_proxy.attribution.features import classify
 from spendgate_proxy.call import estimate
 from spendgate_proxy.call.budget_reply import pause_response
+from spendgate_proxy.call.model import Call
+from spendgate_proxy.call.openai_tap import StreamTap, Usage, usage_from_openai
 from spendgate_proxy.call.plan import Plan, new_record, plan_call, reads_attribution
 from spendgate_proxy.call.routing import RETRYABLE_STATUSES
-from spendgate_proxy.call.stream import StreamTap, Usage, usage_from_openai
-from spendgate_proxy.call.translate import Call, serve
+from spendgate_proxy.call.serve import serve
 from spendgate_proxy.errors import (
     BadRequest,
     ProxyError,
@@ -177,7 +178,7 @@ async def chat_core(request: Exchange) -> Any:
     attempts = plan.attempts
     route, upstream = attempts[0]
     if state.translating and any(u.format != "openai" for _, u in attempts):
-        # Another provider format somewhere in the chain: through the canonical model (translate.py).
+        # Another provider format somewhere in the chain: through the canonical model (call/serve.py).
         attrib_now, feature_now = settle()
         return await _serve_translated(
             request, state, start_ns, principal, attrib_now, feature_now, raw, body, model, plan, wants_usage

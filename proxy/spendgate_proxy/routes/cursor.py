@@ -4,7 +4,7 @@ Cursor posts three body shapes to one URL (Chat Completions, Responses-shaped, A
 docs/cursor-facts.md) and reads only Chat Completions back. This route detects the shape
 (``formats.detect``), parses it to the canonical model, normalises it for any provider
 (``formats.cursor``: duplicate tools dropped, custom grammar tools as functions, the
-``max_tokens`` floor for tool-using turns) and serves it through ``translate.py`` with Cursor's
+``max_tokens`` floor for tool-using turns) and serves it through ``call/serve.py`` with Cursor's
 extras on the way back: custom tool calls rewritten for Cursor, a provider's context overflow as
 OpenAI's ``context_length_exceeded`` (Cursor summarises on it), and a budget pause as an assistant
 message by default (``proxy.cursor.pause_response``), since Cursor shows any refusal as a bare
@@ -23,8 +23,9 @@ from typing import Any
 
 from spendgate_proxy.attribution.features import classify
 from spendgate_proxy.call.budget_reply import pause_response
+from spendgate_proxy.call.model import Call
 from spendgate_proxy.call.plan import new_record, plan_call
-from spendgate_proxy.call.translate import Call, feature_body, serve
+from spendgate_proxy.call.serve import feature_body, serve
 from spendgate_proxy.errors import BadRequest, ProxyError
 from spendgate_proxy.formats import anthropic_messages, openai_chat, responses_shaped
 from spendgate_proxy.formats.canonical import ChatRequest

@@ -6,7 +6,7 @@ budget pauses answer in Anthropic's shapes (``{"type": "error", "error": {type, 
 
 An Anthropic upstream gets the body as sent (model renamed only; ``cache_control``, ``thinking``
 and unknown fields untouched) and its bytes come back untouched; an OpenAI-compatible upstream is
-reached through the canonical model (``translate.py``).
+reached through the canonical model (``call/serve.py``).
 
 ``count_tokens`` is forwarded to Anthropic upstreams. Other providers have no such endpoint, so the
 gateway estimates (``anthropic_messages.estimate_input_tokens``: tiktoken when cached, else four
@@ -23,8 +23,9 @@ from aiohttp import web
 
 from spendgate_proxy.attribution.features import classify
 from spendgate_proxy.call.budget_reply import pause_response, pause_text
+from spendgate_proxy.call.model import Call
 from spendgate_proxy.call.plan import lookup_model, new_record, plan_call
-from spendgate_proxy.call.translate import Call, error_reply, feature_body, serve
+from spendgate_proxy.call.serve import error_reply, feature_body, serve
 from spendgate_proxy.errors import BadRequest, ProxyError
 from spendgate_proxy.formats import anthropic_messages
 from spendgate_proxy.formats.anthropic_messages import AnthropicFormatError
@@ -79,7 +80,7 @@ async def messages_core(request: Exchange) -> Any:
         body = parse_json(raw)
         req = _parse(body)
         # A "repo/model" alias: the base model is admitted and recorded; the upstream gets its own
-        # model name (translate.py), and the client's reply echoes what it sent.
+        # model name (call/serve.py), and the client's reply echoes what it sent.
         model, alias = state.attribution.split_model(req.model)
         attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
         feature = classify(feature_body(req))

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
     from spendgate_proxy.attribution.chain import Attribution
-    from spendgate_proxy.call.stream import Usage
+    from spendgate_proxy.call.openai_tap import Usage
     from spendgate_proxy.keys import Principal
 
 logger = logging.getLogger(__name__)

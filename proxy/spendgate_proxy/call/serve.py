@@ -26,8 +26,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -35,8 +34,9 @@ from aiohttp import web
 
 from spendgate_proxy.call.anthropic_tap import AnthropicTap
 from spendgate_proxy.call.estimate import CHARS_PER_TOKEN
+from spendgate_proxy.call.model import Call, InboundFormat
+from spendgate_proxy.call.openai_tap import Usage
 from spendgate_proxy.call.routing import RETRYABLE_STATUSES
-from spendgate_proxy.call.stream import Usage
 from spendgate_proxy.formats import anthropic_messages, openai_chat
 from spendgate_proxy.formats.canonical import (
     ChatRequest,
@@ -63,13 +63,10 @@ from spendgate_proxy.formats.cursor import CustomCallStream, custom_tool_names, 
 from spendgate_proxy.telemetry.redact import redact
 
 if TYPE_CHECKING:
-    from spendgate_proxy.config import ModelRoute
     from spendgate_proxy.http.exchange import Exchange, StreamOut
-    from spendgate_proxy.providers import Provider, Reply
+    from spendgate_proxy.providers import Reply
     from spendgate_proxy.state import ProxyState
     from spendgate_proxy.telemetry.spans import CallRecord
-
-InboundFormat = Literal["openai", "anthropic"]
 
 STREAM_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -79,32 +76,6 @@ STREAM_HEADERS = {
 }
 _PASS_HEADERS = ("retry-after", "x-request-id", "request-id")
 _STREAM_BROKEN = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError)
-
-
-@dataclass(slots=True)
-class Call:
-    """One call to serve: what the client asked, in its format and canonically, and where it may go."""
-
-    inbound: InboundFormat
-    req: ChatRequest
-    """Canonical request; ``model`` is the name the client asked for."""
-    body: dict[str, Any]
-    """The client's parsed body, for passthrough to a provider of the same format."""
-    attempts: list[tuple[ModelRoute, Provider]]
-    rec: CallRecord
-    wants_usage: bool = False
-    """OpenAI clients: show the usage chunk (Anthropic streams always carry usage)."""
-    cursor: bool = False
-    """Cursor route: always translate (normalised request), rewrite custom tool calls."""
-    custom_mode: Literal["raw", "json"] = "raw"
-    forward_headers: Mapping[str, str] | None = None
-    """Client headers a same-format provider should see (``anthropic-beta``)."""
-    budget_headers: Mapping[str, str] | None = None
-    """``x-spendgate-budget*`` headers (``budget_state.py``), added to a successful reply only."""
-
-    @property
-    def stream(self) -> bool:
-        return self.req.stream
 
 
 def to_span_usage(usage: CanonicalUsage) -> Usage:
@@ -512,4 +483,4 @@ def _finish_record(state: ProxyState, call: Call, progress: _Progress, tap: Anth
         state.worker.record(rec)
 
 
-__all__ = ["STREAM_HEADERS", "Call", "error_json", "error_reply", "feature_body", "serve", "to_span_usage"]
+__all__ = ["STREAM_HEADERS", "error_json", "error_reply", "feature_body", "serve", "to_span_usage"]
