@@ -6,7 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from spendgate_proxy.call.openai_tap import StreamTap, usage_from_openai
+from spendgate_proxy.call.openai_tap import OpenAITap as StreamTap
+from spendgate_proxy.call.openai_tap import usage_from_openai
 
 
 def _event(obj: object) -> bytes:

@@ -1,4 +1,4 @@
-"""The SSE tap: passes a Chat Completions stream through while noting usage and finish reasons.
+"""The OpenAI SSE tap: passes a Chat Completions stream through while noting usage and finish reasons.
 
 Every upstream chunk is forwarded the moment it arrives. The tap keeps the bytes on the side
 (bounded, ``MAX_KEPT_BYTES``) and, once the stream is over, parses JSON only for the few events
@@ -13,10 +13,17 @@ so the client gets exactly the bytes it would have had without the proxy.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from spendgate_proxy.call.estimate import count_tokens
+from spendgate_proxy.telemetry.redact import redact
+
+if TYPE_CHECKING:
+    from spendgate_proxy.telemetry.spans import CallRecord
 
 MAX_KEPT_BYTES = 1 << 20
 """Bytes kept for estimation per stream; past this, the rest is extrapolated from byte counts."""
@@ -59,7 +66,7 @@ def _data(event: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
-class StreamTap:
+class OpenAITap:
     """Watches one Chat Completions SSE stream; ``feed`` returns the bytes to send on.
 
     Passthrough mode (the client asked for usage, as Cursor does) does nothing per chunk but keep
@@ -274,6 +281,25 @@ class StreamTap:
         if obj is not None:
             self._note_first(obj)
         return self._note(obj)
+
+    def fill(self, rec: CallRecord) -> None:
+        """Put what the stream said on the span record (``finish`` first)."""
+        self.finish()
+        if self.finish_reasons:
+            rec.finish_reasons = tuple(self.finish_reasons)
+        rec.response_id = self.response_id
+        rec.response_model = self.response_model
+        rec.usage = self.usage
+        if self.error is not None and rec.error_type is None:
+            rec.error_type = str(self.error.get("code") or self.error.get("type") or "stream_error")
+            rec.error_message = str(self.error.get("message") or "")[:500]
+        if rec.output_text is not None:
+            rec.output_text = redact(self.streamed_text()[0])
+
+    def output_estimate(self) -> int:
+        """Output tokens estimated from the streamed text (scaled past ``MAX_KEPT_BYTES``)."""
+        text, scale = self.streamed_text()
+        return math.ceil(count_tokens(text) * scale)
 
     def streamed_text(self) -> tuple[str, float]:
         """Text the model produced so far (content, reasoning, tool arguments) and a scale factor.

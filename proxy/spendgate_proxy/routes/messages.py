@@ -22,10 +22,11 @@ import orjson
 from aiohttp import web
 
 from spendgate_proxy.attribution.features import classify
+from spendgate_proxy.call.attempts import error_reply
 from spendgate_proxy.call.budget_reply import pause_response, pause_text
 from spendgate_proxy.call.model import Call
 from spendgate_proxy.call.plan import lookup_model, new_record, plan_call
-from spendgate_proxy.call.serve import error_reply, feature_body, serve
+from spendgate_proxy.call.serve import feature_body, serve
 from spendgate_proxy.errors import BadRequest, ProxyError
 from spendgate_proxy.formats import anthropic_messages
 from spendgate_proxy.formats.anthropic_messages import AnthropicFormatError
