@@ -23,7 +23,6 @@ from spendgate_proxy.call.attempts import error_reply, send
 from spendgate_proxy.call.record import finish_record
 from spendgate_proxy.call.relay import Progress, pass_bytes, translate_events
 from spendgate_proxy.errors import UpstreamUnavailable
-from spendgate_proxy.formats.canonical import ChatRequest, Message, TextPart, ToolCallPart, ToolResultPart
 
 if TYPE_CHECKING:
     from spendgate_proxy.call.model import Call
@@ -65,27 +64,4 @@ async def serve(ex: Exchange, state: ProxyState, call: Call) -> Any:
         finish_record(state, call)
 
 
-def feature_body(req: ChatRequest) -> dict[str, Any]:
-    """A small Chat Completions-shaped stand-in for ``features.classify``: the system prompt, the
-    first message and everything from the last user turn on (all the classifier reads)."""
-    messages: list[dict[str, Any]] = []
-    if req.system:
-        messages.append({"role": "system", "content": "\n".join(p.text for p in req.system)})
-    last_user = max((i for i, m in enumerate(req.messages) if _is_user_turn(m)), default=len(req.messages))
-    picked = req.messages[:1] + req.messages[max(1, last_user) :]
-    for m in picked:
-        text = " ".join(p.text for p in m.parts if isinstance(p, TextPart))
-        if m.parts and all(isinstance(p, ToolResultPart) for p in m.parts):
-            messages.append({"role": "tool", "content": text})
-        elif m.role == "assistant" and any(isinstance(p, ToolCallPart) for p in m.parts):
-            messages.append({"role": "assistant", "content": text, "tool_calls": [{}]})
-        else:
-            messages.append({"role": m.role, "content": text})
-    return {"messages": messages, "tools": len(req.tools)}
-
-
-def _is_user_turn(m: Message) -> bool:
-    return m.role == "user" and not all(isinstance(p, ToolResultPart) for p in m.parts)
-
-
-__all__ = ["feature_body", "serve"]
+__all__ = ["serve"]
