@@ -19,7 +19,6 @@ import orjson
 
 from spendgate_proxy.call.estimate import count_tokens
 from spendgate_proxy.call.openai_tap import MAX_KEPT_BYTES
-from spendgate_proxy.call.record import to_span_usage
 from spendgate_proxy.formats.anthropic_messages import AnthropicSSEParser, usage_from_anthropic
 from spendgate_proxy.formats.canonical import TextDelta, ThinkingDelta, ToolCallDelta, finish_reason_from_anthropic
 from spendgate_proxy.formats.canonical import Usage as CanonicalUsage
@@ -76,7 +75,7 @@ class AnthropicTap:
         """Put what the stream said on the span record (``finish`` first)."""
         self.finish()
         if self.usage is not None:
-            rec.usage = to_span_usage(self.usage)
+            rec.usage = self.usage
             rec.usage_estimated = self.estimated
         reason = finish_reason_from_anthropic(self.stop_reason)
         rec.finish_reasons = (reason,) if reason else ()

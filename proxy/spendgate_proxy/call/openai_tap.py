@@ -14,15 +14,16 @@ so the client gets exactly the bytes it would have had without the proxy.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from spendgate_proxy.call.estimate import count_tokens
+from spendgate_proxy.formats.openai_chat import usage_from_openai
 from spendgate_proxy.telemetry.redact import redact
 
 if TYPE_CHECKING:
+    from spendgate_proxy.formats.canonical import Usage
     from spendgate_proxy.telemetry.spans import CallRecord
 
 MAX_KEPT_BYTES = 1 << 20
@@ -33,29 +34,6 @@ _TAIL_CHUNKS = 64
 _USAGE_MARKS = (b'"usage":{', b'"usage": {')
 _FINISH_MARKS = (b'"finish_reason":"', b'"finish_reason": "')
 _NULL_USAGE = (b',"usage":null', b'"usage":null,', b', "usage": null', b'"usage": null, ')
-
-
-@dataclass(slots=True)
-class Usage:
-    """Token counts as OpenAI reports them; prompt includes cached, completion includes reasoning."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-
-
-def usage_from_openai(raw: dict[str, Any]) -> Usage:
-    """Read an OpenAI ``usage`` object (Chat Completions or Responses naming)."""
-    prompt = raw.get("prompt_tokens", raw.get("input_tokens")) or 0
-    completion = raw.get("completion_tokens", raw.get("output_tokens")) or 0
-    pdet = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
-    cdet = raw.get("completion_tokens_details") or raw.get("output_tokens_details") or {}
-    # Some OpenAI-compatible servers (DeepSeek, vLLM builds) report cache hits at the top level.
-    cached = pdet.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
-    written = pdet.get("cache_write_tokens") or pdet.get("cache_creation_tokens") or 0
-    return Usage(int(prompt), int(completion), int(cached), int(written), int(cdet.get("reasoning_tokens") or 0))
 
 
 def _data(event: bytes) -> bytes | None:

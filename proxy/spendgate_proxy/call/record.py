@@ -16,27 +16,15 @@ from typing import TYPE_CHECKING
 import orjson
 
 from spendgate_proxy.call import estimate
-from spendgate_proxy.call.openai_tap import Usage, usage_from_openai
 from spendgate_proxy.formats import anthropic_messages
-from spendgate_proxy.formats.canonical import finish_reason_from_anthropic
+from spendgate_proxy.formats.canonical import Usage, finish_reason_from_anthropic
+from spendgate_proxy.formats.openai_chat import usage_from_openai
 from spendgate_proxy.telemetry.redact import redact
 
 if TYPE_CHECKING:
     from spendgate_proxy.call.model import Call, InboundFormat
-    from spendgate_proxy.formats.canonical import Usage as CanonicalUsage
     from spendgate_proxy.state import ProxyState
     from spendgate_proxy.telemetry.spans import CallRecord
-
-
-def to_span_usage(usage: CanonicalUsage) -> Usage:
-    """Canonical usage → the span's usage (same totals: prompt includes cache, completion includes reasoning)."""
-    return Usage(
-        prompt_tokens=usage.input_tokens,
-        completion_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-    )
 
 
 def note_answer(rec: CallRecord, data: bytes, inbound: InboundFormat) -> None:
@@ -50,7 +38,7 @@ def note_answer(rec: CallRecord, data: bytes, inbound: InboundFormat) -> None:
     usage = obj.get("usage")
     if inbound == "anthropic":
         if isinstance(usage, dict):
-            rec.usage = to_span_usage(anthropic_messages.usage_from_anthropic(usage))
+            rec.usage = anthropic_messages.usage_from_anthropic(usage)
         stop = obj.get("stop_reason")
         reason = finish_reason_from_anthropic(stop if isinstance(stop, str) else None)
         rec.finish_reasons = (reason,) if reason else ()
@@ -73,7 +61,7 @@ def estimate_usage(call: Call) -> Usage:
     else:
         prompt = anthropic_messages.estimate_input_tokens(call.req)
     completion = call.seen.output_estimate() if call.seen is not None else 0
-    return Usage(prompt_tokens=prompt, completion_tokens=completion)
+    return Usage(input_tokens=prompt, output_tokens=completion)
 
 
 def finish_record(state: ProxyState, call: Call) -> None:
@@ -89,4 +77,4 @@ def finish_record(state: ProxyState, call: Call) -> None:
         state.worker.record(rec)
 
 
-__all__ = ["estimate_usage", "finish_record", "note_answer", "to_span_usage"]
+__all__ = ["estimate_usage", "finish_record", "note_answer"]

@@ -37,7 +37,7 @@ from spendgate_proxy.call.attempts import error_json, error_reply
 from spendgate_proxy.call.estimate import CHARS_PER_TOKEN
 from spendgate_proxy.call.model import Seen
 from spendgate_proxy.call.openai_tap import OpenAITap
-from spendgate_proxy.call.record import note_answer, to_span_usage
+from spendgate_proxy.call.record import note_answer
 from spendgate_proxy.errors import sse_error_event
 from spendgate_proxy.formats import anthropic_messages, openai_chat
 from spendgate_proxy.formats.canonical import (
@@ -261,7 +261,7 @@ class Progress:
         if rec.usage is not None:  # a whole answer passed through noted it already
             return
         if self.usage is not None:
-            rec.usage = to_span_usage(self.usage)
+            rec.usage = self.usage
             rec.usage_estimated = self.estimated
         if self.finish:
             rec.finish_reasons = tuple(self.finish)
