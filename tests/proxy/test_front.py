@@ -20,8 +20,8 @@ import orjson
 import pytest
 from aiohttp import web
 
+import spendgate_proxy.call.admit as chat_route
 import spendgate_proxy.http.front as front_module
-import spendgate_proxy.routes.chat as chat_route
 from spendgate_simulator import SimulatorConfig
 from spendgate_simulator import create_app as create_simulator
 from tests.proxy.conftest import PROVIDER_KEY, Gateway, start_gateway

@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.resources import Resource
 
 from spendgate_proxy.attribution.chain import Attribution
-from spendgate_proxy.call.stream import Usage
+from spendgate_proxy.formats.canonical import Usage
 from spendgate_proxy.keys import Principal
 from spendgate_proxy.telemetry.otlp_encode import RequestEncoder
 from spendgate_proxy.telemetry.otlp_export import GrpcSender, HttpSender, Outcome, Result

@@ -6,7 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from spendgate_proxy.call.stream import StreamTap, usage_from_openai
+from spendgate_proxy.call.openai_tap import OpenAITap as StreamTap
+from spendgate_proxy.formats.openai import usage_from_openai
 
 
 def _event(obj: object) -> bytes:
@@ -66,7 +67,7 @@ def test_passthrough_is_unchanged_and_taps_usage_at_any_chunking(size: int) -> N
     tap.finish()
     assert out == data
     assert tap.usage is not None
-    assert (tap.usage.prompt_tokens, tap.usage.completion_tokens) == (100, 5)
+    assert (tap.usage.input_tokens, tap.usage.output_tokens) == (100, 5)
     assert (tap.usage.cache_read_tokens, tap.usage.reasoning_tokens) == (60, 2)
     assert tap.finish_reasons == ["stop"]
     assert (tap.response_id, tap.response_model) == ("chatcmpl-1", "gpt-4.1")
@@ -78,7 +79,7 @@ def test_strip_mode_returns_the_stream_the_client_would_have_had(size: int) -> N
     tap = StreamTap(strip_usage=True)
     out = b"".join(tap.feed(c) for c in _split(_stream(with_usage=True), size)) + tap.flush()
     assert out == _stream(with_usage=False)
-    assert tap.usage is not None and tap.usage.completion_tokens == 5
+    assert tap.usage is not None and tap.usage.output_tokens == 5
 
 
 @pytest.mark.parametrize("size", [1, 13, 100_000])
@@ -135,7 +136,7 @@ def test_usage_reader_accepts_responses_naming_and_cache_writes() -> None:
             "output_tokens_details": {"reasoning_tokens": 3},
         }
     )
-    assert (u.prompt_tokens, u.completion_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens) == (
+    assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens) == (
         50,
         9,
         10,
@@ -152,7 +153,7 @@ def test_error_event_is_noticed() -> None:
 
 
 def test_passthrough_finds_usage_past_the_kept_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    import spendgate_proxy.call.stream as stream
+    import spendgate_proxy.call.openai_tap as stream
 
     monkeypatch.setattr(stream, "MAX_KEPT_BYTES", 600)
     data = _stream(with_usage=True)
@@ -160,7 +161,7 @@ def test_passthrough_finds_usage_past_the_kept_bound(monkeypatch: pytest.MonkeyP
     out = b"".join(tap.feed(c) for c in _split(data, 40))
     tap.finish()
     assert out == data
-    assert tap.usage is not None and tap.usage.prompt_tokens == 100
+    assert tap.usage is not None and tap.usage.input_tokens == 100
     assert tap.done
     text, scale = tap.streamed_text()
     assert text.startswith("word1 ")

@@ -13,15 +13,18 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from spendgate_proxy.call.stream import MAX_KEPT_BYTES
+from spendgate_proxy.call.openai_tap import MAX_KEPT_BYTES
 from spendgate_proxy.formats.anthropic import AnthropicSSEParser, usage_from_anthropic
-from spendgate_proxy.formats.canonical import TextDelta, ThinkingDelta, ToolCallDelta
+from spendgate_proxy.formats.canonical import TextDelta, ThinkingDelta, ToolCallDelta, finish_reason_from_anthropic
 from spendgate_proxy.formats.canonical import Usage as CanonicalUsage
 from spendgate_proxy.formats.estimate import count_tokens
+
+if TYPE_CHECKING:
+    from spendgate_proxy.telemetry.spans import CallRecord
 
 _TAIL_CHUNKS = 64
 """Chunks kept past ``MAX_KEPT_BYTES``: ``message_delta`` comes at the very end."""
@@ -54,13 +57,37 @@ class AnthropicTap:
         self.response_model: str | None = None
         self.error: Mapping[str, Any] | None = None
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> bytes:
+        """Keep a reference to ``chunk``; it goes on untouched."""
         if self._kept < MAX_KEPT_BYTES:
             self._chunks.append(chunk)
             self._kept += len(chunk)
         else:
             self.unkept += len(chunk)
             self._tail.append(chunk)
+        return chunk
+
+    def flush(self) -> bytes:
+        """Nothing is held back: every chunk went on as it came."""
+        return b""
+
+    def fill(self, rec: CallRecord) -> None:
+        """Put what the stream said on the span record (``finish`` first)."""
+        self.finish()
+        if self.usage is not None:
+            rec.usage = self.usage
+            rec.usage_estimated = self.estimated
+        reason = finish_reason_from_anthropic(self.stop_reason)
+        rec.finish_reasons = (reason,) if reason else ()
+        rec.response_id, rec.response_model = self.response_id, self.response_model
+        if self.error is not None and rec.error_type is None:
+            rec.error_type = str(self.error.get("type") or "stream_error")
+            rec.error_message = str(self.error.get("message") or "")[:500]
+
+    def output_estimate(self) -> int:
+        """0: a stream cut before its usage is estimated in ``finish`` already (input from
+        ``message_start``); one without any usage never started."""
+        return 0
 
     def finish(self) -> None:
         """Parse the few events that matter; call once the stream is over, however it ended."""

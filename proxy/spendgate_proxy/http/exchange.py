@@ -2,7 +2,7 @@
 
 Two servers take model calls: the front (``front.py``, the hot path) and aiohttp's web server
 (every other case). ``Exchange`` is the small surface the handlers (``app.MODEL_ROUTES``:
-Chat Completions, the Cursor route, Anthropic Messages, and ``translate.serve`` under them) use,
+Chat Completions, the Cursor route, Anthropic Messages, and ``call.serve.serve`` under them) use,
 so each is written once: headers and path, the ``/t/{attrs}`` segment, the raw body, and a
 streamed answer. ``AiohttpExchange`` puts it over an ``aiohttp.web.Request`` (``on_aiohttp``
 turns a handler into an aiohttp one); ``front.FrontExchange`` is the front's.

@@ -27,7 +27,7 @@ the handler's fallback loop decides what to do with them. Callers must ``reply.c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeAlias
 from urllib.parse import urlsplit
 
@@ -133,17 +133,22 @@ class Provider(ABC):
         stream: bool = False,
         endpoint: Endpoint = "chat",
         headers: Mapping[str, str] | None = None,
+        sent: Callable[[], object] | None = None,
     ) -> Reply:
         """POST a body already in this provider's format (the passthrough path).
 
         ``headers`` are extra client headers worth forwarding (e.g. ``anthropic-beta``); they
-        never replace the provider's auth.
+        never replace the provider's auth. ``sent`` is called once the request is written (work
+        that can run while the upstream computes); a session that cannot tell calls it when the
+        answer's head has arrived.
         """
         url = self.url_for(endpoint, model, stream=stream)
         signed = self.headers_for(url, body)
         if headers:
             signed = {**headers, **(signed or {})}
         resp = await self.session.post(url, data=body, headers=signed)
+        if sent is not None:
+            sent()
         return Reply(self, resp)
 
     # -- pool ------------------------------------------------------------------------------

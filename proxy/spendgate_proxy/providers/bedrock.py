@@ -28,7 +28,7 @@ import asyncio
 import base64
 import binascii
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -410,6 +410,7 @@ class BedrockProvider(Provider):
         stream: bool = False,
         endpoint: Endpoint = "chat",
         headers: Mapping[str, str] | None = None,
+        sent: Callable[[], object] | None = None,
     ) -> Reply:
         """POST a Bedrock body (already in the envelope), signed; the reply reads Bedrock's errors."""
         refresh_needed = getattr(self.credentials, "refresh_needed", None)
@@ -418,11 +419,13 @@ class BedrockProvider(Provider):
             await asyncio.to_thread(self.credentials.get_frozen_credentials)
         url = self.url_for(endpoint, model, stream=stream)
         signed = self.headers_for(url, body)
-        sent: Mapping[str, str] = signed
+        out: Mapping[str, str] = signed
         if headers:
             extra = {k: v for k, v in headers.items() if k.lower() not in _OWN_HEADERS and not _is_amz(k)}
-            sent = {**extra, **signed}
-        resp = await self.session.post(url, data=body, headers=sent)
+            out = {**extra, **signed}
+        resp = await self.session.post(url, data=body, headers=out)
+        if sent is not None:
+            sent()
         return BedrockReply(self, resp)
 
 

@@ -308,26 +308,7 @@ class _Connection(asyncio.Protocol):
         out: list[bytes] = []
         framing = self._framing
         if framing == 0:
-            # Fast path: each chunk that arrived whole (size line, data, CRLF) in one step instead
-            # of three turns of the state machine below (29 -> 15 µs for a 24-event stream). Anything
-            # else (a partial chunk, an extension, the last chunk, a malformed line) stops it at the
-            # chunk's start, where the state machine takes over exactly as if it had run from the top.
-            find = buf.find
-            while True:
-                nl = find(b"\r\n", pos)
-                if nl == -1:
-                    break
-                try:
-                    size = int(buf[pos:nl], 16)
-                except ValueError:
-                    break
-                start = nl + 2
-                stop = start + size
-                # size <= 0: the last chunk, or a negative size (int() takes a sign) that must never move pos back
-                if size <= 0 or stop + 2 > end or buf[stop : stop + 2] != b"\r\n":
-                    break
-                out.append(buf[start:stop])
-                pos = stop + 2
+            pos = _whole_chunks(buf, end, out)
         while pos < end:
             if framing == 1:  # chunk data
                 take = min(self._chunk_left, end - pos)
@@ -452,6 +433,31 @@ class _Body:
 
     async def read(self) -> bytes:
         return await self._response.read()
+
+
+def _whole_chunks(buf: bytes, end: int, out: list[bytes]) -> int:
+    """``_chunked``'s fast path: each chunk at the start of ``buf`` that arrived whole (size line,
+    data, CRLF) in one step instead of three turns of its state machine (29 -> 15 µs for a 24-event
+    stream); their data go to ``out``. Anything else (a partial chunk, an extension, the last chunk,
+    a malformed line) stops it at the chunk's start, returned, where the state machine takes over
+    exactly as if it had run from the top."""
+    pos = 0
+    find = buf.find
+    while True:
+        nl = find(b"\r\n", pos)
+        if nl == -1:
+            return pos
+        try:
+            size = int(buf[pos:nl], 16)
+        except ValueError:
+            return pos
+        start = nl + 2
+        stop = start + size
+        # size <= 0: the last chunk, or a negative size (int() takes a sign) that must never move pos back
+        if size <= 0 or stop + 2 > end or buf[stop : stop + 2] != b"\r\n":
+            return pos
+        out.append(buf[start:stop])
+        pos = stop + 2
 
 
 class Http1Response:

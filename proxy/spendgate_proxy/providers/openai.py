@@ -1,8 +1,9 @@
 """OpenAI-compatible upstreams (OpenAI, Azure-style, vLLM, Ollama, ...): Chat Completions in and out.
 
-The passthrough hot path in ``routes/chat.py`` posts to :attr:`OpenAIProvider.chat_url` directly with the
-session, exactly as before providers existed; the hooks below serve the translation path (an
-Anthropic-shaped or Responses-shaped request answered by an OpenAI-compatible model).
+The passthrough hot path (``call/attempts.py``) posts through :meth:`OpenAIProvider.send_raw`, which
+hands the body straight to the pool with its ``sent`` callback; the hooks below serve the
+translation path (an Anthropic-shaped or Responses-shaped request answered by an OpenAI-compatible
+model).
 
 The session is the lean HTTP/1.1 pool of ``http1.py`` rather than an aiohttp ``ClientSession``:
 it answers the same calls (``post``, then ``status``/``headers``/``content.iter_any()``/``read``)
@@ -22,10 +23,12 @@ from spendgate_proxy.formats import openai as openai_chat
 from spendgate_proxy.formats import responses_shaped
 from spendgate_proxy.formats.canonical import EFFORT_BUDGETS, ChatResponse
 from spendgate_proxy.formats.errors import map_context_overflow, openai_error
-from spendgate_proxy.providers.base import Endpoint, EventParser, Provider
+from spendgate_proxy.providers.base import Endpoint, EventParser, Provider, Reply
 from spendgate_proxy.providers.http1 import Http1Pool
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from spendgate_proxy.config import ProviderSettings
     from spendgate_proxy.formats.canonical import ChatRequest
 
@@ -86,6 +89,21 @@ class OpenAIProvider(Provider):
         if endpoint != "chat":
             raise ValueError(f"OpenAI-compatible providers have no {endpoint} endpoint")
         return self.chat_url
+
+    async def send_raw(
+        self,
+        body: bytes,
+        *,
+        model: str = "",
+        stream: bool = False,
+        endpoint: Endpoint = "chat",
+        headers: Mapping[str, str] | None = None,
+        sent: Callable[[], object] | None = None,
+    ) -> Reply:
+        """POST a Chat Completions body: straight to the pool, which calls ``sent`` once the request
+        is written (the span record is then built while the upstream computes)."""
+        url = self.url_for(endpoint, model, stream=stream)
+        return Reply(self, await self.session.post(url, data=body, headers=headers, sent=sent))
 
     def render(self, req: ChatRequest) -> bytes:
         reasoning = req.reasoning

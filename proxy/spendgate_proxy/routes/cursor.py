@@ -4,7 +4,7 @@ Cursor posts three body shapes to one URL (Chat Completions, Responses-shaped, A
 docs/cursor-facts.md) and reads only Chat Completions back. This route detects the shape
 (``formats.detect``), parses it to the canonical model, normalises it for any provider
 (``formats.cursor``: duplicate tools dropped, custom grammar tools as functions, the
-``max_tokens`` floor for tool-using turns) and serves it through ``translate.py`` with Cursor's
+``max_tokens`` floor for tool-using turns) and serves it through ``call/serve.py`` with Cursor's
 extras on the way back: custom tool calls rewritten for Cursor, a provider's context overflow as
 OpenAI's ``context_length_exceeded`` (Cursor summarises on it), and a budget pause as an assistant
 message by default (``proxy.cursor.pause_response``), since Cursor shows any refusal as a bare
@@ -18,14 +18,14 @@ survive. The translation costs well under a millisecond (docs/performance.md, Tr
 
 from __future__ import annotations
 
-import time
+from functools import partial
 from typing import Any
 
-from spendgate_proxy.attribution.features import classify
+from spendgate_proxy.call.admit import Admission, admit
 from spendgate_proxy.call.budget_reply import pause_response
-from spendgate_proxy.call.plan import new_record, plan_call
-from spendgate_proxy.call.translate import Call, feature_body, serve
-from spendgate_proxy.errors import BadRequest, ProxyError
+from spendgate_proxy.call.model import Call
+from spendgate_proxy.call.serve import serve
+from spendgate_proxy.errors import BadRequest
 from spendgate_proxy.formats import anthropic as anthropic_messages
 from spendgate_proxy.formats import openai as openai_chat
 from spendgate_proxy.formats import responses_shaped
@@ -33,7 +33,6 @@ from spendgate_proxy.formats.canonical import ChatRequest
 from spendgate_proxy.formats.cursor import normalise_cursor_request
 from spendgate_proxy.formats.detect import detect_shape
 from spendgate_proxy.http.exchange import Exchange
-from spendgate_proxy.http.inbound import UnknownVirtualKey, authenticate, authenticate_again, parse_json, prefix_fields
 
 
 def parse_cursor_body(body: dict[str, Any], *, max_tokens_floor: int | None) -> ChatRequest:
@@ -68,51 +67,27 @@ def parse_cursor_body(body: dict[str, Any], *, max_tokens_floor: int | None) -> 
 async def cursor_core(request: Exchange) -> Any:
     """``POST /cursor/v1/chat/completions``: any Cursor body shape in, Chat Completions out; for
     either server (exchange.py, ``app.MODEL_ROUTES``)."""
-    start_ns = time.time_ns()
-    state = request.state
-    headers = request.headers
-    settings = state.settings.cursor
-    try:
-        try:
-            principal = authenticate(state.keys, headers)
-        except UnknownVirtualKey as unknown:  # a key created a moment ago still works
-            principal = await authenticate_again(state, unknown)
-        prefix = prefix_fields(request.attrs)
-        raw = await request.read_body(state.max_body)
-        body = parse_json(raw)
-        req = parse_cursor_body(body, max_tokens_floor=settings.max_tokens_floor)
-        # A custom model "acme-api/claude-sonnet-4-6" (one per project in Cursor's settings): the base
-        # model is admitted and recorded, the upstream gets its own name, Cursor sees its name echoed.
-        model, alias = state.attribution.split_model(req.model)
-        attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
-        feature = classify(feature_body(req))
-        plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
-    except ProxyError as exc:
-        return exc.response()
-    if plan.pause is not None:
-        return pause_response(plan.pause, form=settings.pause_response, model=req.model, stream=req.stream)
-    rec = new_record(
+    settings = request.state.settings.cursor
+    # A custom model "acme-api/claude-sonnet-4-6" (one per project in Cursor's settings): the base
+    # model is admitted and recorded, the upstream gets its own name, Cursor sees its name echoed.
+    admitted = await admit(
         request,
-        state,
-        start_ns=start_ns,
-        principal=principal,
-        attrib=attrib,
-        feature=feature,
-        model=model,
-        plan=plan,
-        stream=req.stream,
-        body=body,
-        raw=raw,
+        partial(parse_cursor_body, max_tokens_floor=settings.max_tokens_floor),
+        pause=partial(pause_response, form=settings.pause_response),
     )
+    if not isinstance(admitted, Admission):
+        return admitted
+    req = admitted.req
+    assert req is not None
     call = Call(
         "openai",
         req,
-        body,
-        plan.attempts,
-        rec,
+        admitted.body,
+        admitted.plan.attempts,
+        admitted.record(stream=req.stream),
         wants_usage=req.stream and req.include_usage,
         cursor=True,
         custom_mode=settings.custom_tool_calls,
-        budget_headers=plan.budget_headers,
+        budget_headers=admitted.plan.budget_headers,
     )
-    return await serve(request, state, call)
+    return await serve(request, request.state, call)

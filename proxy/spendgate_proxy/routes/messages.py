@@ -6,7 +6,7 @@ budget pauses answer in Anthropic's shapes (``{"type": "error", "error": {type, 
 
 An Anthropic upstream gets the body as sent (model renamed only; ``cache_control``, ``thinking``
 and unknown fields untouched) and its bytes come back untouched; an OpenAI-compatible upstream is
-reached through the canonical model (``translate.py``).
+reached through the canonical model (``call/serve.py``).
 
 ``count_tokens`` is forwarded to Anthropic upstreams. Other providers have no such endpoint, so the
 gateway estimates (``formats.estimate.estimate_input_tokens``: tiktoken when cached, else four
@@ -15,16 +15,18 @@ characters a token) and says so in the ``x-spendgate-estimate: true`` header.
 
 from __future__ import annotations
 
-import time
+from functools import partial
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from spendgate_proxy.attribution.features import classify
+from spendgate_proxy.call.admit import Admission, admit
+from spendgate_proxy.call.attempts import error_reply
 from spendgate_proxy.call.budget_reply import pause_response, pause_text
-from spendgate_proxy.call.plan import lookup_model, new_record, plan_call
-from spendgate_proxy.call.translate import Call, error_reply, feature_body, serve
+from spendgate_proxy.call.model import Call
+from spendgate_proxy.call.plan import lookup_model
+from spendgate_proxy.call.serve import serve
 from spendgate_proxy.errors import BadRequest, ProxyError
 from spendgate_proxy.formats import anthropic as anthropic_messages
 from spendgate_proxy.formats.anthropic import AnthropicFormatError
@@ -35,9 +37,7 @@ from spendgate_proxy.http.inbound import (
     UnknownVirtualKey,
     authenticate,
     authenticate_again,
-    parse_json,
     path_prefix,
-    prefix_fields,
     read_json,
 )
 from spendgate_proxy.state import STATE
@@ -65,51 +65,24 @@ def _parse(body: dict[str, Any], *, count: bool = False) -> ChatRequest:
 
 
 async def messages_core(request: Exchange) -> Any:
-    """``POST /v1/messages``: authenticate, admit, pass through or translate, record one span;
-    for either server (exchange.py, ``app.MODEL_ROUTES``)."""
-    start_ns = time.time_ns()
+    """``POST /v1/messages``: admit, then the call engine (pass through or translate, record one
+    span); for either server (exchange.py, ``app.MODEL_ROUTES``)."""
     state = request.state
-    headers = request.headers
-    try:
-        try:
-            principal = authenticate(state.keys, headers)
-        except UnknownVirtualKey as unknown:  # a key created a moment ago still works
-            principal = await authenticate_again(state, unknown)
-        prefix = prefix_fields(request.attrs)
-        raw = await request.read_body(state.max_body)
-        body = parse_json(raw)
-        req = _parse(body)
-        # A "repo/model" alias: the base model is admitted and recorded; the upstream gets its own
-        # model name (translate.py), and the client's reply echoes what it sent.
-        model, alias = state.attribution.split_model(req.model)
-        attrib = state.attribution.resolve(headers, prefix, principal, now_ns=start_ns, alias_repo=alias, body=body)
-        feature = classify(feature_body(req))
-        plan = plan_call(state, principal, attrib, model, feature=feature, prompt_tokens=len(raw) // 4)
-    except ProxyError as exc:
-        return _error(exc)
-    if plan.pause is not None:
-        return pause_messages(plan.pause, form=state.pause_form, model=req.model, stream=req.stream)
-    rec = new_record(
-        request,
-        state,
-        start_ns=start_ns,
-        principal=principal,
-        attrib=attrib,
-        feature=feature,
-        model=model,
-        plan=plan,
-        stream=req.stream,
-        body=body,
-        raw=raw,
-    )
+    # A "repo/model" alias: the base model is admitted and recorded; the upstream gets its own
+    # model name (call/attempts.py), and the client's reply echoes what it sent.
+    admitted = await admit(request, _parse, pause=partial(pause_messages, form=state.pause_form), refuse=_error)
+    if not isinstance(admitted, Admission):
+        return admitted
+    req = admitted.req
+    assert req is not None
     call = Call(
         "anthropic",
         req,
-        body,
-        plan.attempts,
-        rec,
-        forward_headers=_forward_headers(headers),
-        budget_headers=plan.budget_headers,
+        admitted.body,
+        admitted.plan.attempts,
+        admitted.record(stream=req.stream),
+        forward_headers=_forward_headers(request.headers),
+        budget_headers=admitted.plan.budget_headers,
     )
     return await serve(request, state, call)
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
     from spendgate_proxy.attribution.chain import Attribution
-    from spendgate_proxy.call.stream import Usage
+    from spendgate_proxy.formats.canonical import Usage
     from spendgate_proxy.keys import Principal
 
 logger = logging.getLogger(__name__)
@@ -218,9 +218,9 @@ def call_attributes(rec: CallRecord) -> dict[str, Any]:
         attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = list(rec.finish_reasons)
     u = rec.usage
     if u is not None:
-        attrs[A.LLM_TOKEN_COUNT_PROMPT] = attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = u.prompt_tokens
-        attrs[A.LLM_TOKEN_COUNT_COMPLETION] = attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] = u.completion_tokens
-        attrs[A.LLM_TOKEN_COUNT_TOTAL] = u.prompt_tokens + u.completion_tokens
+        attrs[A.LLM_TOKEN_COUNT_PROMPT] = attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = u.input_tokens
+        attrs[A.LLM_TOKEN_COUNT_COMPLETION] = attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] = u.output_tokens
+        attrs[A.LLM_TOKEN_COUNT_TOTAL] = u.input_tokens + u.output_tokens
         attrs[A.LLM_TOKEN_COUNT_PROMPT_CACHE_READ] = u.cache_read_tokens
         attrs[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = u.cache_read_tokens
         attrs[A.LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE] = u.cache_write_tokens

@@ -1,4 +1,4 @@
-"""The SSE tap: passes a Chat Completions stream through while noting usage and finish reasons.
+"""The OpenAI SSE tap: passes a Chat Completions stream through while noting usage and finish reasons.
 
 Every upstream chunk is forwarded the moment it arrives. The tap keeps the bytes on the side
 (bounded, ``MAX_KEPT_BYTES``) and, once the stream is over, parses JSON only for the few events
@@ -13,10 +13,18 @@ so the client gets exactly the bytes it would have had without the proxy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from spendgate_proxy.formats.estimate import count_tokens
+from spendgate_proxy.formats.openai import usage_from_openai
+from spendgate_proxy.telemetry.redact import redact
+
+if TYPE_CHECKING:
+    from spendgate_proxy.formats.canonical import Usage
+    from spendgate_proxy.telemetry.spans import CallRecord
 
 MAX_KEPT_BYTES = 1 << 20
 """Bytes kept for estimation per stream; past this, the rest is extrapolated from byte counts."""
@@ -28,29 +36,6 @@ _FINISH_MARKS = (b'"finish_reason":"', b'"finish_reason": "')
 _NULL_USAGE = (b',"usage":null', b'"usage":null,', b', "usage": null', b'"usage": null, ')
 
 
-@dataclass(slots=True)
-class Usage:
-    """Token counts as OpenAI reports them; prompt includes cached, completion includes reasoning."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-
-
-def usage_from_openai(raw: dict[str, Any]) -> Usage:
-    """Read an OpenAI ``usage`` object (Chat Completions or Responses naming)."""
-    prompt = raw.get("prompt_tokens", raw.get("input_tokens")) or 0
-    completion = raw.get("completion_tokens", raw.get("output_tokens")) or 0
-    pdet = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
-    cdet = raw.get("completion_tokens_details") or raw.get("output_tokens_details") or {}
-    # Some OpenAI-compatible servers (DeepSeek, vLLM builds) report cache hits at the top level.
-    cached = pdet.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
-    written = pdet.get("cache_write_tokens") or pdet.get("cache_creation_tokens") or 0
-    return Usage(int(prompt), int(completion), int(cached), int(written), int(cdet.get("reasoning_tokens") or 0))
-
-
 def _data(event: bytes) -> bytes | None:
     """The payload of an event's ``data:`` line(s); None for comments and keep-alives."""
     if event.startswith(b"data:") and b"\n" not in event:
@@ -59,7 +44,7 @@ def _data(event: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
-class StreamTap:
+class OpenAITap:
     """Watches one Chat Completions SSE stream; ``feed`` returns the bytes to send on.
 
     Passthrough mode (the client asked for usage, as Cursor does) does nothing per chunk but keep
@@ -274,6 +259,25 @@ class StreamTap:
         if obj is not None:
             self._note_first(obj)
         return self._note(obj)
+
+    def fill(self, rec: CallRecord) -> None:
+        """Put what the stream said on the span record (``finish`` first)."""
+        self.finish()
+        if self.finish_reasons:
+            rec.finish_reasons = tuple(self.finish_reasons)
+        rec.response_id = self.response_id
+        rec.response_model = self.response_model
+        rec.usage = self.usage
+        if self.error is not None and rec.error_type is None:
+            rec.error_type = str(self.error.get("code") or self.error.get("type") or "stream_error")
+            rec.error_message = str(self.error.get("message") or "")[:500]
+        if rec.output_text is not None:
+            rec.output_text = redact(self.streamed_text()[0])
+
+    def output_estimate(self) -> int:
+        """Output tokens estimated from the streamed text (scaled past ``MAX_KEPT_BYTES``)."""
+        text, scale = self.streamed_text()
+        return math.ceil(count_tokens(text) * scale)
 
     def streamed_text(self) -> tuple[str, float]:
         """Text the model produced so far (content, reasoning, tool arguments) and a scale factor.
