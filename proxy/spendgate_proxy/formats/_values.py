@@ -24,4 +24,6 @@ def list_or_empty(value: object) -> list[Any]:
 
 def mapping_or_empty(value: object) -> Mapping[str, Any]:
     """``value`` if it is a mapping, else ``{}``."""
+    if type(value) is dict:  # what JSON parsers give: skips the ABC check (~1 µs) on the hot path
+        return value
     return value if isinstance(value, Mapping) else {}

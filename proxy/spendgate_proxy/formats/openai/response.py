@@ -43,6 +43,8 @@ def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
 
 def _count(value: object) -> int:
     """A token count from a provider's JSON: an int (or a whole float); anything else is 0."""
+    if type(value) is int:  # the usual case, first: not a bool (its type is bool), no union check
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
     return int(value)
