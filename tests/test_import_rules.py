@@ -14,8 +14,8 @@ Only ``spendgate_app`` (the ``spendgate`` command, ``up`` and the demo) composes
 What the proxy and the collector share lives once, in semconv (review P3): semconv imports only the
 standard library and protobuf at module level (anything else inside the function that needs it,
 as ``otlp_wire.py`` and ``keyfile.py`` do; the generated gRPC stubs are the one exception), and no
-shared contract class (``Principal``, ``KeyFileError``, ``GrpcSender``, ``HttpSender``, ``Result``)
-is defined in both the proxy and the collector.
+shared contract class (``Principal``, ``KeyFileError``, ``GrpcSender``, ``HttpSender``, ``Result``,
+``Scope``, ``Window``) is defined in both the proxy and the collector.
 
 The collector's rules (review P6): only its database layer, ``spendgate_collector.store``, opens
 database connections or writes DDL and pragmas, so a second SQL backend plugs in there and nowhere
@@ -179,7 +179,7 @@ def test_the_semconv_rule_sees_module_level_imports_only() -> None:
     assert {"json", "yaml", "requests"} == seen
 
 
-SHARED_CONTRACTS = ("Principal", "KeyFileError", "GrpcSender", "HttpSender", "Result")
+SHARED_CONTRACTS = ("Principal", "KeyFileError", "GrpcSender", "HttpSender", "Result", "Scope", "Window")
 """Classes that are one contract between proxy and collector: defined in semconv, never on both sides."""
 
 

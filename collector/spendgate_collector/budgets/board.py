@@ -15,39 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from spendgate_semconv.scope import Scope
+
+__all__ = ["PAUSE", "ROUTE", "Board", "BudgetState", "Scope", "Verdict"]
+
 PAUSE = "pause"
 ROUTE = "route"
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Which calls a verdict applies to: every non-empty field must match the call."""
-
-    user: str | None = None
-    team: str | None = None
-    cost_center: str | None = None
-    repo: str | None = None
-    key_id: str | None = None
-    model: str | None = None
-
-    def matches(
-        self,
-        *,
-        user: str | None,
-        team: str | None,
-        cost_center: str | None,
-        repo: str | None,
-        key_id: str | None,
-        model: str | None,
-    ) -> bool:
-        return (
-            (self.user is None or self.user == user)
-            and (self.team is None or self.team == team)
-            and (self.cost_center is None or self.cost_center == cost_center)
-            and (self.repo is None or self.repo == repo)
-            and (self.key_id is None or self.key_id == key_id)
-            and (self.model is None or self.model == model)
-        )
 
 
 @dataclass(frozen=True, slots=True)

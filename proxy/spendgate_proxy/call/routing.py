@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 
 from spendgate_proxy.config import RoutingRule, RoutingSettings
+from spendgate_semconv.scope import Scope
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 """Upstream statuses after which the next target is tried (529: Anthropic's "overloaded")."""
@@ -28,6 +29,12 @@ class RoutingPolicy:
 
     def __init__(self, settings: RoutingSettings) -> None:
         self._rules: Sequence[RoutingRule] = settings.rules
+        # Who and what a rule is for is a budget scope (the one rule, semconv's); a routing rule adds
+        # the feature and the prompt-size bounds, and never names a key.
+        self._scopes = [
+            Scope(user=m.user, team=m.team, cost_center=m.cost_center, repo=m.repo, model=m.model)
+            for m in (rule.match for rule in settings.rules)
+        ]
         self._fallbacks = settings.fallbacks
         self._retry_after_max = settings.retry_after_max_s
         self._cooling: dict[str, float] = {}
@@ -50,15 +57,11 @@ class RoutingPolicy:
     ) -> tuple[str | None, list[str]]:
         """The rule that matched (or None) and the models to try, in order."""
         rule_name, first = None, model
-        for rule in self._rules:
+        for rule, scope in zip(self._rules, self._scopes, strict=True):
             m = rule.match
             if (
-                (m.model is None or m.model == model)
+                scope.matches(user=user, team=team, cost_center=cost_center, repo=repo, key_id=None, model=model)
                 and (m.feature is None or m.feature == feature)
-                and (m.user is None or m.user == user)
-                and (m.team is None or m.team == team)
-                and (m.cost_center is None or m.cost_center == cost_center)
-                and (m.repo is None or m.repo == repo)
                 and (m.min_prompt_tokens is None or prompt_tokens >= m.min_prompt_tokens)
                 and (m.max_prompt_tokens is None or prompt_tokens <= m.max_prompt_tokens)
             ):

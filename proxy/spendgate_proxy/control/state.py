@@ -30,6 +30,7 @@ from spendgate_proxy.attribution.hook_forward import attribution_from
 from spendgate_proxy.control.budget_state import BudgetIndex, BudgetStatus, status_from
 from spendgate_proxy.keys import KeyDirectory, KeyRecord, Principal
 from spendgate_semconv import control_pb2
+from spendgate_semconv.scope import Scope
 
 if TYPE_CHECKING:
     from spendgate_proxy.attribution.hook_window import HookWindows
@@ -55,25 +56,13 @@ class _Caller(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class VerdictScope:
-    """Which calls a verdict applies to: every non-None field must equal the call's; all None = every call."""
-
-    user: str | None = None
-    team: str | None = None
-    cost_center: str | None = None
-    repo: str | None = None
-    key_id: str | None = None
-    model: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ActiveVerdict:
     """A pause or route verdict in force, as the collector sent it."""
 
     id: str
     action: str
     """``pause`` or ``route``."""
-    scope: VerdictScope
+    scope: Scope
     budget_id: str
     reason: str
     spend_usd: float
@@ -96,16 +85,9 @@ class ActiveVerdict:
         model: str | None,
     ) -> bool:
         """True when the call is in scope (and, for a route, asks for the routed model)."""
-        s = self.scope
-        return (
-            (s.key_id is None or s.key_id == key_id)
-            and (s.user is None or s.user == user)
-            and (s.team is None or s.team == team)
-            and (s.cost_center is None or s.cost_center == cost_center)
-            and (s.repo is None or s.repo == repo)
-            and (s.model is None or s.model == model)
-            and (self.action == PAUSE or self.route_from is None or self.route_from == model)
-        )
+        return self.scope.matches(
+            user=user, team=team, cost_center=cost_center, repo=repo, key_id=key_id, model=model
+        ) and (self.action == PAUSE or self.route_from is None or self.route_from == model)
 
 
 def _opt(text: str) -> str | None:
@@ -123,7 +105,7 @@ def verdict_from(msg: control_pb2.Verdict) -> ActiveVerdict:
         id=msg.id,
         # An action this proxy does not know pauses: refusing is the safe reading of a budget verdict.
         action=ROUTE if msg.action == control_pb2.Verdict.ROUTE else PAUSE,
-        scope=VerdictScope(
+        scope=Scope(
             user=_opt(s.user),
             team=_opt(s.team),
             cost_center=_opt(s.cost_center),
